@@ -1,0 +1,130 @@
+//! `portal audit verify`: walk every chain from its first event and recompute each link.
+
+use futures::TryStreamExt;
+use records_domain::db::RowExt;
+use sqlx::AnyConnection;
+
+use super::{from_row, AuditEvent, GENESIS_HASH};
+use crate::AccessError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenLink {
+    pub chain_key: String,
+    pub seq: i64,
+    pub event_id: Option<String>,
+    pub problem: String,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct VerifyReport {
+    pub chains: u64,
+    pub events: u64,
+    pub broken: Vec<BrokenLink>,
+}
+
+impl VerifyReport {
+    pub fn is_intact(&self) -> bool {
+        self.broken.is_empty()
+    }
+}
+
+pub async fn verify_all(conn: &mut AnyConnection) -> Result<VerifyReport, AccessError> {
+    let heads =
+        sqlx::query("SELECT chain_key, last_seq, last_hash FROM audit_chains ORDER BY chain_key")
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut report = VerifyReport::default();
+    for head in heads {
+        let key = head.text("chain_key")?;
+        let (events, broken) =
+            verify_chain(conn, &key, head.int("last_seq")?, &head.text("last_hash")?).await?;
+        report.chains += 1;
+        report.events += events;
+        report.broken.extend(broken);
+    }
+    let orphans = sqlx::query(
+        "SELECT e.chain_key, MIN(e.seq) AS seq FROM audit_events e LEFT JOIN audit_chains c ON c.chain_key = e.chain_key \
+         WHERE c.chain_key IS NULL GROUP BY e.chain_key",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in orphans {
+        report.broken.push(BrokenLink {
+            chain_key: row.text("chain_key")?,
+            seq: row.int("seq")?,
+            event_id: None,
+            problem: "events of a chain that has no head (chain head deleted)".into(),
+        });
+    }
+    Ok(report)
+}
+
+/// Verify one chain; returns the number of events read and the first broken link, if any.
+pub async fn verify_chain(
+    conn: &mut AnyConnection,
+    chain_key: &str,
+    head_seq: i64,
+    head_hash: &str,
+) -> Result<(u64, Option<BrokenLink>), AccessError> {
+    let mut rows = sqlx::query("SELECT * FROM audit_events WHERE chain_key = $1 ORDER BY seq")
+        .bind(chain_key)
+        .fetch(conn);
+    let mut expected_seq = 1;
+    let mut prev_hash = GENESIS_HASH.to_string();
+    let mut count = 0;
+    let broken = |seq: i64, event: Option<&AuditEvent>, problem: String| BrokenLink {
+        chain_key: chain_key.to_string(),
+        seq,
+        event_id: event.map(|e| e.id.to_string()),
+        problem,
+    };
+    while let Some(row) = rows.try_next().await? {
+        let event = from_row(&row)?;
+        count += 1;
+        if event.seq != expected_seq {
+            return Ok((
+                count,
+                Some(broken(
+                    expected_seq,
+                    Some(&event),
+                    format!(
+                        "event {expected_seq} is missing (next stored is {})",
+                        event.seq
+                    ),
+                )),
+            ));
+        }
+        if event.prev_hash != prev_hash {
+            return Ok((
+                count,
+                Some(broken(
+                    event.seq,
+                    Some(&event),
+                    "prev_hash does not match the previous event's hash".into(),
+                )),
+            ));
+        }
+        let recomputed = event.compute_hash();
+        if recomputed != event.hash {
+            return Ok((
+                count,
+                Some(broken(
+                    event.seq,
+                    Some(&event),
+                    format!(
+                        "content does not match its hash (stored {}, computed {})",
+                        event.hash, recomputed
+                    ),
+                )),
+            ));
+        }
+        prev_hash = event.hash;
+        expected_seq += 1;
+    }
+    let last = expected_seq - 1;
+    if last != head_seq || prev_hash != head_hash {
+        let problem = format!("chain ends at event {last} but its head records event {head_seq}: events were removed from the end");
+        return Ok((count, Some(broken(last + 1, None, problem))));
+    }
+    Ok((count, None))
+}

@@ -1,0 +1,30 @@
+use records_domain::DomainError;
+
+use crate::policy::Denial;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// Refused by the policy; the refusal itself has been audited.
+    #[error("{}", .0.describe())]
+    Denied(Denial),
+    #[error("no such patient")]
+    UnknownPatient,
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+impl From<sqlx::Error> for AccessError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Domain(DomainError::Database(e))
+    }
+}
+
+impl AccessError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid(message.into())
+    }
+}

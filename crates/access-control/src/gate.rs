@@ -1,0 +1,317 @@
+//! The one way to a patient's data: load the facts, `decide`, append the audit event and hand
+//! back the transaction together with a grant, which the record store demands as its permit.
+//! A denial is audited and committed before the caller hears of it; an allowed access is only
+//! audited if the caller's transaction commits, so what was not audited was not shown.
+
+use records_domain::db::{ts, RowExt};
+use records_domain::model::PatientId;
+use records_domain::store::{Category, ReadPermit, WritePermit};
+use records_domain::{Db, Tx};
+use sqlx::AnyConnection;
+use time::OffsetDateTime;
+
+use crate::actor::{Actor, RequestContext, Role};
+use crate::audit::{self, AuditEvent, NewEvent, Outcome};
+use crate::policy::{
+    decide, Action, Basis, BlockFact, Decision, Facts, Period, PolicySettings, ProxyFact, ProxyKind,
+};
+use crate::AccessError;
+
+/// Permission to read parts of one patient's record, within one transaction.
+#[derive(Debug)]
+pub struct ReadGrant {
+    patient: PatientId,
+    basis: Basis,
+    categories: Vec<Category>,
+    role: Role,
+}
+
+impl ReadGrant {
+    pub fn basis(&self) -> Basis {
+        self.basis
+    }
+    pub fn patient(&self) -> PatientId {
+        self.patient
+    }
+}
+
+impl ReadPermit for ReadGrant {
+    fn patient_id(&self) -> PatientId {
+        self.patient
+    }
+    fn includes_unreleased(&self) -> bool {
+        self.role == Role::Clinician
+    }
+    fn covers(&self, category: Category) -> bool {
+        self.categories.contains(&category)
+    }
+}
+
+/// Permission to change one category of one patient's record, within one transaction.
+#[derive(Debug)]
+pub struct WriteGrant {
+    read: ReadGrant,
+    author: String,
+}
+
+impl WriteGrant {
+    pub fn basis(&self) -> Basis {
+        self.read.basis
+    }
+}
+
+impl ReadPermit for WriteGrant {
+    fn patient_id(&self) -> PatientId {
+        self.read.patient
+    }
+    fn includes_unreleased(&self) -> bool {
+        self.read.includes_unreleased()
+    }
+    fn covers(&self, category: Category) -> bool {
+        self.read.covers(category)
+    }
+}
+
+impl WritePermit for WriteGrant {
+    fn author_name(&self) -> &str {
+        &self.author
+    }
+}
+
+/// Permission to change who may see a patient's record (blocks, powers of attorney).
+#[derive(Debug)]
+pub struct ConsentGrant {
+    patient: PatientId,
+}
+
+impl ConsentGrant {
+    pub fn patient(&self) -> PatientId {
+        self.patient
+    }
+}
+
+/// What is being accessed, for the decision and the audit event.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub actor: &'a Actor,
+    pub ctx: &'a RequestContext,
+    pub patient: PatientId,
+    /// e.g. the lab code or plan id the page shows; `None` for a whole category.
+    pub resource_id: Option<String>,
+}
+
+pub struct Gate<'a> {
+    pub db: &'a Db,
+    pub settings: &'a PolicySettings,
+}
+
+impl Gate<'_> {
+    /// The overview: one decision and one audit event for the parts of the record it covers.
+    pub async fn summary(&self, req: &Request<'_>) -> Result<(Tx, ReadGrant), AccessError> {
+        let (tx, decision) = self.enter(req, Action::ReadSummary, "summary").await?;
+        Ok((tx, read_grant(req, &decision)?))
+    }
+
+    pub async fn read(
+        &self,
+        req: &Request<'_>,
+        category: Category,
+    ) -> Result<(Tx, ReadGrant), AccessError> {
+        let (tx, decision) = self
+            .enter(req, Action::Read(category), category.as_str())
+            .await?;
+        Ok((tx, read_grant(req, &decision)?))
+    }
+
+    pub async fn write(
+        &self,
+        req: &Request<'_>,
+        category: Category,
+    ) -> Result<(Tx, WriteGrant), AccessError> {
+        let (tx, decision) = self
+            .enter(req, Action::Write(category), category.as_str())
+            .await?;
+        let read = read_grant(req, &decision)?;
+        Ok((
+            tx,
+            WriteGrant {
+                read,
+                author: req.actor.name.clone(),
+            },
+        ))
+    }
+
+    pub async fn consent(&self, req: &Request<'_>) -> Result<(Tx, ConsentGrant), AccessError> {
+        let (tx, _) = self.enter(req, Action::ManageConsent, "consent").await?;
+        Ok((
+            tx,
+            ConsentGrant {
+                patient: req.patient,
+            },
+        ))
+    }
+
+    async fn enter(
+        &self,
+        req: &Request<'_>,
+        action: Action,
+        resource_type: &str,
+    ) -> Result<(Tx, Decision), AccessError> {
+        let mut tx = self.db.begin_write().await?;
+        let now = OffsetDateTime::now_utc();
+        let facts = load_facts(&mut tx, req.actor, req.patient, now).await?;
+        let decision = decide(req.actor, action, &facts, self.settings, now);
+        let mut event = NewEvent::by(
+            req.actor,
+            req.ctx,
+            &action.describe(),
+            if decision.allowed {
+                Outcome::Allowed
+            } else {
+                Outcome::Denied
+            },
+        )
+        .about(req.patient)
+        .resource(resource_type, req.resource_id.clone())
+        .basis(decision.basis.map(Basis::as_str).unwrap_or(""))
+        .reason(match decision.denial {
+            Some(d) => d.as_str().to_string(),
+            None => override_reason(&mut tx, req.actor, req.patient, decision.basis, now).await?,
+        });
+        if decision.basis.is_some_and(Basis::is_proxy) {
+            event.on_behalf_of = Some(req.patient.0.to_string());
+        }
+        audit::append(&mut tx, event).await?;
+        match decision.denial {
+            Some(denial) => {
+                tx.commit()
+                    .await
+                    .map_err(records_domain::DomainError::from)?;
+                Err(AccessError::Denied(denial))
+            }
+            None => Ok((tx, decision)),
+        }
+    }
+}
+
+fn read_grant(req: &Request<'_>, decision: &Decision) -> Result<ReadGrant, AccessError> {
+    let basis = decision
+        .basis
+        .ok_or(AccessError::Denied(crate::policy::Denial::NotYourRecord))?;
+    Ok(ReadGrant {
+        patient: req.patient,
+        basis,
+        categories: decision.categories.clone(),
+        role: req.actor.role,
+    })
+}
+
+/// Under an emergency override every access event repeats the clinician's stated reason.
+async fn override_reason(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    patient: PatientId,
+    basis: Option<Basis>,
+    now: OffsetDateTime,
+) -> Result<String, AccessError> {
+    if basis != Some(Basis::EmergencyOverride) {
+        return Ok(String::new());
+    }
+    let row = sqlx::query(
+        "SELECT reason FROM emergency_accesses WHERE clinician_id = $1 AND patient_id = $2 AND expires_at > $3 \
+         ORDER BY granted_at DESC LIMIT 1",
+    )
+    .bind(actor.user_id.to_string())
+    .bind(patient.0.to_string())
+    .bind(ts(now))
+    .fetch_optional(conn)
+    .await?;
+    Ok(row
+        .map(|r| r.text("reason"))
+        .transpose()?
+        .unwrap_or_default())
+}
+
+pub async fn load_facts(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    patient: PatientId,
+    now: OffsetDateTime,
+) -> Result<Facts, AccessError> {
+    let pid = patient.0.to_string();
+    let uid = actor.user_id.to_string();
+    let row = sqlx::query("SELECT birth_date, gp_clinic_id FROM patients WHERE id = $1")
+        .bind(&pid)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(AccessError::UnknownPatient)?;
+    let period = |r: &sqlx::any::AnyRow, from: &str, until: &str| -> Result<Period, AccessError> {
+        Ok(Period {
+            from: r.time(from)?,
+            until: r.opt_time(until)?,
+        })
+    };
+    let proxies = sqlx::query("SELECT * FROM proxies WHERE patient_id = $1 AND proxy_user_id = $2")
+        .bind(&pid)
+        .bind(&uid)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ProxyFact {
+                kind: ProxyKind::parse(&r.text("kind")?)
+                    .ok_or_else(|| AccessError::invalid("unknown proxy kind"))?,
+                period: period(r, "valid_from", "valid_until")?,
+                revoked: r.opt_text("revoked_at")?.is_some(),
+            })
+        })
+        .collect::<Result<_, AccessError>>()?;
+    let care_relationships =
+        sqlx::query("SELECT * FROM care_relationships WHERE patient_id = $1 AND clinician_id = $2")
+            .bind(&pid)
+            .bind(&uid)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| period(r, "valid_from", "valid_until"))
+            .collect::<Result<_, _>>()?;
+    let blocks = sqlx::query("SELECT * FROM blocks WHERE patient_id = $1")
+        .bind(&pid)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(BlockFact {
+                clinician_id: r.opt_uuid("clinician_id")?,
+                clinic_id: r.opt_uuid("clinic_id")?,
+                period: period(r, "valid_from", "valid_until")?,
+                lifted: r.opt_text("lifted_at")?.is_some(),
+            })
+        })
+        .collect::<Result<_, AccessError>>()?;
+    let override_expires_at = sqlx::query(
+        "SELECT expires_at FROM emergency_accesses WHERE patient_id = $1 AND clinician_id = $2 AND expires_at > $3",
+    )
+    .bind(&pid)
+    .bind(&uid)
+    .bind(ts(now))
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| Ok(r.time("expires_at")?))
+    .collect::<Result<_, AccessError>>()?;
+    Ok(Facts {
+        patient_id: patient,
+        birth_date: row.date("birth_date")?,
+        gp_clinic_id: row.opt_uuid("gp_clinic_id")?,
+        proxies,
+        care_relationships,
+        blocks,
+        override_expires_at,
+    })
+}
+
+/// Record an event that concerns a patient but reads nothing (e.g. a search hit shown by name).
+pub async fn record(conn: &mut AnyConnection, event: NewEvent) -> Result<AuditEvent, AccessError> {
+    audit::append(conn, event).await
+}

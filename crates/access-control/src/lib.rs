@@ -1,0 +1,21 @@
+//! Who may see what, and the record of who did.
+//!
+//! Read in this order: `actor` (who is asking), `policy` (the pure decision and its reasons),
+//! `gate` (the only way to a patient's data: decide, audit, grant), `audit` (the hash-chained
+//! log), then the facts the policy works from: `consent` (blocks, proxies), `care` (care
+//! relationships, emergency override) and `accounts` (users and credentials).
+
+pub mod accounts;
+pub mod actor;
+pub mod audit;
+pub mod care;
+pub mod consent;
+mod error;
+pub mod gate;
+pub mod policy;
+pub mod tokens;
+
+pub use actor::{Actor, RequestContext, Role};
+pub use error::AccessError;
+pub use gate::{ConsentGrant, Gate, ReadGrant, Request, WriteGrant};
+pub use policy::{Action, Basis, Decision, Denial, PolicySettings};

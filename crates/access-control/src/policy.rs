@@ -1,0 +1,357 @@
+//! The access decision (DESIGN.md section 4, the Danish model): one pure function from who is
+//! asking, what they ask for and the facts about the patient to a decision with its basis.
+//! Everything that reads or changes a patient's data goes through `decide`, via `gate`.
+
+use records_domain::model::{age_on, PatientId};
+use records_domain::store::Category;
+use serde::{Deserialize, Serialize};
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::actor::{Actor, Role};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// The overview page: whatever parts of the record the basis covers.
+    ReadSummary,
+    Read(Category),
+    Write(Category),
+    /// Change who may see the record: blocks and powers of attorney.
+    ManageConsent,
+}
+
+impl Action {
+    pub fn describe(self) -> String {
+        match self {
+            Self::ReadSummary => "read summary".into(),
+            Self::Read(c) => format!("read {}", c.as_str()),
+            Self::Write(c) => format!("write {}", c.as_str()),
+            Self::ManageConsent => "manage consent".into(),
+        }
+    }
+}
+
+/// Why access was allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Basis {
+    OwnRecord,
+    Guardian,
+    PowerOfAttorney,
+    GpListing,
+    CareRelationship,
+    EmergencyOverride,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OwnRecord => "own_record",
+            Self::Guardian => "guardian",
+            Self::PowerOfAttorney => "power_of_attorney",
+            Self::GpListing => "gp_listing",
+            Self::CareRelationship => "care_relationship",
+            Self::EmergencyOverride => "emergency_override",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::OwnRecord => "own record",
+            Self::Guardian => "guardian of a child under 15",
+            Self::PowerOfAttorney => "power of attorney",
+            Self::GpListing => "patient is listed with the clinician's practice",
+            Self::CareRelationship => "care relationship",
+            Self::EmergencyOverride => "emergency override",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::OwnRecord,
+            Self::Guardian,
+            Self::PowerOfAttorney,
+            Self::GpListing,
+            Self::CareRelationship,
+            Self::EmergencyOverride,
+        ]
+        .into_iter()
+        .find(|b| b.as_str() == text)
+    }
+
+    pub fn is_proxy(self) -> bool {
+        matches!(self, Self::Guardian | Self::PowerOfAttorney)
+    }
+}
+
+/// Why access was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Denial {
+    NotYourRecord,
+    ChildTurned15,
+    CategoryNotForGuardians,
+    NoTreatmentRelationship,
+    BlockedByPatient,
+    NoClinicalAccessForRole,
+    ReadOnlyAccess,
+}
+
+impl Denial {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotYourRecord => "not_your_record",
+            Self::ChildTurned15 => "child_turned_15",
+            Self::CategoryNotForGuardians => "category_not_for_guardians",
+            Self::NoTreatmentRelationship => "no_treatment_relationship",
+            Self::BlockedByPatient => "blocked_by_patient",
+            Self::NoClinicalAccessForRole => "no_clinical_access_for_role",
+            Self::ReadOnlyAccess => "read_only_access",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::NotYourRecord => "This is not your record and you hold no proxy for it.",
+            Self::ChildTurned15 => "Guardian access ends on the child's 15th birthday.",
+            Self::CategoryNotForGuardians => "Guardians do not see this part of a child's record.",
+            Self::NoTreatmentRelationship => {
+                "The patient is not listed with your practice and you have no active care relationship."
+            }
+            Self::BlockedByPatient => "The patient has blocked your access.",
+            Self::NoClinicalAccessForRole => "Your role gives no access to clinical data.",
+            Self::ReadOnlyAccess => "Your access to this record is read-only.",
+        }
+    }
+
+    /// A clinician may break the glass where the refusal is about relationships and consent.
+    pub fn override_possible(self) -> bool {
+        matches!(self, Self::NoTreatmentRelationship | Self::BlockedByPatient)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub basis: Option<Basis>,
+    pub denial: Option<Denial>,
+    /// The parts of the record the decision covers.
+    pub categories: Vec<Category>,
+}
+
+impl Decision {
+    fn allow(basis: Basis, categories: Vec<Category>) -> Self {
+        Self {
+            allowed: true,
+            basis: Some(basis),
+            denial: None,
+            categories,
+        }
+    }
+
+    fn deny(denial: Denial) -> Self {
+        Self {
+            allowed: false,
+            basis: None,
+            denial: Some(denial),
+            categories: Vec::new(),
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match (self.basis, self.denial) {
+            (Some(b), _) => b.describe(),
+            (None, Some(d)) => d.describe(),
+            (None, None) => "",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProxyKind {
+    Guardian,
+    PowerOfAttorney,
+}
+
+impl ProxyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Guardian => "guardian",
+            Self::PowerOfAttorney => "power_of_attorney",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "guardian" => Some(Self::Guardian),
+            "power_of_attorney" => Some(Self::PowerOfAttorney),
+            _ => None,
+        }
+    }
+}
+
+/// A time window; `until: None` means open-ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub from: OffsetDateTime,
+    pub until: Option<OffsetDateTime>,
+}
+
+impl Period {
+    pub fn contains(&self, t: OffsetDateTime) -> bool {
+        self.from <= t && self.until.is_none_or(|u| t < u)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyFact {
+    pub kind: ProxyKind,
+    pub period: Period,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockFact {
+    pub clinician_id: Option<Uuid>,
+    pub clinic_id: Option<Uuid>,
+    pub period: Period,
+    pub lifted: bool,
+}
+
+/// What the policy needs to know about the patient and about this actor's ties to them.
+/// Loaded by `gate` from the database; built by hand in tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    pub patient_id: PatientId,
+    pub birth_date: Date,
+    pub gp_clinic_id: Option<Uuid>,
+    /// This actor's proxies for this patient.
+    pub proxies: Vec<ProxyFact>,
+    /// This clinician's care relationships with this patient.
+    pub care_relationships: Vec<Period>,
+    /// All of the patient's blocks.
+    pub blocks: Vec<BlockFact>,
+    /// End of this clinician's emergency override for this patient, if one was granted.
+    pub override_expires_at: Vec<OffsetDateTime>,
+}
+
+/// Configuration the law leaves to the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// What a guardian of a child under 15 sees. Danish default: not lab results.
+    pub guardian_categories: Vec<Category>,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            guardian_categories: vec![
+                Category::Prescriptions,
+                Category::TreatmentPlans,
+                Category::AccessLog,
+            ],
+        }
+    }
+}
+
+const CLINICAL: [Category; 3] = [
+    Category::LabResults,
+    Category::Prescriptions,
+    Category::TreatmentPlans,
+];
+
+pub fn decide(
+    actor: &Actor,
+    action: Action,
+    facts: &Facts,
+    settings: &PolicySettings,
+    now: OffsetDateTime,
+) -> Decision {
+    match actor.role {
+        Role::Patient => decide_for_patient_user(actor, action, facts, settings, now),
+        Role::Clinician => decide_for_clinician(actor, action, facts, now),
+        Role::Auditor | Role::Administrator | Role::System => {
+            Decision::deny(Denial::NoClinicalAccessForRole)
+        }
+    }
+}
+
+fn decide_for_patient_user(
+    actor: &Actor,
+    action: Action,
+    facts: &Facts,
+    settings: &PolicySettings,
+    now: OffsetDateTime,
+) -> Decision {
+    if actor.patient_id == Some(facts.patient_id) {
+        return match action {
+            Action::ReadSummary | Action::Read(_) | Action::ManageConsent => {
+                Decision::allow(Basis::OwnRecord, Category::ALL.to_vec())
+            }
+            Action::Write(_) => Decision::deny(Denial::ReadOnlyAccess),
+        };
+    }
+    let holds = |kind: ProxyKind| {
+        facts
+            .proxies
+            .iter()
+            .any(|p| p.kind == kind && !p.revoked && p.period.contains(now))
+    };
+    if holds(ProxyKind::PowerOfAttorney) {
+        return match action {
+            Action::ReadSummary | Action::Read(_) => {
+                Decision::allow(Basis::PowerOfAttorney, Category::ALL.to_vec())
+            }
+            _ => Decision::deny(Denial::ReadOnlyAccess),
+        };
+    }
+    if holds(ProxyKind::Guardian) {
+        if age_on(facts.birth_date, now.date()) >= 15 {
+            return Decision::deny(Denial::ChildTurned15);
+        }
+        return match action {
+            Action::ReadSummary => {
+                Decision::allow(Basis::Guardian, settings.guardian_categories.clone())
+            }
+            Action::Read(c) if settings.guardian_categories.contains(&c) => {
+                Decision::allow(Basis::Guardian, settings.guardian_categories.clone())
+            }
+            Action::Read(_) => Decision::deny(Denial::CategoryNotForGuardians),
+            _ => Decision::deny(Denial::ReadOnlyAccess),
+        };
+    }
+    Decision::deny(Denial::NotYourRecord)
+}
+
+fn decide_for_clinician(
+    actor: &Actor,
+    action: Action,
+    facts: &Facts,
+    now: OffsetDateTime,
+) -> Decision {
+    let clinical = matches!(action, Action::ReadSummary)
+        || matches!(action, Action::Read(c) | Action::Write(c) if CLINICAL.contains(&c));
+    if !clinical {
+        return Decision::deny(Denial::NoClinicalAccessForRole);
+    }
+    if facts.override_expires_at.iter().any(|&end| now < end) {
+        return Decision::allow(Basis::EmergencyOverride, CLINICAL.to_vec());
+    }
+    let blocked = facts.blocks.iter().any(|b| {
+        !b.lifted
+            && b.period.contains(now)
+            && (b.clinician_id == Some(actor.user_id)
+                || (b.clinic_id.is_some() && b.clinic_id == actor.clinic_id))
+    });
+    if blocked {
+        return Decision::deny(Denial::BlockedByPatient);
+    }
+    if facts.gp_clinic_id.is_some() && facts.gp_clinic_id == actor.clinic_id {
+        return Decision::allow(Basis::GpListing, CLINICAL.to_vec());
+    }
+    if facts.care_relationships.iter().any(|r| r.contains(now)) {
+        return Decision::allow(Basis::CareRelationship, CLINICAL.to_vec());
+    }
+    Decision::deny(Denial::NoTreatmentRelationship)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! API tokens for the FHIR interface: SMART-style scopes (`patient/*.read`, `user/Observation.read`,
+//! `system/Observation.write`, ...) bound to a portal user (who the reads are decided and audited
+//! as) or to a system client (a lab or registry that writes results in).
+
+use base64::Engine;
+use rand::RngCore;
+use records_domain::db::{ts, RowExt};
+use sqlx::AnyConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::accounts::sha256_hex;
+use crate::AccessError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeContext {
+    /// The signed-in patient's own record (and records they hold a proxy for).
+    Patient,
+    /// Whatever the bound user may see under the access policy.
+    User,
+    /// A system client acting for no person.
+    System,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub context: ScopeContext,
+    /// A FHIR resource type, or `*`.
+    pub resource: String,
+    pub read: bool,
+    pub write: bool,
+}
+
+impl Scope {
+    /// Parses SMART v1 (`.read`, `.write`, `.*`) and v2 (`.rs`, `.cruds`) permissions.
+    pub fn parse(text: &str) -> Result<Self, AccessError> {
+        let bad = || {
+            AccessError::invalid(format!(
+                "{text:?} is not a scope like patient/*.read or system/Observation.write"
+            ))
+        };
+        let (context, rest) = text.split_once('/').ok_or_else(bad)?;
+        let (resource, permission) = rest.rsplit_once('.').ok_or_else(bad)?;
+        let context = match context {
+            "patient" => ScopeContext::Patient,
+            "user" => ScopeContext::User,
+            "system" => ScopeContext::System,
+            _ => return Err(bad()),
+        };
+        let valid_resource = resource == "*"
+            || (!resource.is_empty() && resource.chars().all(|c| c.is_ascii_alphabetic()));
+        if !valid_resource {
+            return Err(bad());
+        }
+        let (read, write) = match permission {
+            "read" => (true, false),
+            "write" => (false, true),
+            "*" => (true, true),
+            v2 if !v2.is_empty() && v2.chars().all(|c| "cruds".contains(c)) => (
+                v2.contains('r') || v2.contains('s'),
+                v2.contains('c') || v2.contains('u'),
+            ),
+            _ => return Err(bad()),
+        };
+        Ok(Self {
+            context,
+            resource: resource.to_string(),
+            read,
+            write,
+        })
+    }
+
+    fn covers(&self, resource: &str) -> bool {
+        self.resource == "*" || self.resource == resource
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub user_id: Option<Uuid>,
+}
+
+impl ApiToken {
+    pub fn may_read(&self, resource: &str) -> bool {
+        self.scopes.iter().any(|s| s.read && s.covers(resource))
+    }
+
+    pub fn may_write(&self, resource: &str) -> bool {
+        self.scopes.iter().any(|s| s.write && s.covers(resource))
+    }
+
+    pub fn is_system(&self) -> bool {
+        self.user_id.is_none()
+    }
+}
+
+pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, AccessError> {
+    let scopes = text
+        .split_whitespace()
+        .map(Scope::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    if scopes.is_empty() {
+        return Err(AccessError::invalid("give at least one scope"));
+    }
+    Ok(scopes)
+}
+
+/// Create a token; the secret is returned once and only its hash is kept.
+pub async fn create(
+    conn: &mut AnyConnection,
+    name: &str,
+    scopes: &str,
+    user_id: Option<Uuid>,
+) -> Result<String, AccessError> {
+    let parsed = parse_scopes(scopes)?;
+    let system_scopes = parsed.iter().any(|s| s.context == ScopeContext::System);
+    if system_scopes == user_id.is_some() {
+        return Err(AccessError::invalid(
+            "system/ scopes are for tokens without a user; patient/ and user/ scopes need --user",
+        ));
+    }
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let secret = format!(
+        "pp_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    sqlx::query("INSERT INTO api_tokens (id, name, token_hash, scopes, user_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(Uuid::now_v7().to_string())
+        .bind(name)
+        .bind(sha256_hex(&secret))
+        .bind(scopes.split_whitespace().collect::<Vec<_>>().join(" "))
+        .bind(user_id.map(|u| u.to_string()))
+        .bind(ts(OffsetDateTime::now_utc()))
+        .execute(conn)
+        .await?;
+    Ok(secret)
+}
+
+/// The live token with this secret, if any.
+pub async fn find(conn: &mut AnyConnection, secret: &str) -> Result<Option<ApiToken>, AccessError> {
+    let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+        .bind(sha256_hex(secret.trim()))
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| {
+        Ok(ApiToken {
+            id: r.uuid("id")?,
+            name: r.text("name")?,
+            scopes: parse_scopes(&r.text("scopes")?)?,
+            user_id: r.opt_uuid("user_id")?,
+        })
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_in_smart_v1_and_v2() {
+        let s = Scope::parse("patient/*.read").unwrap();
+        assert_eq!(
+            (s.context, s.resource.as_str(), s.read, s.write),
+            (ScopeContext::Patient, "*", true, false)
+        );
+        let s = Scope::parse("system/Observation.write").unwrap();
+        assert!(s.write && !s.read);
+        let s = Scope::parse("user/Observation.rs").unwrap();
+        assert!(s.read && !s.write);
+        let s = Scope::parse("system/*.cruds").unwrap();
+        assert!(s.read && s.write);
+        for bad in [
+            "",
+            "patient",
+            "patient/*",
+            "admin/*.read",
+            "patient/Obs-1.read",
+            "patient/*.fly",
+            "user/.read",
+        ] {
+            assert!(Scope::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_scopes_cover_resources() {
+        let token = ApiToken {
+            id: Uuid::nil(),
+            name: "x".into(),
+            scopes: parse_scopes("user/Observation.read system/CarePlan.write").unwrap(),
+            user_id: None,
+        };
+        assert!(token.may_read("Observation") && !token.may_read("Patient"));
+        assert!(token.may_write("CarePlan") && !token.may_write("Observation"));
+    }
+}

@@ -1,0 +1,205 @@
+//! The running portal: shared state, the router with every route in one list, and the layers
+//! every response passes (sessions, security headers, body limit, tracing).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use access_control::Gate;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use records_domain::{Db, PoolSettings};
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+use crate::auth::{self, hashing::Hasher, login, throttle::AddressThrottle};
+use crate::config::Config;
+use crate::error::AppError;
+use crate::routes;
+use crate::sessions::Store;
+
+/// Form posts are small; anything larger is refused before it is read.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    /// A streaming replica for read-only work that may lag a little (the auditor's searches,
+    /// statistics and exports); the primary when no DATABASE_READ_URL is configured.
+    pub replica: Db,
+    pub config: Arc<Config>,
+    pub hasher: Hasher,
+    pub throttle: AddressThrottle,
+}
+
+impl AppState {
+    pub fn reader(&self) -> &Db {
+        &self.replica
+    }
+
+    pub fn gate(&self) -> Gate<'_> {
+        Gate {
+            db: &self.db,
+            settings: &self.config.policy,
+        }
+    }
+}
+
+pub async fn connect(config: &Config) -> anyhow::Result<Db> {
+    let settings = PoolSettings {
+        max_connections: config.db_max_connections,
+        acquire_timeout: config.db_acquire_timeout,
+    };
+    let db = Db::connect(&config.database_url, &settings).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+pub fn router(state: AppState, store: Store) -> Router {
+    let secure = state.config.secure_cookies;
+    let sessions = SessionManagerLayer::new(store)
+        // The __Host- prefix makes browsers refuse the cookie unless Secure, host-only, path=/.
+        .with_name(if secure { "__Host-portal" } else { "portal" })
+        .with_secure(secure)
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(auth::IDLE_TIMEOUT));
+    Router::new()
+        .route("/", get(start))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/static/portal.css", get(routes::health::stylesheet))
+        .route("/static/favicon.svg", get(routes::health::favicon))
+        .route("/login", get(login::login_page).post(login::login))
+        .route(
+            "/login/second-factor",
+            get(login::second_factor_page).post(login::second_factor),
+        )
+        .route("/logout", post(login::logout))
+        .route(
+            "/account/password",
+            get(login::password_page).post(login::change_password),
+        )
+        .route("/account/security", get(login::security_page))
+        .route("/account/totp/start", post(login::start_totp))
+        .route("/account/totp/confirm", post(login::confirm_totp))
+        .merge(routes::patient::routes())
+        .merge(routes::clinician::routes())
+        .merge(routes::admin::routes())
+        .merge(routes::audit::routes())
+        .merge(crate::fhir::routes())
+        .fallback(not_found)
+        .layer(sessions)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn start(session: Session, State(state): State<AppState>) -> Result<Response, AppError> {
+    let Some(signed_in) = auth::signed_in(&session).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let mut conn = state.db.pool().acquire().await?;
+    let role = access_control::accounts::by_id(&mut conn, signed_in.user_id)
+        .await?
+        .map(|u| u.role);
+    Ok(Redirect::to(role.map(auth::home_for).unwrap_or("/login")).into_response())
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound
+}
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; \
+                   base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        // Health data must not linger in shared or browser caches.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if state.config.secure_cookies {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    response
+}
+
+/// Start serving on the configured address; returns the bound address and the server task.
+pub async fn spawn(
+    config: Config,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>, Db)> {
+    let db = connect(&config).await?;
+    let store = Store::connect(&config.database_url, db.engine()).await?;
+    store.spawn_cleanup();
+    let replica = match &config.database_read_url {
+        Some(url) => {
+            let settings = PoolSettings {
+                max_connections: config.db_max_connections,
+                acquire_timeout: config.db_acquire_timeout,
+            };
+            Db::connect(url, &settings).await?
+        }
+        None => db.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.bind).await?;
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        db: db.clone(),
+        replica,
+        config: Arc::new(config),
+        hasher: Hasher::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        ),
+        throttle: AddressThrottle::default(),
+    };
+    let app = router(state, store).into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    Ok((addr, server, db))
+}

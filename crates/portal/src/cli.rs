@@ -1,0 +1,402 @@
+//! The `portal` command: `serve` (the default), `migrate`, `seed`, `user add`, `audit verify`.
+
+use std::process::ExitCode;
+
+use access_control::accounts::{self, NewUser};
+use access_control::audit::verify;
+use access_control::Role;
+use clap::{Parser, Subcommand};
+use records_domain::{Cpr, Db};
+use tracing_subscriber::EnvFilter;
+
+use crate::app;
+use crate::config::{DatabaseArgs, ServeArgs};
+use crate::seed;
+
+#[derive(Parser)]
+#[command(name = "portal", version, about = "National patient-record portal")]
+struct Cli {
+    /// Log filter (e.g. info, debug, portal=debug,tower_http=info).
+    #[arg(long, env = "PORTAL_LOG", default_value = "info", global = true)]
+    log: String,
+    /// Log as JSON lines (for log collectors) instead of text.
+    #[arg(long, env = "PORTAL_LOG_JSON", global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the web portal (the default).
+    Serve(ServeArgs),
+    /// Create or upgrade the database schema.
+    Migrate(DatabaseArgs),
+    /// Create the demo population and logins (if the database has no users yet).
+    Seed(DatabaseArgs),
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Import FHIR R4 Bundles (.json) and NDJSON files (.ndjson); re-importing changes nothing.
+    Import {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Source system recorded on every row (re-imports from the same source update in place).
+        #[arg(long, default_value = "urn:portal:import")]
+        source: String,
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Measure the portal on a fresh database (the README's figures).
+    Bench {
+        /// Database to create and fill (default: a fresh SQLite file in a temporary folder).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Seconds per load test.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Audit events to append before the audit search and verify figures.
+        #[arg(long, default_value_t = 100_000)]
+        audit_events: u64,
+        /// Folder of FHIR Bundles to import (e.g. ../shared/fhir-samples).
+        #[arg(long)]
+        samples: Option<std::path::PathBuf>,
+    },
+    /// API tokens for the FHIR interface.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; prints a one-time password (to be changed at first sign-in) and, for staff, the TOTP secret.
+    Add {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// patient, clinician, auditor or administrator
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        username: String,
+        /// Full name as shown in the portal and the audit log.
+        #[arg(long)]
+        name: String,
+        /// For patients: their CPR number.
+        #[arg(long)]
+        cpr: Option<String>,
+        /// For clinicians: the clinic's id.
+        #[arg(long)]
+        clinic: Option<uuid::Uuid>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a bearer token; prints it once (only its hash is stored).
+    Add {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// A name for the client (shown in the audit log).
+        #[arg(long)]
+        name: String,
+        /// Space-separated SMART scopes, e.g. "patient/*.read" or "system/Observation.write".
+        #[arg(long)]
+        scopes: String,
+        /// The portal user the token acts as (required for patient/ and user/ scopes).
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every hash chain; exits non-zero and names the first broken link of each bad chain.
+    Verify(DatabaseArgs),
+}
+
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_json);
+    let result = match cli.command {
+        None => serve(ServeArgs::parse_defaults()).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Migrate(db)) => open(&db).await.map(|_| println!("database is up to date")),
+        Some(Command::Seed(db)) => seed_command(&db).await,
+        Some(Command::User {
+            command:
+                UserCommand::Add {
+                    database,
+                    role,
+                    username,
+                    name,
+                    cpr,
+                    clinic,
+                },
+        }) => add_user(&database, &role, &username, &name, cpr.as_deref(), clinic).await,
+        Some(Command::Audit {
+            command: AuditCommand::Verify(db),
+        }) => return audit_verify(&db).await,
+        Some(Command::Import {
+            database,
+            source,
+            files,
+        }) => return import(&database, &source, &files).await,
+        Some(Command::Bench {
+            database_url,
+            seconds,
+            clients,
+            audit_events,
+            samples,
+        }) => bench(database_url, seconds, clients, audit_events, samples).await,
+        Some(Command::Token {
+            command:
+                TokenCommand::Add {
+                    database,
+                    name,
+                    scopes,
+                    user,
+                },
+        }) => add_token(&database, &name, &scopes, user.as_deref()).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+impl ServeArgs {
+    /// `portal` with no subcommand serves with the environment's settings.
+    fn parse_defaults() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Defaults::parse_from(["portal"]).serve
+    }
+}
+
+fn init_logging(filter: &str, json: bool) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn open(args: &DatabaseArgs) -> anyhow::Result<Db> {
+    args.engine()?;
+    let db = Db::connect(&args.database_url, &args.pool_settings()?).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let demo = config.demo;
+    let db = app::connect(&config).await?;
+    if demo {
+        let report = seed::seed(&db).await?;
+        if report.created {
+            println!("Created demo data: {} patients, {} lab results, {} prescriptions, {} treatment plans.", report.patients, report.lab_results, report.prescriptions, report.plans);
+        }
+        for login in seed::demo_logins() {
+            println!("{login}");
+        }
+    }
+    db.close().await;
+    let (addr, server, _) = app::spawn(config).await?;
+    println!("Portal listening on http://{addr}");
+    server.await?;
+    Ok(())
+}
+
+async fn seed_command(args: &DatabaseArgs) -> anyhow::Result<()> {
+    let db = open(args).await?;
+    let report = seed::seed(&db).await?;
+    if report.created {
+        println!(
+            "Created demo data: {} patients, {} lab results, {} prescriptions, {} treatment plans.",
+            report.patients, report.lab_results, report.prescriptions, report.plans
+        );
+    } else {
+        println!("The database already has users; nothing seeded.");
+    }
+    for login in seed::demo_logins() {
+        println!("{login}");
+    }
+    Ok(())
+}
+
+async fn add_user(
+    args: &DatabaseArgs,
+    role: &str,
+    username: &str,
+    name: &str,
+    cpr: Option<&str>,
+    clinic: Option<uuid::Uuid>,
+) -> anyhow::Result<()> {
+    let role = Role::parse(role)
+        .filter(|r| *r != Role::System)
+        .ok_or_else(|| {
+            anyhow::anyhow!("--role: use patient, clinician, auditor or administrator")
+        })?;
+    let db = open(args).await?;
+    let mut tx = db.begin_write().await?;
+    let patient_id = match cpr {
+        Some(c) => {
+            let cpr = Cpr::parse(c).map_err(|e| anyhow::anyhow!("--cpr: {e}"))?;
+            let p = records_domain::store::patients::by_cpr(&mut tx, &cpr)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("--cpr: no patient has that CPR number"))?;
+            Some(p.id)
+        }
+        None => None,
+    };
+    let password = crate::auth::totp::recovery_codes().join("-");
+    let totp_secret = role
+        .requires_second_factor()
+        .then(crate::auth::totp::new_secret);
+    let hash = tokio::task::spawn_blocking({
+        let p = password.clone();
+        move || accounts::hash_password(&p)
+    })
+    .await??;
+    let new = NewUser {
+        username: username.into(),
+        display_name: name.into(),
+        role,
+        patient_id,
+        clinic_id: clinic,
+        totp_secret: totp_secret.clone(),
+        must_change_password: true,
+    };
+    accounts::create(&mut tx, &new, &hash).await?;
+    tx.commit().await?;
+    println!("user {username} created; one-time password: {password}");
+    if let Some(secret) = totp_secret {
+        println!("TOTP secret (add to the authenticator app): {secret}");
+    }
+    Ok(())
+}
+
+async fn audit_verify(args: &DatabaseArgs) -> ExitCode {
+    let report = async {
+        let db = open(args).await?;
+        let mut conn = db.pool().acquire().await?;
+        Ok::<_, anyhow::Error>(verify::verify_all(&mut conn).await?)
+    }
+    .await;
+    match report {
+        Ok(report) => {
+            println!(
+                "audit log: {} chains, {} events checked",
+                report.chains, report.events
+            );
+            for b in &report.broken {
+                let patient = if b.chain_key == access_control::audit::SYSTEM_CHAIN {
+                    "system chain".to_string()
+                } else {
+                    format!("patient {}", b.chain_key)
+                };
+                println!(
+                    "BROKEN: {patient}, event #{} ({}): {}",
+                    b.seq,
+                    b.event_id.as_deref().unwrap_or("missing"),
+                    b.problem
+                );
+            }
+            if report.is_intact() {
+                println!("all chains intact");
+                ExitCode::SUCCESS
+            } else {
+                println!("{} broken chain(s)", report.broken.len());
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn import(args: &DatabaseArgs, source: &str, files: &[std::path::PathBuf]) -> ExitCode {
+    let db = match open(args).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = crate::import::import_files(&db, source, files, true).await;
+    crate::import::print(&report);
+    if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+async fn add_token(
+    args: &DatabaseArgs,
+    name: &str,
+    scopes: &str,
+    user: Option<&str>,
+) -> anyhow::Result<()> {
+    let db = open(args).await?;
+    let mut tx = db.begin_write().await?;
+    let user_id = match user {
+        Some(username) => Some(
+            accounts::by_username(&mut tx, username)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("--user: no user {username:?}"))?
+                .id,
+        ),
+        None => None,
+    };
+    let secret = access_control::tokens::create(&mut tx, name, scopes, user_id).await?;
+    tx.commit().await?;
+    println!("token {name} created (shown once): {secret}");
+    Ok(())
+}
+
+async fn bench(
+    database_url: Option<String>,
+    seconds: u64,
+    clients: usize,
+    audit_events: u64,
+    samples: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let database_url = database_url
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let config = ServeArgs::parse_defaults().into_config()?;
+    let options = crate::bench::BenchOptions {
+        database_url,
+        seconds,
+        clients: clients.max(1),
+        audit_events,
+        samples,
+    };
+    crate::bench::run(options, config).await
+}

@@ -1,0 +1,297 @@
+//! Configuration: every setting is an environment variable with a matching `serve` flag.
+//! Values are checked here, once, so that a bad one stops the start with one line naming it.
+
+use std::net::SocketAddr;
+
+use access_control::PolicySettings;
+use clap::Args;
+use records_domain::store::Category;
+use records_domain::Engine;
+use time::Duration;
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "PORTAL_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Secure + __Host- session cookies: "true", "false", or "auto" (on unless bound to loopback).
+    #[arg(long, env = "PORTAL_SECURE_COOKIES", default_value = "auto")]
+    pub secure_cookies: String,
+    /// Create the demo population and logins on first start: "true", "false", or "auto"
+    /// (on for the embedded SQLite default, off for PostgreSQL).
+    #[arg(long, env = "PORTAL_DEMO", default_value = "auto")]
+    pub demo: String,
+    /// Minutes an emergency override lasts.
+    #[arg(long, env = "PORTAL_OVERRIDE_MINUTES", default_value = "120")]
+    pub override_minutes: String,
+    /// What guardians of children under 15 see (comma-separated: lab_results, prescriptions,
+    /// treatment_plans, access_log).
+    #[arg(
+        long,
+        env = "PORTAL_GUARDIAN_CATEGORIES",
+        default_value = "prescriptions,treatment_plans,access_log"
+    )]
+    pub guardian_categories: String,
+    /// Years the audit log is kept (never less than 10: the log must outlive what patients are shown).
+    #[arg(long, env = "PORTAL_AUDIT_RETENTION_YEARS", default_value = "10")]
+    pub audit_retention_years: String,
+    /// Take the client address from X-Forwarded-For (only behind a reverse proxy you run).
+    #[arg(long, env = "PORTAL_TRUST_PROXY", default_value = "false")]
+    pub trust_proxy: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// sqlite://FILE or postgres://USER@HOST/DB
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://portal.db")]
+    pub database_url: String,
+    /// Optional read replica (PostgreSQL streaming standby) for the auditor's searches.
+    #[arg(long, env = "DATABASE_READ_URL")]
+    pub database_read_url: Option<String>,
+    /// Largest number of database connections in the pool.
+    #[arg(long, env = "PORTAL_DB_MAX_CONNECTIONS", default_value = "16")]
+    pub db_max_connections: String,
+    /// Seconds a request waits for a free database connection before it is answered 503.
+    #[arg(long, env = "PORTAL_DB_ACQUIRE_TIMEOUT", default_value = "3")]
+    pub db_acquire_timeout: String,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub database_url: String,
+    pub database_read_url: Option<String>,
+    pub db_max_connections: u32,
+    pub db_acquire_timeout: std::time::Duration,
+    pub secure_cookies: bool,
+    pub demo: bool,
+    pub override_window: Duration,
+    pub policy: PolicySettings,
+    pub audit_retention_years: u32,
+    pub trust_proxy: bool,
+}
+
+impl std::fmt::Debug for Config {
+    // Database URLs may carry passwords; they never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("database", &redact(&self.database_url))
+            .field("secure_cookies", &self.secure_cookies)
+            .field("demo", &self.demo)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A configuration error: one line that names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn bad(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+fn flag(setting: &'static str, value: &str) -> Result<Option<bool>, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(Some(true)),
+        "false" | "0" | "no" | "off" => Ok(Some(false)),
+        "auto" => Ok(None),
+        other => Err(bad(
+            setting,
+            format!("{other:?} is not true, false or auto"),
+        )),
+    }
+}
+
+impl DatabaseArgs {
+    pub fn engine(&self) -> Result<Engine, ConfigError> {
+        Engine::from_url(&self.database_url).ok_or_else(|| {
+            bad(
+                "DATABASE_URL (--database-url)",
+                "use sqlite://FILE or postgres://USER@HOST/DB",
+            )
+        })
+    }
+
+    pub fn acquire_timeout(&self) -> Result<std::time::Duration, ConfigError> {
+        match self.db_acquire_timeout.trim().parse::<u64>() {
+            Ok(n) if (1..=60).contains(&n) => Ok(std::time::Duration::from_secs(n)),
+            _ => Err(bad(
+                "PORTAL_DB_ACQUIRE_TIMEOUT (--db-acquire-timeout)",
+                "a whole number of seconds from 1 to 60",
+            )),
+        }
+    }
+
+    pub fn pool_settings(&self) -> Result<records_domain::PoolSettings, ConfigError> {
+        Ok(records_domain::PoolSettings {
+            max_connections: self.max_connections()?,
+            acquire_timeout: self.acquire_timeout()?,
+        })
+    }
+
+    pub fn max_connections(&self) -> Result<u32, ConfigError> {
+        match self.db_max_connections.trim().parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(bad(
+                "PORTAL_DB_MAX_CONNECTIONS (--db-max-connections)",
+                "a whole number from 1 to 1000",
+            )),
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let bind: SocketAddr = self.bind.trim().parse().map_err(|_| {
+            bad(
+                "PORTAL_BIND (--bind)",
+                format!("{:?} is not an address like 127.0.0.1:8080", self.bind),
+            )
+        })?;
+        let engine = self.database.engine()?;
+        if let Some(read) = &self.database.database_read_url {
+            if Engine::from_url(read) != Some(Engine::Postgres) || engine != Engine::Postgres {
+                return Err(bad(
+                    "DATABASE_READ_URL (--database-read-url)",
+                    "a read replica needs PostgreSQL for both URLs",
+                ));
+            }
+        }
+        let secure_cookies = flag(
+            "PORTAL_SECURE_COOKIES (--secure-cookies)",
+            &self.secure_cookies,
+        )?
+        .unwrap_or(!bind.ip().is_loopback());
+        let demo = flag("PORTAL_DEMO (--demo)", &self.demo)?.unwrap_or(engine == Engine::Sqlite);
+        let trust_proxy =
+            flag("PORTAL_TRUST_PROXY (--trust-proxy)", &self.trust_proxy)?.unwrap_or(false);
+        let override_minutes: i64 = match self.override_minutes.trim().parse() {
+            Ok(m) if (5..=24 * 60).contains(&m) => m,
+            _ => {
+                return Err(bad(
+                    "PORTAL_OVERRIDE_MINUTES (--override-minutes)",
+                    "a whole number of minutes from 5 to 1440",
+                ))
+            }
+        };
+        let guardian_categories = self
+            .guardian_categories
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| Category::parse(s).ok_or_else(|| bad("PORTAL_GUARDIAN_CATEGORIES (--guardian-categories)", format!("{s:?} is not one of lab_results, prescriptions, treatment_plans, access_log"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let audit_retention_years = match self.audit_retention_years.trim().parse::<u32>() {
+            Ok(y) if (10..=100).contains(&y) => y,
+            _ => {
+                return Err(bad(
+                    "PORTAL_AUDIT_RETENTION_YEARS (--audit-retention-years)",
+                    "a whole number of years from 10 to 100",
+                ))
+            }
+        };
+        Ok(Config {
+            bind,
+            db_max_connections: self.database.max_connections()?,
+            db_acquire_timeout: self.database.acquire_timeout()?,
+            database_url: self.database.database_url,
+            database_read_url: self.database.database_read_url,
+            secure_cookies,
+            demo,
+            override_window: Duration::minutes(override_minutes),
+            policy: PolicySettings {
+                guardian_categories,
+            },
+            audit_retention_years,
+            trust_proxy,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["portal"];
+        argv.extend_from_slice(args);
+        Probe::parse_from(argv).serve.into_config()
+    }
+
+    #[test]
+    fn defaults_run_locally() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert!(!c.secure_cookies, "plain HTTP on loopback");
+        assert!(c.demo);
+        assert_eq!(c.override_window, Duration::hours(2));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let e = parse(&["--bind", "nowhere"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("configuration: PORTAL_BIND (--bind):"),
+            "{e}"
+        );
+        let e = parse(&["--database-url", "mysql://x"]).unwrap_err();
+        assert!(e.to_string().contains("DATABASE_URL"));
+        let e = parse(&["--secure-cookies", "maybe"]).unwrap_err();
+        assert!(e.to_string().contains("PORTAL_SECURE_COOKIES"));
+        let e = parse(&["--guardian-categories", "x-rays"]).unwrap_err();
+        assert!(e.to_string().contains("PORTAL_GUARDIAN_CATEGORIES"));
+        let e = parse(&["--audit-retention-years", "2"]).unwrap_err();
+        assert!(e.to_string().contains("PORTAL_AUDIT_RETENTION_YEARS"));
+    }
+
+    #[test]
+    fn postgres_never_seeds_unless_asked() {
+        let c = parse(&["--database-url", "postgres://u:pw@h/db"]).unwrap();
+        assert!(!c.demo);
+        assert!(!format!("{c:?}").contains("pw"));
+        let c = parse(&["--database-url", "postgres://u@h/db", "--demo", "true"]).unwrap();
+        assert!(c.demo);
+    }
+
+    #[test]
+    fn public_bind_turns_secure_cookies_on() {
+        assert!(parse(&["--bind", "0.0.0.0:8443"]).unwrap().secure_cookies);
+    }
+}

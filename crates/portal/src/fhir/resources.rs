@@ -1,0 +1,335 @@
+//! FHIR R4 out: records as FHIR JSON resources, search Bundles and the CapabilityStatement.
+//! Every resource carries `meta.versionId`, which is also its ETag.
+
+use access_control::audit::AuditEvent;
+use records_domain::db::{date_text, ts};
+use records_domain::model::*;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::ingest::CPR_SYSTEM;
+
+fn instant(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| ts(t))
+}
+
+fn meta(version: i64) -> Value {
+    json!({ "versionId": version.to_string() })
+}
+
+fn subject(patient: PatientId) -> Value {
+    json!({ "reference": format!("Patient/{}", patient.0) })
+}
+
+pub fn patient(p: &Patient) -> Value {
+    let mut identifier = vec![json!({
+        "use": "official",
+        "system": CPR_SYSTEM,
+        "value": p.cpr.digits(),
+    })];
+    if let Some((system, value)) = p
+        .original_identifier
+        .as_deref()
+        .and_then(|o| o.split_once('|'))
+    {
+        let mut original = json!({ "use": "secondary", "value": value });
+        if !system.is_empty() {
+            original["system"] = json!(system);
+        }
+        identifier.push(original);
+    }
+    let mut name = json!({ "use": "official", "family": p.family_name });
+    let given: Vec<&str> = p.given_name.split_whitespace().collect();
+    if !given.is_empty() {
+        name["given"] = json!(given);
+    }
+    json!({
+        "resourceType": "Patient",
+        "id": p.id.0.to_string(),
+        "meta": meta(1),
+        "identifier": identifier,
+        "name": [name],
+        "gender": p.sex.as_str(),
+        "birthDate": date_text(p.birth_date),
+    })
+}
+
+fn interpretation_code(i: Interpretation) -> Option<(&'static str, &'static str)> {
+    match i {
+        Interpretation::Low => Some(("L", "Low")),
+        Interpretation::Normal => Some(("N", "Normal")),
+        Interpretation::High => Some(("H", "High")),
+        Interpretation::Critical => Some(("AA", "Critical abnormal")),
+        Interpretation::Unknown => None,
+    }
+}
+
+pub fn observation(r: &LabResult) -> Value {
+    let status = match r.status {
+        ResultStatus::Preliminary => "preliminary",
+        ResultStatus::Final => "final",
+        ResultStatus::Amended => "amended",
+        ResultStatus::Cancelled => "cancelled",
+    };
+    let mut code = json!({ "code": r.code, "display": r.display });
+    if !r.code_system.is_empty() {
+        code["system"] = json!(r.code_system);
+    }
+    let mut o = json!({
+        "resourceType": "Observation",
+        "id": r.id.to_string(),
+        "meta": meta(r.version),
+        "status": status,
+        "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": r.category }] }],
+        "code": { "coding": [code], "text": r.display },
+        "subject": subject(r.patient_id),
+        "effectiveDateTime": instant(r.effective_at),
+        "issued": instant(r.issued_at),
+        "performer": [{ "display": r.performing_lab }],
+    });
+    match &r.value {
+        LabValue::Numeric(v) => {
+            let mut quantity = json!({ "value": v });
+            if let Some(unit) = &r.unit {
+                quantity["unit"] = json!(unit);
+            }
+            o["valueQuantity"] = quantity;
+        }
+        LabValue::Text(t) if !t.is_empty() => o["valueString"] = json!(t),
+        LabValue::Text(_) => {
+            o["dataAbsentReason"] = json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "unknown" }] })
+        }
+    }
+    if let Some((c, display)) = interpretation_code(r.interpretation) {
+        o["interpretation"] = json!([{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": c, "display": display }] }]);
+    }
+    if r.reference_low.is_some() || r.reference_high.is_some() {
+        let mut range = json!({});
+        for (key, value) in [("low", r.reference_low), ("high", r.reference_high)] {
+            if let Some(v) = value {
+                let mut q = json!({ "value": v });
+                if let Some(unit) = &r.unit {
+                    q["unit"] = json!(unit);
+                }
+                range[key] = q;
+            }
+        }
+        o["referenceRange"] = json!([range]);
+    }
+    o
+}
+
+pub fn medication_request(p: &Prescription) -> Value {
+    let mut coding = json!({ "code": p.medication_code, "display": p.medication_name });
+    if !p.medication_system.is_empty() {
+        coding["system"] = json!(p.medication_system);
+    }
+    let mut validity = json!({ "start": date_text(p.valid_from) });
+    if let Some(until) = p.valid_until {
+        validity["end"] = json!(date_text(until));
+    }
+    let mut m = json!({
+        "resourceType": "MedicationRequest",
+        "id": p.id.to_string(),
+        "meta": meta(p.version),
+        "status": p.status.as_str(),
+        "intent": "order",
+        "medicationCodeableConcept": { "coding": [coding], "text": p.medication_name },
+        "subject": subject(p.patient_id),
+        "authoredOn": instant(p.authored_at),
+        "requester": { "display": p.prescriber },
+        "dosageInstruction": [{ "text": p.dosage_text }],
+        "dispenseRequest": { "validityPeriod": validity },
+    });
+    if let Some(reason) = &p.stop_reason {
+        m["statusReason"] = json!({ "text": reason });
+    }
+    m
+}
+
+pub fn care_plan(plan: &TreatmentPlan) -> Value {
+    let goals: Vec<Value> = plan
+        .goals
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let (lifecycle, achievement) = match g.status {
+                GoalStatus::Proposed => ("proposed", None),
+                GoalStatus::Active => ("active", Some("in-progress")),
+                GoalStatus::Achieved => ("completed", Some("achieved")),
+                GoalStatus::Cancelled => ("cancelled", None),
+            };
+            let mut goal = json!({
+                "resourceType": "Goal",
+                "id": format!("goal{i}"),
+                "lifecycleStatus": lifecycle,
+                "description": { "text": g.description },
+                "subject": subject(plan.patient_id),
+            });
+            if let Some(a) = achievement {
+                goal["achievementStatus"] = json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/goal-achievement", "code": a }] });
+            }
+            if let Some(t) = &g.target {
+                goal["target"] = json!([{ "detailString": t }]);
+            }
+            goal
+        })
+        .collect();
+    let mut period = json!({ "start": date_text(plan.period_start) });
+    if let Some(end) = plan.period_end {
+        period["end"] = json!(date_text(end));
+    }
+    let mut c = json!({
+        "resourceType": "CarePlan",
+        "id": plan.id.to_string(),
+        "meta": meta(plan.version),
+        "status": plan.status.as_str(),
+        "intent": "plan",
+        "title": plan.title,
+        "subject": subject(plan.patient_id),
+        "period": period,
+        "author": { "display": plan.author },
+    });
+    if !plan.description.is_empty() {
+        c["description"] = json!(plan.description);
+    }
+    if !goals.is_empty() {
+        c["goal"] = json!((0..goals.len())
+            .map(|i| json!({ "reference": format!("#goal{i}") }))
+            .collect::<Vec<_>>());
+        c["contained"] = json!(goals);
+    }
+    if !plan.activities.is_empty() {
+        c["activity"] = json!(plan.activities.iter().map(|a| json!({ "detail": { "status": a.status.as_str(), "description": a.description } })).collect::<Vec<_>>());
+    }
+    c
+}
+
+pub fn audit_event(e: &AuditEvent) -> Value {
+    let action = if e.action.starts_with("read") || e.action.contains("search") {
+        "R"
+    } else if e.action.starts_with("write") || e.action.contains("import") {
+        "U"
+    } else {
+        "E"
+    };
+    let outcome = match e.outcome.as_str() {
+        "allowed" | "success" => "0",
+        "denied" => "4",
+        _ => "8",
+    };
+    let mut who = json!({ "display": e.actor_name });
+    if let Some(id) = e.actor_id {
+        who["identifier"] = json!({ "system": "urn:portal:user", "value": id.to_string() });
+    }
+    let mut event = json!({
+        "resourceType": "AuditEvent",
+        "id": e.id.to_string(),
+        "type": { "system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110", "display": "Patient Record" },
+        "subtype": [{ "system": "urn:portal:audit-action", "code": e.action }],
+        "action": action,
+        "recorded": e.occurred_at,
+        "outcome": outcome,
+        "agent": [{
+            "type": { "coding": [{ "system": "urn:portal:role", "code": e.actor_role }] },
+            "who": who,
+            "requestor": true,
+            "network": { "address": e.client_addr, "type": "2" },
+        }],
+        "source": { "observer": { "display": "Patient portal" } },
+    });
+    let description = [e.basis.as_str(), e.reason.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(": ");
+    if !description.is_empty() {
+        event["outcomeDesc"] = json!(description);
+    }
+    if let Some(patient) = e.patient_id {
+        event["entity"] = json!([{ "what": { "reference": format!("Patient/{patient}") }, "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1" } }]);
+    }
+    event
+}
+
+/// A searchset Bundle with the total and paging links.
+pub fn searchset(
+    base: &str,
+    self_url: &str,
+    next_url: Option<String>,
+    total: i64,
+    resources: Vec<Value>,
+) -> Value {
+    let mut links = vec![json!({ "relation": "self", "url": self_url })];
+    if let Some(next) = next_url {
+        links.push(json!({ "relation": "next", "url": next }));
+    }
+    json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": total,
+        "link": links,
+        "entry": resources.into_iter().map(|r| {
+            let url = format!("{base}/{}/{}", r["resourceType"].as_str().unwrap_or(""), r["id"].as_str().unwrap_or(""));
+            json!({ "fullUrl": url, "resource": r, "search": { "mode": "match" } })
+        }).collect::<Vec<_>>(),
+    })
+}
+
+pub fn operation_outcome(severity: &str, code: &str, diagnostics: &str) -> Value {
+    json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{ "severity": severity, "code": code, "diagnostics": diagnostics }],
+    })
+}
+
+/// What this server does, truthfully: the resources, interactions and search parameters below
+/// are exactly the routes in `fhir::routes`.
+pub fn capability_statement(base: &str) -> Value {
+    let search = |params: &[(&str, &str)]| {
+        params
+            .iter()
+            .map(|(name, kind)| json!({ "name": name, "type": kind }))
+            .collect::<Vec<_>>()
+    };
+    let resource = |kind: &str, interactions: &[&str], params: Vec<Value>| {
+        json!({
+            "type": kind,
+            "versioning": "versioned",
+            "interaction": interactions.iter().map(|i| json!({ "code": i })).collect::<Vec<_>>(),
+            "searchParam": params,
+        })
+    };
+    let paging = [("_count", "number"), ("_offset", "number")];
+    let with_paging = |own: &[(&str, &str)]| {
+        search(&own.iter().chain(paging.iter()).copied().collect::<Vec<_>>())
+    };
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-25",
+        "publisher": "Patient portal",
+        "kind": "instance",
+        "software": { "name": "portal", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": { "description": "National patient-record portal", "url": base },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "security": {
+                "service": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR" }] }],
+                "description": "Bearer tokens created with `portal token add`, carrying SMART scopes (patient/*.read, user/*.read, system/Observation.write, ...). Every read passes the portal's access policy and is written to the audit log.",
+            },
+            "resource": [
+                resource("Patient", &["read", "search-type"], with_paging(&[("identifier", "token"), ("name", "string"), ("birthdate", "date")])),
+                resource("Observation", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("code", "token"), ("date", "date"), ("category", "token"), ("_sort", "special")])),
+                resource("MedicationRequest", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
+                resource("CarePlan", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
+                resource("AuditEvent", &["search-type"], with_paging(&[("patient", "reference"), ("agent", "reference"), ("date", "date")])),
+            ],
+            "interaction": [{ "code": "transaction" }],
+        }],
+    })
+}

@@ -1,0 +1,243 @@
+//! The demo: the deterministic population from `records_domain::demo`, the register facts
+//! around it (guardianships, a power of attorney, a care relationship) and one login per role.
+
+use access_control::accounts::{self, NewUser};
+use access_control::consent;
+use access_control::policy::ProxyKind;
+use access_control::Role;
+use records_domain::demo::{self, named};
+use records_domain::model::PatientId;
+use records_domain::store::{clinics, labs, patients, plans, prescriptions};
+use records_domain::Db;
+use sha2::{Digest, Sha256};
+use time::macros::date;
+use uuid::Uuid;
+
+/// A demo user as printed at start: `demo login: <role> <username> <password> [totp=<secret>]`.
+#[derive(Debug, Clone)]
+pub struct DemoLogin {
+    pub role: Role,
+    pub username: &'static str,
+    pub display_name: &'static str,
+    pub password: &'static str,
+    pub totp: Option<String>,
+}
+
+impl std::fmt::Display for DemoLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "demo login: {} {} {}",
+            self.role, self.username, self.password
+        )?;
+        if let Some(secret) = &self.totp {
+            write!(f, " totp={secret}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Demo TOTP secrets are derived from the user name, so they are the same on every machine.
+fn demo_totp(username: &str) -> String {
+    let digest = Sha256::digest(format!("portal demo totp {username}").as_bytes());
+    totp_rs::Secret::Raw(digest[..20].to_vec())
+        .to_encoded()
+        .to_string()
+}
+
+pub fn demo_logins() -> Vec<DemoLogin> {
+    let staff = |role, username, display_name, password| DemoLogin {
+        role,
+        username,
+        display_name,
+        password,
+        totp: Some(demo_totp(username)),
+    };
+    let citizen = |username, display_name, password| DemoLogin {
+        role: Role::Patient,
+        username,
+        display_name,
+        password,
+        totp: None,
+    };
+    vec![
+        citizen("anne", "Anne Jensen", "anne-demo-2026"),
+        citizen("bo", "Bo Nielsen", "bo-demo-2026!"),
+        citizen("karen", "Karen Poulsen", "karen-demo-2026"),
+        staff(
+            Role::Clinician,
+            "dr.hansen",
+            "Dr. Mette Hansen",
+            "hansen-demo-2026",
+        ),
+        staff(
+            Role::Clinician,
+            "dr.larsen",
+            "Dr. Jens Larsen",
+            "larsen-demo-2026",
+        ),
+        staff(Role::Auditor, "auditor", "Ida Revisor", "auditor-demo-2026"),
+        staff(
+            Role::Administrator,
+            "admin",
+            "Søren Admin",
+            "admin-demo-2026",
+        ),
+    ]
+}
+
+#[derive(Debug, Default)]
+pub struct SeedReport {
+    pub created: bool,
+    pub patients: usize,
+    pub lab_results: usize,
+    pub prescriptions: usize,
+    pub plans: usize,
+}
+
+/// Create the demo population unless the database already has users.
+pub async fn seed(db: &Db) -> anyhow::Result<SeedReport> {
+    let mut tx = db.begin_write().await?;
+    if !accounts::all(&mut tx).await?.is_empty() {
+        return Ok(SeedReport::default());
+    }
+    let pop = demo::generate();
+    for clinic in &pop.clinics {
+        clinics::insert(&mut tx, clinic).await?;
+    }
+    for p in &pop.patients {
+        patients::upsert(
+            &mut tx,
+            p,
+            &records_domain::model::Source {
+                system: demo::DEMO_SOURCE.into(),
+                id: p.id.0.to_string(),
+            },
+        )
+        .await?;
+    }
+    for r in &pop.lab_results {
+        labs::upsert(&mut tx, r).await?;
+    }
+    for r in &pop.prescriptions {
+        prescriptions::upsert(&mut tx, r).await?;
+    }
+    for plan in &pop.plans {
+        plans::upsert(&mut tx, plan).await?;
+    }
+    let hashes = hash_demo_passwords().await?;
+    let (clinic_a, clinic_b) = (pop.clinics[0].id, pop.clinics[1].id);
+    let mut ids = std::collections::HashMap::new();
+    for (login, hash) in demo_logins().iter().zip(&hashes) {
+        let patient_id = match login.username {
+            "anne" => Some(pop.patients[named::ANNE].id),
+            "bo" => Some(pop.patients[named::BO].id),
+            "karen" => Some(pop.patients[named::KAREN].id),
+            _ => None,
+        };
+        let clinic_id = match login.username {
+            "dr.hansen" => Some(clinic_a),
+            "dr.larsen" => Some(clinic_b),
+            _ => None,
+        };
+        let new = NewUser {
+            username: login.username.into(),
+            display_name: login.display_name.into(),
+            role: login.role,
+            patient_id,
+            clinic_id,
+            totp_secret: login.totp.clone(),
+            must_change_password: false,
+        };
+        ids.insert(login.username, accounts::create(&mut tx, &new, hash).await?);
+    }
+    // Other guardians exist as citizens without a demo password (they would sign in with MitID).
+    let unusable = hashes.last().cloned().unwrap_or_default();
+    let mut guardian_users: std::collections::HashMap<PatientId, Uuid> =
+        std::collections::HashMap::new();
+    guardian_users.insert(pop.patients[named::ANNE].id, ids["anne"]);
+    for (guardian, child) in &pop.guardianships {
+        let user = match guardian_users.get(guardian) {
+            Some(u) => *u,
+            None => {
+                let person = pop
+                    .patients
+                    .iter()
+                    .find(|p| p.id == *guardian)
+                    .ok_or_else(|| anyhow::anyhow!("guardian missing"))?;
+                let new = NewUser {
+                    username: format!("citizen-{}", &guardian.0.simple().to_string()[..12]),
+                    display_name: person.full_name(),
+                    role: Role::Patient,
+                    patient_id: Some(*guardian),
+                    clinic_id: None,
+                    totp_secret: None,
+                    must_change_password: true,
+                };
+                let id = accounts::create(&mut tx, &new, &unusable).await?;
+                guardian_users.insert(*guardian, id);
+                id
+            }
+        };
+        let child_birth = pop
+            .patients
+            .iter()
+            .find(|p| p.id == *child)
+            .map(|p| p.birth_date)
+            .unwrap_or(date!(2020 - 01 - 01));
+        consent::insert_proxy(
+            &mut tx,
+            *child,
+            user,
+            ProxyKind::Guardian,
+            child_birth,
+            None,
+        )
+        .await?;
+    }
+    let karen = pop.patients[named::KAREN].id;
+    consent::insert_proxy(
+        &mut tx,
+        karen,
+        ids["bo"],
+        ProxyKind::PowerOfAttorney,
+        date!(2026 - 01 - 01),
+        Some(date!(2028 - 01 - 01)),
+    )
+    .await?;
+    access_control::care::insert_relationship(
+        &mut tx,
+        ids["dr.larsen"],
+        karen,
+        date!(2026 - 06 - 01),
+        None,
+        "Home visits after hip surgery",
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(SeedReport {
+        created: true,
+        patients: pop.patients.len(),
+        lab_results: pop.lab_results.len(),
+        prescriptions: pop.prescriptions.len(),
+        plans: pop.plans.len(),
+    })
+}
+
+/// The demo passwords' hashes, plus one of a random password for citizens without a demo login.
+async fn hash_demo_passwords() -> anyhow::Result<Vec<String>> {
+    let mut passwords: Vec<String> = demo_logins()
+        .iter()
+        .map(|l| l.password.to_string())
+        .collect();
+    passwords.push(Uuid::new_v4().to_string());
+    let handles: Vec<_> = passwords
+        .into_iter()
+        .map(|p| tokio::task::spawn_blocking(move || accounts::hash_password(&p)))
+        .collect();
+    let mut hashes = Vec::new();
+    for h in handles {
+        hashes.push(h.await??);
+    }
+    Ok(hashes)
+}

@@ -1,0 +1,233 @@
+//! One connection pool for both engines. Queries are written once in portable SQL (`$1`
+//! placeholders, which SQLite accepts too) and run through sqlx's `Any` driver; only the
+//! migrations differ per engine. Values cross the boundary as text and integers: UUIDs and
+//! UTC times as text, flags as integers (see `migrations/`).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime, UtcOffset};
+use uuid::Uuid;
+
+use crate::DomainError;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
+
+const SQLITE_PRAGMAS: &[&str] = &[
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+pub type Tx = Transaction<'static, Any>;
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+impl Db {
+    pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Self, DomainError> {
+        sqlx::any::install_default_drivers();
+        let engine = Engine::from_url(url).ok_or(DomainError::UnsupportedDatabaseUrl)?;
+        let url = match engine {
+            Engine::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let options = sqlx::any::AnyConnectOptions::from_str(&url)?;
+        let max_connections = match engine {
+            // One writer at a time is SQLite's rule; a few readers beside it are plenty.
+            Engine::Sqlite => settings.max_connections.min(8),
+            Engine::Postgres => settings.max_connections,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        // sqlx leaves new databases in rollback-journal mode; acknowledged writes
+                        // must survive power loss, hence WAL with synchronous=FULL.
+                        for pragma in SQLITE_PRAGMAS {
+                            conn.execute(*pragma).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, engine })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn migrate(&self) -> Result<(), DomainError> {
+        let migrator = match self.engine {
+            Engine::Sqlite => &SQLITE_MIGRATIONS,
+            Engine::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first cannot upgrade once another
+    /// connection has committed, and busy_timeout does not help with that.
+    pub async fn begin_write(&self) -> Result<Tx, DomainError> {
+        let tx = match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.pool.begin().await?,
+        };
+        Ok(tx)
+    }
+
+    pub async fn begin_read(&self) -> Result<Tx, DomainError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    pub async fn is_ready(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Fixed-width UTC text, so that comparing the text compares the times.
+pub fn ts(t: OffsetDateTime) -> String {
+    let format =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+    t.to_offset(UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}
+
+pub fn parse_ts(s: &str) -> Result<OffsetDateTime, DomainError> {
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|_| DomainError::Corrupt(format!("time {s:?}")))
+}
+
+pub fn date_text(d: Date) -> String {
+    let format = format_description!("[year]-[month]-[day]");
+    d.format(&format).unwrap_or_default()
+}
+
+pub fn parse_date(s: &str) -> Result<Date, DomainError> {
+    let format = format_description!("[year]-[month]-[day]");
+    Date::parse(s, &format).map_err(|_| DomainError::Corrupt(format!("date {s:?}")))
+}
+
+/// Typed access to the portable column encodings of a row.
+pub trait RowExt {
+    fn text(&self, col: &str) -> Result<String, DomainError>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>, DomainError>;
+    fn int(&self, col: &str) -> Result<i64, DomainError>;
+    fn opt_float(&self, col: &str) -> Result<Option<f64>, DomainError>;
+    fn uuid(&self, col: &str) -> Result<Uuid, DomainError>;
+    fn opt_uuid(&self, col: &str) -> Result<Option<Uuid>, DomainError>;
+    fn time(&self, col: &str) -> Result<OffsetDateTime, DomainError>;
+    fn opt_time(&self, col: &str) -> Result<Option<OffsetDateTime>, DomainError>;
+    fn date(&self, col: &str) -> Result<Date, DomainError>;
+}
+
+impl RowExt for AnyRow {
+    fn text(&self, col: &str) -> Result<String, DomainError> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>, DomainError> {
+        Ok(self.try_get(col)?)
+    }
+    fn int(&self, col: &str) -> Result<i64, DomainError> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_float(&self, col: &str) -> Result<Option<f64>, DomainError> {
+        Ok(self.try_get(col)?)
+    }
+    fn uuid(&self, col: &str) -> Result<Uuid, DomainError> {
+        let s = self.text(col)?;
+        Uuid::parse_str(&s).map_err(|_| DomainError::Corrupt(format!("{col} {s:?}")))
+    }
+    fn opt_uuid(&self, col: &str) -> Result<Option<Uuid>, DomainError> {
+        match self.opt_text(col)? {
+            None => Ok(None),
+            Some(s) => Uuid::parse_str(&s)
+                .map(Some)
+                .map_err(|_| DomainError::Corrupt(format!("{col} {s:?}"))),
+        }
+    }
+    fn time(&self, col: &str) -> Result<OffsetDateTime, DomainError> {
+        parse_ts(&self.text(col)?)
+    }
+    fn opt_time(&self, col: &str) -> Result<Option<OffsetDateTime>, DomainError> {
+        self.opt_text(col)?.as_deref().map(parse_ts).transpose()
+    }
+    fn date(&self, col: &str) -> Result<Date, DomainError> {
+        parse_date(&self.text(col)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn timestamps_round_trip_and_sort_as_text() {
+        let a = datetime!(2024-03-01 09:05:00.000123 UTC);
+        let b = datetime!(2024-03-01 10:00:00 +02:00);
+        assert_eq!(parse_ts(&ts(a)).unwrap(), a);
+        assert_eq!(ts(b), "2024-03-01T08:00:00.000000Z");
+        assert!(ts(b) < ts(a));
+    }
+}

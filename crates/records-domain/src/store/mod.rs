@@ -1,0 +1,81 @@
+//! Storage of records. Reading or changing a patient's clinical data needs a permit, and the
+//! only permits are the grants that `access_control` issues after a decision (and an audit
+//! entry). Ingest (seed, FHIR import) writes through the `upsert` functions, which read nothing.
+
+pub mod clinics;
+pub mod labs;
+pub mod patients;
+pub mod plans;
+pub mod prescriptions;
+
+use crate::model::PatientId;
+
+/// The parts of a record that a decision can grant separately (guardians, for example, see
+/// prescriptions and plans but not lab results).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Category {
+    LabResults,
+    Prescriptions,
+    TreatmentPlans,
+    AccessLog,
+}
+
+impl Category {
+    pub const ALL: [Category; 4] = [
+        Self::LabResults,
+        Self::Prescriptions,
+        Self::TreatmentPlans,
+        Self::AccessLog,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LabResults => "lab_results",
+            Self::Prescriptions => "prescriptions",
+            Self::TreatmentPlans => "treatment_plans",
+            Self::AccessLog => "access_log",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+/// Proof that reading this patient's clinical data was decided and audited.
+///
+/// Implemented by `access_control::ReadGrant` only; an implementation anywhere else would be a
+/// way around the access decision and must not pass review.
+pub trait ReadPermit {
+    fn patient_id(&self) -> PatientId;
+    /// Clinicians see results that are held back from the patient; patients and proxies do not.
+    fn includes_unreleased(&self) -> bool;
+    fn covers(&self, category: Category) -> bool;
+}
+
+/// Refuse a read or write outside the categories the decision granted.
+pub(crate) fn require(
+    permit: &impl ReadPermit,
+    category: Category,
+) -> Result<(), crate::DomainError> {
+    if permit.covers(category) {
+        Ok(())
+    } else {
+        Err(crate::DomainError::NotPermitted)
+    }
+}
+
+/// Proof that changing this patient's clinical data was decided and audited.
+/// Implemented by `access_control::WriteGrant` only.
+pub trait WritePermit: ReadPermit {
+    /// Who is recorded as the author of the change.
+    fn author_name(&self) -> &str;
+}
+
+/// What an upsert keyed on (source system, source id) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    Inserted,
+    Updated,
+    Unchanged,
+}

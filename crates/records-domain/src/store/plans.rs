@@ -1,0 +1,354 @@
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::db::{date_text, parse_date, ts, RowExt};
+use crate::model::{
+    Activity, ActivityStatus, Goal, GoalStatus, PatientId, PlanStatus, Source, TreatmentPlan,
+};
+use crate::store::{require, Category, ReadPermit, Upserted, WritePermit};
+use crate::DomainError;
+
+pub async fn upsert(
+    conn: &mut AnyConnection,
+    plan: &TreatmentPlan,
+) -> Result<Upserted, DomainError> {
+    let existing =
+        sqlx::query("SELECT * FROM treatment_plans WHERE source_system = $1 AND source_id = $2")
+            .bind(&plan.source.system)
+            .bind(&plan.source.id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match existing {
+        None => {
+            insert_row(conn, plan).await?;
+            Ok(Upserted::Inserted)
+        }
+        Some(row) => {
+            let mut current = from_row(&row)?;
+            load_parts(conn, std::slice::from_mut(&mut current)).await?;
+            if same_content(&current, plan) {
+                return Ok(Upserted::Unchanged);
+            }
+            let content = PlanContent::of(plan);
+            write_content(conn, current.id, &content, &plan.author).await?;
+            sqlx::query("UPDATE treatment_plans SET version = version + 1 WHERE id = $1")
+                .bind(current.id.to_string())
+                .execute(conn)
+                .await?;
+            Ok(Upserted::Updated)
+        }
+    }
+}
+
+fn same_content(a: &TreatmentPlan, b: &TreatmentPlan) -> bool {
+    a.patient_id == b.patient_id
+        && a.title == b.title
+        && a.description == b.description
+        && a.status == b.status
+        && a.period_start == b.period_start
+        && a.period_end == b.period_end
+        && a.author == b.author
+        && a.goals == b.goals
+        && a.activities == b.activities
+}
+
+async fn insert_row(conn: &mut AnyConnection, plan: &TreatmentPlan) -> Result<(), DomainError> {
+    sqlx::query(
+        "INSERT INTO treatment_plans (id, patient_id, title, description, status, period_start, period_end, \
+         author, updated_at, version, source_system, source_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)",
+    )
+    .bind(plan.id.to_string())
+    .bind(plan.patient_id.0.to_string())
+    .bind(&plan.title)
+    .bind(&plan.description)
+    .bind(plan.status.as_str())
+    .bind(date_text(plan.period_start))
+    .bind(plan.period_end.map(date_text))
+    .bind(&plan.author)
+    .bind(ts(plan.updated_at))
+    .bind(&plan.source.system)
+    .bind(&plan.source.id)
+    .execute(&mut *conn)
+    .await?;
+    replace_parts(conn, plan.id, &plan.goals, &plan.activities).await
+}
+
+async fn replace_parts(
+    conn: &mut AnyConnection,
+    plan: Uuid,
+    goals: &[Goal],
+    activities: &[Activity],
+) -> Result<(), DomainError> {
+    for table in ["plan_goals", "plan_activities"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE plan_id = $1"))
+            .bind(plan.to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
+    for (position, goal) in goals.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO plan_goals (id, plan_id, position, description, target, status) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(plan.to_string())
+        .bind(position as i64)
+        .bind(&goal.description)
+        .bind(goal.target.as_deref())
+        .bind(goal.status.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (position, activity) in activities.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO plan_activities (id, plan_id, position, description, status) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(plan.to_string())
+        .bind(position as i64)
+        .bind(&activity.description)
+        .bind(activity.status.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Current plans first (active, draft, on hold), then finished ones; newest first within each.
+pub async fn for_patient(
+    conn: &mut AnyConnection,
+    permit: &impl ReadPermit,
+) -> Result<Vec<TreatmentPlan>, DomainError> {
+    require(permit, Category::TreatmentPlans)?;
+    let rows = sqlx::query(
+        "SELECT * FROM treatment_plans WHERE patient_id = $1 \
+         ORDER BY CASE WHEN status IN ('active', 'draft', 'on-hold') THEN 0 ELSE 1 END, period_start DESC, id",
+    )
+    .bind(permit.patient_id().0.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut plans = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    load_parts(conn, &mut plans).await?;
+    Ok(plans)
+}
+
+pub async fn by_id_for(
+    conn: &mut AnyConnection,
+    permit: &impl ReadPermit,
+    id: Uuid,
+) -> Result<TreatmentPlan, DomainError> {
+    require(permit, Category::TreatmentPlans)?;
+    let row = sqlx::query("SELECT * FROM treatment_plans WHERE id = $1 AND patient_id = $2")
+        .bind(id.to_string())
+        .bind(permit.patient_id().0.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    let mut plan = [from_row(&row)?];
+    load_parts(conn, &mut plan).await?;
+    let [plan] = plan;
+    Ok(plan)
+}
+
+async fn load_parts(
+    conn: &mut AnyConnection,
+    plans: &mut [TreatmentPlan],
+) -> Result<(), DomainError> {
+    for plan in plans.iter_mut() {
+        let goals = sqlx::query("SELECT * FROM plan_goals WHERE plan_id = $1 ORDER BY position")
+            .bind(plan.id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+        plan.goals = goals
+            .iter()
+            .map(|g| {
+                Ok(Goal {
+                    description: g.text("description")?,
+                    target: g.opt_text("target")?,
+                    status: GoalStatus::parse(&g.text("status")?)?,
+                })
+            })
+            .collect::<Result<_, DomainError>>()?;
+        let activities =
+            sqlx::query("SELECT * FROM plan_activities WHERE plan_id = $1 ORDER BY position")
+                .bind(plan.id.to_string())
+                .fetch_all(&mut *conn)
+                .await?;
+        plan.activities = activities
+            .iter()
+            .map(|a| {
+                Ok(Activity {
+                    description: a.text("description")?,
+                    status: ActivityStatus::parse(&a.text("status")?)?,
+                })
+            })
+            .collect::<Result<_, DomainError>>()?;
+    }
+    Ok(())
+}
+
+/// What a clinician edits on a plan.
+#[derive(Debug, Clone)]
+pub struct PlanContent {
+    pub title: String,
+    pub description: String,
+    pub status: PlanStatus,
+    pub period_start: Date,
+    pub period_end: Option<Date>,
+    pub goals: Vec<Goal>,
+    pub activities: Vec<Activity>,
+}
+
+impl PlanContent {
+    fn of(plan: &TreatmentPlan) -> Self {
+        Self {
+            title: plan.title.clone(),
+            description: plan.description.clone(),
+            status: plan.status,
+            period_start: plan.period_start,
+            period_end: plan.period_end,
+            goals: plan.goals.clone(),
+            activities: plan.activities.clone(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), DomainError> {
+        if self.title.trim().is_empty() || self.title.len() > 200 {
+            return Err(DomainError::invalid(
+                "Give the plan a title (at most 200 characters).",
+            ));
+        }
+        if self.description.len() > 4000 {
+            return Err(DomainError::invalid(
+                "The description can be at most 4000 characters.",
+            ));
+        }
+        if matches!(self.period_end, Some(end) if end < self.period_start) {
+            return Err(DomainError::invalid(
+                "The plan cannot end before it starts.",
+            ));
+        }
+        if self.goals.len() > 50 || self.activities.len() > 50 {
+            return Err(DomainError::invalid(
+                "A plan can have at most 50 goals and 50 activities.",
+            ));
+        }
+        Ok(())
+    }
+}
+
+async fn write_content(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    content: &PlanContent,
+    author: &str,
+) -> Result<(), DomainError> {
+    sqlx::query(
+        "UPDATE treatment_plans SET title = $1, description = $2, status = $3, period_start = $4, \
+         period_end = $5, author = $6, updated_at = $7 WHERE id = $8",
+    )
+    .bind(content.title.trim())
+    .bind(content.description.trim())
+    .bind(content.status.as_str())
+    .bind(date_text(content.period_start))
+    .bind(content.period_end.map(date_text))
+    .bind(author)
+    .bind(ts(OffsetDateTime::now_utc()))
+    .bind(id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    replace_parts(conn, id, &content.goals, &content.activities).await
+}
+
+pub async fn create(
+    conn: &mut AnyConnection,
+    permit: &impl WritePermit,
+    content: &PlanContent,
+) -> Result<Uuid, DomainError> {
+    require(permit, Category::TreatmentPlans)?;
+    content.validate()?;
+    let id = Uuid::now_v7();
+    let plan = TreatmentPlan {
+        id,
+        patient_id: permit.patient_id(),
+        title: content.title.trim().to_string(),
+        description: content.description.trim().to_string(),
+        status: content.status,
+        period_start: content.period_start,
+        period_end: content.period_end,
+        author: permit.author_name().to_string(),
+        updated_at: OffsetDateTime::now_utc(),
+        version: 1,
+        goals: content.goals.clone(),
+        activities: content.activities.clone(),
+        source: Source::portal(id),
+    };
+    insert_row(conn, &plan).await?;
+    Ok(id)
+}
+
+/// Optimistic concurrency: the version bump is the first write and names the version the
+/// editor saw, so of two editors of one version exactly one wins.
+pub async fn update(
+    conn: &mut AnyConnection,
+    permit: &impl WritePermit,
+    id: Uuid,
+    expected_version: i64,
+    content: &PlanContent,
+) -> Result<(), DomainError> {
+    require(permit, Category::TreatmentPlans)?;
+    content.validate()?;
+    let claimed = sqlx::query(
+        "UPDATE treatment_plans SET version = version + 1 WHERE id = $1 AND patient_id = $2 AND version = $3",
+    )
+    .bind(id.to_string())
+    .bind(permit.patient_id().0.to_string())
+    .bind(expected_version)
+    .execute(&mut *conn)
+    .await?;
+    if claimed.rows_affected() == 0 {
+        by_id_for(conn, permit, id).await?;
+        return Err(DomainError::Conflict);
+    }
+    write_content(conn, id, content, permit.author_name()).await
+}
+
+fn from_row(row: &AnyRow) -> Result<TreatmentPlan, DomainError> {
+    let id = row.uuid("id")?;
+    Ok(TreatmentPlan {
+        id,
+        patient_id: PatientId(row.uuid("patient_id")?),
+        title: row.text("title")?,
+        description: row.text("description")?,
+        status: PlanStatus::parse(&row.text("status")?)?,
+        period_start: row.date("period_start")?,
+        period_end: row
+            .opt_text("period_end")?
+            .as_deref()
+            .map(parse_date)
+            .transpose()?,
+        author: row.text("author")?,
+        updated_at: row.time("updated_at")?,
+        version: row.int("version")?,
+        goals: Vec::new(),
+        activities: Vec::new(),
+        source: Source {
+            system: row.text("source_system")?,
+            id: row.text("source_id")?,
+        },
+    })
+}
+
+/// The patient a plan belongs to: needed to decide on access before reading it.
+pub async fn patient_of(
+    conn: &mut AnyConnection,
+    id: Uuid,
+) -> Result<Option<PatientId>, DomainError> {
+    let row = sqlx::query("SELECT patient_id FROM treatment_plans WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| r.uuid("patient_id").map(PatientId)).transpose()
+}

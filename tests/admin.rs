@@ -1,0 +1,3 @@
+//! admin journeys over HTTP, on both engines.
+
+mod support;

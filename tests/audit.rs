@@ -1,0 +1,3 @@
+//! audit journeys over HTTP, on both engines.
+
+mod support;

@@ -1,0 +1,3 @@
+//! clinician journeys over HTTP, on both engines.
+
+mod support;

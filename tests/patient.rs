@@ -1,0 +1,3 @@
+//! patient journeys over HTTP, on both engines.
+
+mod support;

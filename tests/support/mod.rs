@@ -1,0 +1,329 @@
+//! The test harness: a real portal on a random port over a fresh database (a SQLite file in a
+//! temporary folder, or a fresh PostgreSQL database when TEST_DATABASE_URL is set), and a
+//! `Browser` per user with its own cookie jar that fills in CSRF tokens like a real form would.
+//!
+//! Every journey test is written once and run on both engines with `both_engines!`.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use portal::config::Config;
+use portal::seed::{demo_logins, DemoLogin};
+use records_domain::{Db, Engine, PoolSettings};
+use tokio::sync::{Mutex, OnceCell};
+
+/// Run an async test body against SQLite and, when TEST_DATABASE_URL is set, PostgreSQL.
+#[macro_export]
+macro_rules! both_engines {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = support::TestApp::spawn(records_domain::Engine::Sqlite).await;
+                ($body)(app).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(app) = support::TestApp::spawn_postgres().await else {
+                    return;
+                };
+                ($body)(app).await;
+            }
+        }
+    };
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub db: Db,
+    pub engine: Engine,
+    pub database_url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static SQLITE_TEMPLATE: OnceCell<(tempfile::TempDir, std::path::PathBuf)> = OnceCell::const_new();
+static PG_TEMPLATE: OnceCell<String> = OnceCell::const_new();
+static PG_CLONE_LOCK: Mutex<()> = Mutex::const_new(());
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn config(database_url: &str) -> Config {
+    Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.into(),
+        database_read_url: None,
+        db_max_connections: 8,
+        db_acquire_timeout: std::time::Duration::from_secs(20),
+        secure_cookies: false,
+        demo: true,
+        override_window: time::Duration::hours(2),
+        policy: Default::default(),
+        audit_retention_years: 10,
+        trust_proxy: false,
+    }
+}
+
+async fn seeded(url: &str) {
+    let db = Db::connect(url, &PoolSettings::default())
+        .await
+        .expect("connect");
+    db.migrate().await.expect("migrate");
+    portal::seed::seed(&db).await.expect("seed");
+    db.close().await;
+}
+
+impl TestApp {
+    pub async fn spawn(engine: Engine) -> Self {
+        match engine {
+            Engine::Sqlite => Self::spawn_sqlite().await,
+            Engine::Postgres => Self::spawn_postgres().await.expect("TEST_DATABASE_URL"),
+        }
+    }
+
+    async fn spawn_sqlite() -> Self {
+        // The demo population is seeded once per test binary and copied for each test.
+        let (_, template) = SQLITE_TEMPLATE
+            .get_or_init(|| async {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let path = dir.path().join("template.db");
+                seeded(&format!("sqlite://{}", path.display())).await;
+                (dir, path)
+            })
+            .await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("portal.db");
+        std::fs::copy(template, &path).expect("copy template");
+        let url = format!("sqlite://{}", path.display());
+        Self::start(url, Engine::Sqlite, Some(dir)).await
+    }
+
+    /// `None` (and a note) when TEST_DATABASE_URL is not set: CI always sets it.
+    pub async fn spawn_postgres() -> Option<Self> {
+        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!("TEST_DATABASE_URL not set: PostgreSQL variant skipped");
+            return None;
+        };
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .expect("TEST_DATABASE_URL needs a database");
+        let run = format!(
+            "{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                % 100_000_000
+        );
+        let template = PG_TEMPLATE
+            .get_or_init(|| async {
+                let name = format!("portal_test_tmpl_{run}");
+                admin(&admin_url, &format!("CREATE DATABASE {name}")).await;
+                seeded(&format!("{base}/{name}")).await;
+                name
+            })
+            .await;
+        let name = format!(
+            "portal_test_{run}_{}",
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        {
+            // PostgreSQL copies a template only while nobody else is using it.
+            let _guard = PG_CLONE_LOCK.lock().await;
+            admin(
+                &admin_url,
+                &format!("CREATE DATABASE {name} TEMPLATE {template}"),
+            )
+            .await;
+        }
+        Some(Self::start(format!("{base}/{name}"), Engine::Postgres, None).await)
+    }
+
+    async fn start(url: String, engine: Engine, dir: Option<tempfile::TempDir>) -> Self {
+        let (addr, _server, db) = portal::app::spawn(config(&url))
+            .await
+            .expect("portal starts");
+        Self {
+            base: format!("http://{addr}"),
+            db,
+            engine,
+            database_url: url,
+            _dir: dir,
+        }
+    }
+
+    pub fn browser(&self) -> Browser {
+        self.browser_with(reqwest::redirect::Policy::limited(10))
+    }
+
+    /// A browser that shows redirects instead of following them.
+    pub fn browser_without_redirects(&self) -> Browser {
+        self.browser_with(reqwest::redirect::Policy::none())
+    }
+
+    fn browser_with(&self, redirects: reqwest::redirect::Policy) -> Browser {
+        let client = reqwest::Client::builder()
+            .redirect(redirects)
+            .cookie_store(true)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Browser {
+            client,
+            base: self.base.clone(),
+            csrf: None,
+        }
+    }
+
+    /// A browser already signed in as the demo user `username` (second factor included).
+    pub async fn signed_in(&self, username: &str) -> Browser {
+        let mut b = self.browser();
+        let page = b.login(username).await;
+        assert_eq!(
+            page.status, 200,
+            "login of {username} failed: {}",
+            page.body
+        );
+        b
+    }
+}
+
+async fn admin(url: &str, sql: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    sqlx::Executor::execute(&mut conn, sql).await.expect(sql);
+}
+
+pub fn demo(username: &str) -> DemoLogin {
+    demo_logins()
+        .into_iter()
+        .find(|l| l.username == username)
+        .expect("demo user")
+}
+
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub url: String,
+    pub body: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Page {
+    pub fn contains(&self, text: &str) -> bool {
+        self.body.contains(text)
+    }
+
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Self {
+        assert_eq!(
+            self.status, 200,
+            "{} gave {}: {}",
+            self.url, self.status, self.body
+        );
+        self
+    }
+
+    pub fn is_login_page(&self) -> bool {
+        self.url.ends_with("/login") && self.body.contains("<h1>Sign in</h1>")
+    }
+
+    /// The value of the first `name="..." value="..."` input with that name.
+    pub fn input_value(&self, name: &str) -> Option<String> {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self.body.find(&marker)? + marker.len();
+        let end = self.body[start..].find('"')? + start;
+        Some(self.body[start..end].to_string())
+    }
+
+    /// The first link (href) that starts with `prefix`.
+    pub fn link_starting(&self, prefix: &str) -> Option<String> {
+        let marker = format!("href=\"{prefix}");
+        let start = self.body.find(&marker)? + 6;
+        let end = self.body[start..].find('"')? + start;
+        Some(self.body[start..end].replace("&amp;", "&"))
+    }
+}
+
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub csrf: Option<String>,
+}
+
+impl Browser {
+    async fn page(&mut self, response: reqwest::Response) -> Page {
+        let status = response.status().as_u16();
+        let url = response.url().to_string();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap_or_default();
+        let page = Page {
+            status,
+            url,
+            body,
+            headers,
+        };
+        if let Some(token) = page.input_value("csrf") {
+            self.csrf = Some(token);
+        }
+        page
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        self.page(response).await
+    }
+
+    /// POST a form with the CSRF token of the last page this browser saw.
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let token = self.csrf.clone().unwrap_or_default();
+        let mut form: Vec<(&str, &str)> = vec![("csrf", token.as_str())];
+        form.extend_from_slice(fields);
+        self.post_raw(path, &form).await
+    }
+
+    /// POST exactly these fields (no CSRF token added).
+    pub async fn post_raw(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .form(fields)
+            .send()
+            .await
+            .expect("POST");
+        self.page(response).await
+    }
+
+    pub async fn login_with(&mut self, username: &str, password: &str) -> Page {
+        self.get("/login").await;
+        self.post("/login", &[("username", username), ("password", password)])
+            .await
+    }
+
+    /// Sign in as a demo user, answering the second-factor step when there is one.
+    pub async fn login(&mut self, username: &str) -> Page {
+        let user = demo(username);
+        let page = self.login_with(username, user.password).await;
+        match (&user.totp, page.url.ends_with("/login/second-factor")) {
+            (Some(secret), true) => {
+                let code = portal::auth::totp::current_code(secret, username).expect("totp");
+                self.post("/login/second-factor", &[("code", &code)]).await
+            }
+            _ => page,
+        }
+    }
+
+    pub async fn logout(&mut self) -> Page {
+        self.post("/logout", &[]).await
+    }
+}
