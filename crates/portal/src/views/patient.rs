@@ -1,8 +1,20 @@
-use maud::{html, Markup};
-use records_domain::model::{LabResult, Prescription, TreatmentPlan};
+use std::collections::HashMap;
 
-use super::components::{lab_table, plan_card, prescription_table};
-use super::layout::{page, Frame, RecordBanner};
+use access_control::accounts::User;
+use access_control::audit::query::Review;
+use access_control::audit::AuditEvent;
+use access_control::consent::{Block, BlockTarget, Proxy};
+use access_control::policy::ProxyKind;
+use access_control::Basis;
+use maud::{html, Markup};
+use records_domain::model::{Clinic, LabResult, Prescription, TreatmentPlan};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::components::{
+    day, flag, history_table, lab_table, plan_card, prescription_table, trend_chart,
+};
+use super::layout::{csrf_field, page, Frame, RecordBanner};
 use crate::auth::CurrentUser;
 
 /// What the overview shows; `None` for the parts the viewer's basis does not cover.
@@ -59,4 +71,339 @@ pub fn overview(user: &CurrentUser, csrf: &str, s: Summary) -> Markup {
             }
         },
     )
+}
+
+fn record_page(
+    title: &str,
+    user: &CurrentUser,
+    csrf: &str,
+    banner: RecordBanner,
+    body: Markup,
+) -> Markup {
+    let frame = Frame {
+        user,
+        csrf,
+        record: Some(banner),
+    };
+    page(title, Some(&frame), body)
+}
+
+/// All results grouped by test, newest test first; each group links to the test's history.
+pub fn labs(
+    user: &CurrentUser,
+    csrf: &str,
+    banner: RecordBanner,
+    results: &[LabResult],
+    pending: bool,
+) -> Markup {
+    let mut groups: Vec<(&str, Vec<LabResult>)> = Vec::new();
+    for r in results {
+        match groups.iter_mut().find(|(code, _)| *code == r.code) {
+            Some((_, group)) => group.push(r.clone()),
+            None => groups.push((&r.code, vec![r.clone()])),
+        }
+    }
+    record_page(
+        "Lab results",
+        user,
+        csrf,
+        banner,
+        html! {
+            @if pending { (pending_note()) }
+            @if groups.is_empty() { p.hint { "No results yet." } }
+            @for (code, group) in &groups {
+                section.test-group {
+                    h2 { (group[0].display) }
+                    (lab_group_table(group))
+                    p { a href={ "/me/labs/" (code) } { "History and trend of " (group[0].display) } }
+                }
+            }
+        },
+    )
+}
+
+fn lab_group_table(results: &[LabResult]) -> Markup {
+    html! {
+        div.table-wrap {
+            table {
+                caption.visually-hidden { (results[0].display) " results, newest first" }
+                thead { tr { th scope="col" { "Taken" } th scope="col" { "Value" } th scope="col" { "Reference range" } th scope="col" { "Flag" } } }
+                tbody {
+                    @for r in results {
+                        tr {
+                            td { (day(r.effective_at)) }
+                            td.num { (r.value) " " (r.unit.as_deref().unwrap_or("")) }
+                            td.num { (r.reference_range()) }
+                            td { (flag(r.interpretation)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn lab_history(
+    user: &CurrentUser,
+    csrf: &str,
+    banner: RecordBanner,
+    history: &[LabResult],
+) -> Markup {
+    let title = history.first().map_or("Lab result", |r| r.display.as_str());
+    record_page(
+        title,
+        user,
+        csrf,
+        banner,
+        html! {
+            (trend_chart(history))
+            (history_table(history))
+            p { a href="/me/labs" { "All lab results" } }
+        },
+    )
+}
+
+pub fn prescriptions(
+    user: &CurrentUser,
+    csrf: &str,
+    banner: RecordBanner,
+    active: &[Prescription],
+    past: &[Prescription],
+) -> Markup {
+    record_page(
+        "Prescriptions",
+        user,
+        csrf,
+        banner,
+        html! {
+            section { h2 { "Active" } (prescription_table(active, "Active prescriptions")) }
+            section { h2 { "Past" } (prescription_table(past, "Past prescriptions")) }
+        },
+    )
+}
+
+pub fn plans(
+    user: &CurrentUser,
+    csrf: &str,
+    banner: RecordBanner,
+    plans: &[TreatmentPlan],
+) -> Markup {
+    record_page(
+        "Treatment plans",
+        user,
+        csrf,
+        banner,
+        html! {
+            @if plans.is_empty() { p.hint { "No treatment plans." } }
+            @for plan in plans { (plan_card(plan, html! {})) }
+        },
+    )
+}
+
+fn basis_text(event: &AuditEvent) -> String {
+    match Basis::parse(&event.basis) {
+        Some(b) => b.describe().to_string(),
+        None if event.outcome == "denied" => "refused".to_string(),
+        None => event.basis.clone(),
+    }
+}
+
+pub fn access_log(
+    user: &CurrentUser,
+    csrf: &str,
+    banner: RecordBanner,
+    entries: &[AuditEvent],
+    clinic_names: &HashMap<Uuid, String>,
+    reviews: &HashMap<Uuid, Review>,
+) -> Markup {
+    record_page(
+        "Who looked at my record",
+        user,
+        csrf,
+        banner,
+        html! {
+            p { "Every time someone other than you opens this record, it is written here. If you do not recognise an access, tell us: an auditor will look into it and answer here." }
+            p { a href="/me/access-log/chain.json" download { "Download the signed log (JSON) to check it yourself" } }
+            @if entries.is_empty() { p.hint { "Nobody else has opened this record." } }
+            ol.access-log {
+                @for e in entries {
+                    @let emergency = e.basis == Basis::EmergencyOverride.as_str();
+                    li.card.emergency[emergency] id={ "e-" (e.id) } {
+                        p.meta {
+                            time datetime=(e.occurred_at) { (e.occurred_at.get(..16).unwrap_or(&e.occurred_at).replace('T', " ")) " UTC" }
+                            @if emergency { " · " strong.flag.critical { "Emergency override" } }
+                            @if e.outcome == "denied" { " · " strong { "Refused" } }
+                        }
+                        p {
+                            strong { (e.actor_name) } " (" (e.actor_role)
+                            @if let Some(name) = e.actor_clinic_id.and_then(|c| clinic_names.get(&c)) { ", " (name) }
+                            ") · " (e.action)
+                            @if let Some(id) = &e.resource_id { " " code { (id) } }
+                        }
+                        p { "Basis: " (basis_text(e)) @if !e.reason.is_empty() && e.outcome != "denied" { " · Reason given: " q { (e.reason) } } }
+                        @match reviews.get(&e.id) {
+                            Some(r) if r.status == "closed" => {
+                                p.notice role="status" { "You reported this. An auditor answered: " (r.resolution_note.as_deref().unwrap_or("")) }
+                            }
+                            Some(_) => { p.notice role="status" { "You reported this. An auditor will look into it." } }
+                            None => {
+                                details {
+                                    summary { "I don't recognise this" }
+                                    form method="post" action={ "/me/access-log/" (e.id) "/report" } {
+                                        (csrf_field(csrf))
+                                        label for={ "c-" (e.id) } { "What seems wrong? (optional)" }
+                                        textarea id={ "c-" (e.id) } name="comment" maxlength="2000" rows="3" {}
+                                        button type="submit" { "Send to the auditors" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn blocks(
+    user: &CurrentUser,
+    csrf: &str,
+    banner: RecordBanner,
+    current: &[Block],
+    clinicians: &[User],
+    clinics: &[Clinic],
+) -> Markup {
+    let now = OffsetDateTime::now_utc();
+    record_page(
+        "Blocks",
+        user,
+        csrf,
+        banner,
+        html! {
+            p { "You can stop a named clinician, or everyone at a clinic, from opening your record. In an emergency a clinician can still override a block; that is flagged for review and shown in your access log." }
+            section {
+                h2 { "Your blocks" }
+                @if current.is_empty() { p.hint { "You have no blocks." } }
+                ul {
+                    @for b in current {
+                        li {
+                            strong { (b.target_name) }
+                            " (" (match b.target { BlockTarget::Clinician(_) => "clinician", BlockTarget::Clinic(_) => "clinic" }) ") · from " (day(b.valid_from))
+                            @if let Some(u) = b.valid_until { " until " (day(u)) } @else { " for good" }
+                            @if let Some(l) = b.lifted_at { " · lifted " (day(l)) }
+                            @else if b.is_active(now) {
+                                form.inline method="post" action={ "/me/blocks/" (b.id) "/lift" } {
+                                    (csrf_field(csrf))
+                                    button type="submit" { "Lift block on " (b.target_name) }
+                                }
+                            } @else { " · ended" }
+                        }
+                    }
+                }
+            }
+            section {
+                h2 { "Add a block" }
+                form method="post" action="/me/blocks" {
+                    (csrf_field(csrf))
+                    label for="target" { "Who" }
+                    select #target name="target" required {
+                        optgroup label="Clinicians" {
+                            @for c in clinicians { option value={ "clinician:" (c.id) } { (c.display_name) } }
+                        }
+                        optgroup label="Clinics" {
+                            @for c in clinics { option value={ "clinic:" (c.id) } { (c.name) } }
+                        }
+                    }
+                    label for="until" { "Until (leave empty for good)" }
+                    input #until type="date" name="until";
+                    button type="submit" { "Block" }
+                }
+            }
+        },
+    )
+}
+
+pub fn proxies(
+    user: &CurrentUser,
+    csrf: &str,
+    banner: RecordBanner,
+    held: &[(Proxy, bool)],
+    granted: &[Proxy],
+) -> Markup {
+    let now = OffsetDateTime::now_utc();
+    record_page(
+        "Proxies",
+        user,
+        csrf,
+        banner,
+        html! {
+            section {
+                h2 { "Records you can open" }
+                @if user.signed_in.acting_for.is_some() {
+                    form method="post" action="/me/switch" {
+                        (csrf_field(csrf))
+                        input type="hidden" name="patient" value="";
+                        button type="submit" { "Back to your own record" }
+                    }
+                }
+                @if held.is_empty() { p.hint { "You hold no proxies." } }
+                ul {
+                    @for (p, usable) in held {
+                        li {
+                            strong { (p.patient_name) } " (born " (p.patient_birth_date) ") · " (proxy_kind(p.kind))
+                            @if *usable {
+                                form.inline method="post" action="/me/switch" {
+                                    (csrf_field(csrf))
+                                    input type="hidden" name="patient" value=(p.patient_id.0);
+                                    button type="submit" { "Open the record of " (p.patient_name) }
+                                }
+                            } @else if p.kind == ProxyKind::Guardian && p.is_current(now) {
+                                " · ended at the 15th birthday"
+                            } @else { " · not current" }
+                        }
+                    }
+                }
+            }
+            section {
+                h2 { "Who can open your record" }
+                @if granted.is_empty() { p.hint { "Nobody holds a proxy for your record." } }
+                ul {
+                    @for p in granted {
+                        li {
+                            strong { (p.proxy_name) } " · " (proxy_kind(p.kind)) " · from " (day(p.valid_from))
+                            @if let Some(u) = p.valid_until { " until " (day(u)) }
+                            @if let Some(r) = p.revoked_at { " · revoked " (day(r)) }
+                            @else if p.kind == ProxyKind::PowerOfAttorney && p.is_current(now) {
+                                form.inline method="post" action={ "/me/proxies/" (p.id) "/revoke" } {
+                                    (csrf_field(csrf))
+                                    button type="submit" { "Revoke power of attorney of " (p.proxy_name) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section {
+                h2 { "Give power of attorney" }
+                p { "The person you name can read your whole record (not change it) for the period you choose. You can revoke it at any time." }
+                form method="post" action="/me/proxies/grant" {
+                    (csrf_field(csrf))
+                    label for="username" { "Their user name" }
+                    input #username name="username" required maxlength="64" autocomplete="off";
+                    label for="from" { "From (empty: today)" }
+                    input #from type="date" name="from";
+                    label for="until" { "Until (empty: until revoked)" }
+                    input #until type="date" name="until";
+                    button type="submit" { "Give power of attorney" }
+                }
+            }
+        },
+    )
+}
+
+fn proxy_kind(kind: ProxyKind) -> &'static str {
+    match kind {
+        ProxyKind::Guardian => "guardian (until the child turns 15)",
+        ProxyKind::PowerOfAttorney => "power of attorney",
+    }
 }

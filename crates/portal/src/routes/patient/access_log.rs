@@ -1,0 +1,135 @@
+//! "Who looked at my record": every access by anyone else, the "I don't recognise this" report
+//! that puts an entry in the auditors' queue, and the chain download for independent checking.
+
+use std::collections::HashMap;
+
+use access_control::accounts;
+use access_control::audit::query::{self as audit_query, REVIEW_PATIENT_REPORT};
+use access_control::audit::{self, NewEvent, Outcome};
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::Markup;
+use records_domain::store::{clinics, Category};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::open;
+use crate::app::AppState;
+use crate::auth::csrf::CsrfForm;
+use crate::auth::PatientUser;
+use crate::error::{AppError, AppResult};
+use crate::views::patient as view;
+
+/// Enough for years of a typical record; older entries stay in the chain download.
+const SHOWN_ENTRIES: i64 = 500;
+const MAX_COMMENT_CHARS: usize = 2000;
+
+pub async fn page(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+) -> AppResult<Markup> {
+    let (mut tx, grant, banner) = open(&state, &user, Category::AccessLog, None).await?;
+    let patient = grant.patient();
+    // The record owner's own look at their record is not news to them; everyone else's is.
+    let owner = accounts::for_patient(&mut tx, patient)
+        .await?
+        .map_or(Uuid::nil(), |u| u.id);
+    let entries = audit_query::accesses_to(&mut tx, patient, owner, SHOWN_ENTRIES).await?;
+    let reviews = audit_query::reviews_of_patient(&mut tx, patient).await?;
+    let clinic_names: HashMap<Uuid, String> = clinics::all(&mut tx)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect();
+    tx.commit().await?;
+    let reviews = reviews.into_iter().map(|r| (r.event_id, r)).collect();
+    Ok(view::access_log(
+        &user,
+        &user.csrf().await?,
+        banner,
+        &entries,
+        &clinic_names,
+        &reviews,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct ReportForm {
+    comment: String,
+}
+
+pub async fn report(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+    Path(event_id): Path<Uuid>,
+    CsrfForm(form): CsrfForm<ReportForm>,
+) -> AppResult<Response> {
+    let comment = form.comment.trim();
+    if comment.chars().count() > MAX_COMMENT_CHARS {
+        return Err(AppError::bad_request(format!(
+            "Please keep the comment under {MAX_COMMENT_CHARS} characters."
+        )));
+    }
+    let (mut tx, grant, _) = open(
+        &state,
+        &user,
+        Category::AccessLog,
+        Some(event_id.to_string()),
+    )
+    .await?;
+    let event = audit_query::by_id(&mut tx, event_id)
+        .await?
+        .filter(|e| e.patient_id == Some(grant.patient().0))
+        .ok_or(AppError::NotFound)?;
+    audit_query::open_review(
+        &mut tx,
+        event.id,
+        Some(grant.patient()),
+        REVIEW_PATIENT_REPORT,
+        comment,
+    )
+    .await?;
+    audit::append(
+        &mut tx,
+        NewEvent::by(
+            &user.actor(),
+            &user.ctx,
+            "report unrecognised access",
+            Outcome::Success,
+        )
+        .about(grant.patient())
+        .resource("audit_event", Some(event.id.to_string())),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/me/access-log#e-{}", event.id)).into_response())
+}
+
+/// The record's whole hash chain as JSON, with the rule to recompute it, so that anyone can
+/// check that no entry was changed or removed.
+pub async fn chain(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+) -> AppResult<Response> {
+    let (mut tx, grant, _) = open(&state, &user, Category::AccessLog, Some("chain".into())).await?;
+    let events = audit_query::chain_of(&mut tx, grant.patient()).await?;
+    tx.commit().await?;
+    let body = serde_json::json!({
+        "patient_id": grant.patient().0,
+        "hash_rule": "hash = hex(SHA-256(canonical || prev_hash)); canonical = JSON array [seq, id, occurred_at, actor_id, actor_name, actor_role, actor_clinic_id, on_behalf_of, patient_id, action, resource_type, resource_id, basis, outcome, reason, client_addr] without white space, absent values as null; the first prev_hash is 64 zeros",
+        "events": events,
+    });
+    let json = serde_json::to_vec_pretty(&body).map_err(AppError::internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"access-log-chain.json\"",
+            ),
+        ],
+        json,
+    )
+        .into_response())
+}

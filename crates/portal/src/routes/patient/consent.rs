@@ -1,0 +1,225 @@
+//! The patient's controls over who sees their record: blocks of a named clinician or a clinic,
+//! powers of attorney, and switching to a record the user holds a proxy for.
+
+use access_control::audit::{self, NewEvent, Outcome};
+use access_control::consent::{self, BlockTarget};
+use access_control::policy::ProxyKind;
+use access_control::{accounts, ConsentGrant, Request};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::Markup;
+use records_domain::db::parse_date;
+use records_domain::model::{age_on, PatientId};
+use records_domain::store::clinics;
+use records_domain::Tx;
+use serde::Deserialize;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{banner, own_record};
+use crate::app::AppState;
+use crate::auth::csrf::CsrfForm;
+use crate::auth::{set_signed_in, CurrentUser, PatientUser};
+use crate::error::{AppError, AppResult};
+use crate::views::patient as view;
+
+async fn manage(state: &AppState, user: &CurrentUser) -> AppResult<(Tx, ConsentGrant)> {
+    let patient = own_record(user)?;
+    let actor = user.actor();
+    let req = Request {
+        actor: &actor,
+        ctx: &user.ctx,
+        patient,
+        resource_id: None,
+    };
+    Ok(state.gate().consent(&req).await?)
+}
+
+fn optional_date(text: &str, field: &str) -> AppResult<Option<Date>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    parse_date(text)
+        .map(Some)
+        .map_err(|_| AppError::bad_request(format!("{field} must be a date like 2027-03-31.")))
+}
+
+pub async fn blocks(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+) -> AppResult<Markup> {
+    let (mut tx, grant) = manage(&state, &user).await?;
+    let banner = banner(&mut tx, grant.patient(), access_control::Basis::OwnRecord).await?;
+    let current = consent::blocks(&mut tx, &grant).await?;
+    let clinicians = accounts::clinicians(&mut tx).await?;
+    let clinics = clinics::all(&mut tx).await?;
+    tx.commit().await?;
+    Ok(view::blocks(
+        &user,
+        &user.csrf().await?,
+        banner,
+        &current,
+        &clinicians,
+        &clinics,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct BlockForm {
+    /// `clinician:<id>` or `clinic:<id>`.
+    target: String,
+    #[serde(default)]
+    until: String,
+}
+
+fn parse_target(text: &str) -> AppResult<BlockTarget> {
+    let invalid = || AppError::bad_request("Choose a clinician or a clinic to block.");
+    let (kind, id) = text.split_once(':').ok_or_else(invalid)?;
+    let id = Uuid::parse_str(id).map_err(|_| invalid())?;
+    match kind {
+        "clinician" => Ok(BlockTarget::Clinician(id)),
+        "clinic" => Ok(BlockTarget::Clinic(id)),
+        _ => Err(invalid()),
+    }
+}
+
+pub async fn add_block(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+    CsrfForm(form): CsrfForm<BlockForm>,
+) -> AppResult<Response> {
+    let target = parse_target(&form.target)?;
+    let until = optional_date(&form.until, "The end date")?;
+    let (mut tx, grant) = manage(&state, &user).await?;
+    consent::add_block(&mut tx, &grant, &user.actor(), &user.ctx, target, until).await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/me/blocks").into_response())
+}
+
+pub async fn lift_block(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+    Path(block): Path<Uuid>,
+    CsrfForm(_): CsrfForm<crate::auth::login::Empty>,
+) -> AppResult<Response> {
+    let (mut tx, grant) = manage(&state, &user).await?;
+    consent::lift_block(&mut tx, &grant, &user.actor(), &user.ctx, block).await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/me/blocks").into_response())
+}
+
+pub async fn proxies(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+) -> AppResult<Markup> {
+    let (mut tx, grant) = manage(&state, &user).await?;
+    let banner = banner(&mut tx, grant.patient(), access_control::Basis::OwnRecord).await?;
+    let granted = consent::granted_for(&mut tx, &grant).await?;
+    let held = consent::held_by(&mut tx, user.user.id).await?;
+    tx.commit().await?;
+    let now = OffsetDateTime::now_utc();
+    let held = held
+        .into_iter()
+        .map(|p| {
+            let usable = p.is_current(now) && !child_turned_15(&p, now);
+            (p, usable)
+        })
+        .collect::<Vec<_>>();
+    Ok(view::proxies(
+        &user,
+        &user.csrf().await?,
+        banner,
+        &held,
+        &granted,
+    ))
+}
+
+fn child_turned_15(proxy: &consent::Proxy, now: OffsetDateTime) -> bool {
+    proxy.kind == ProxyKind::Guardian
+        && parse_date(&proxy.patient_birth_date).is_ok_and(|b| age_on(b, now.date()) >= 15)
+}
+
+#[derive(Deserialize)]
+pub struct GrantForm {
+    username: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    until: String,
+}
+
+pub async fn grant_power_of_attorney(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+    CsrfForm(form): CsrfForm<GrantForm>,
+) -> AppResult<Response> {
+    let from = optional_date(&form.from, "The start date")?
+        .unwrap_or_else(|| OffsetDateTime::now_utc().date());
+    let until = optional_date(&form.until, "The end date")?;
+    let (mut tx, grant) = manage(&state, &user).await?;
+    consent::grant_power_of_attorney(
+        &mut tx,
+        &grant,
+        &user.actor(),
+        &user.ctx,
+        form.username.trim(),
+        from,
+        until,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/me/proxies").into_response())
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+    Path(proxy): Path<Uuid>,
+    CsrfForm(_): CsrfForm<crate::auth::login::Empty>,
+) -> AppResult<Response> {
+    let (mut tx, grant) = manage(&state, &user).await?;
+    consent::revoke_proxy(&mut tx, &grant, &user.actor(), &user.ctx, proxy).await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/me/proxies").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct SwitchForm {
+    /// Empty for the user's own record.
+    #[serde(default)]
+    patient: String,
+}
+
+/// Put another person's record on screen. Only a current proxy allows it; every page of that
+/// record still goes through the gate, which decides again (and audits "on behalf of").
+pub async fn switch(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+    CsrfForm(form): CsrfForm<SwitchForm>,
+) -> AppResult<Response> {
+    let target = match form.patient.trim() {
+        "" => None,
+        id => Some(PatientId(
+            Uuid::parse_str(id).map_err(|_| AppError::NotFound)?,
+        )),
+    };
+    let mut tx = state.db.begin_write().await?;
+    if let Some(patient) = target.filter(|p| Some(*p) != user.user.patient_id) {
+        let now = OffsetDateTime::now_utc();
+        let held = consent::held_by(&mut tx, user.user.id).await?;
+        held.iter()
+            .find(|p| p.patient_id == patient && p.is_current(now) && !child_turned_15(p, now))
+            .ok_or(AppError::NotFound)?;
+    }
+    let mut event = NewEvent::by(&user.actor(), &user.ctx, "switch record", Outcome::Success);
+    if let Some(patient) = target {
+        event.on_behalf_of = Some(patient.0.to_string());
+    }
+    audit::append(&mut tx, event).await?;
+    tx.commit().await?;
+    let mut signed_in = user.signed_in.clone();
+    signed_in.acting_for = target.filter(|p| Some(*p) != user.user.patient_id);
+    set_signed_in(&user.session, &signed_in).await?;
+    Ok(Redirect::to("/me").into_response())
+}

@@ -1,0 +1,89 @@
+//! The citizen's own record, or the record of someone they hold a proxy for: the record pages,
+//! "who looked at my record", and the patient's controls (blocks, powers of attorney, switching
+//! to a proxy record).
+
+mod access_log;
+mod consent;
+mod record;
+
+use access_control::{Basis, ReadGrant, Request};
+use axum::routing::{get, post};
+use axum::Router;
+use records_domain::model::PatientId;
+use records_domain::store::{patients, Category};
+use records_domain::Tx;
+
+use crate::app::AppState;
+use crate::auth::CurrentUser;
+use crate::error::{AppError, AppResult};
+use crate::views::layout::RecordBanner;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/me", get(record::overview))
+        .route("/me/labs", get(record::labs))
+        .route("/me/labs/{code}", get(record::lab_history))
+        .route("/me/prescriptions", get(record::prescriptions))
+        .route("/me/plans", get(record::plans))
+        .route("/me/access-log", get(access_log::page))
+        .route("/me/access-log/chain.json", get(access_log::chain))
+        .route("/me/access-log/{event}/report", post(access_log::report))
+        .route("/me/blocks", get(consent::blocks).post(consent::add_block))
+        .route("/me/blocks/{block}/lift", post(consent::lift_block))
+        .route("/me/proxies", get(consent::proxies))
+        .route("/me/proxies/grant", post(consent::grant_power_of_attorney))
+        .route("/me/proxies/{proxy}/revoke", post(consent::revoke))
+        .route("/me/switch", post(consent::switch))
+}
+
+/// The record on screen: the one the user switched to as a proxy, or their own.
+pub fn whose_record(user: &CurrentUser) -> AppResult<PatientId> {
+    user.signed_in
+        .acting_for
+        .or(user.user.patient_id)
+        .ok_or(AppError::NotFound)
+}
+
+/// The user's own record: consent is managed by the patient in person, never through a proxy.
+fn own_record(user: &CurrentUser) -> AppResult<PatientId> {
+    user.user.patient_id.ok_or(AppError::NotFound)
+}
+
+pub async fn banner(tx: &mut Tx, patient: PatientId, basis: Basis) -> AppResult<RecordBanner> {
+    let p = patients::by_id(tx, patient)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let relation = match basis {
+        Basis::OwnRecord => "your own record".to_string(),
+        Basis::Guardian => "you are viewing as guardian".to_string(),
+        Basis::PowerOfAttorney => "you are viewing with power of attorney".to_string(),
+        other => other.describe().to_string(),
+    };
+    Ok(RecordBanner {
+        name: p.full_name(),
+        birth_date: records_domain::db::date_text(p.birth_date),
+        relation,
+        emergency: false,
+    })
+}
+
+/// Decide and audit a read of one category of the record on screen; the transaction, the grant
+/// and the banner that names whose record it is.
+async fn open(
+    state: &AppState,
+    user: &CurrentUser,
+    category: Category,
+    resource_id: Option<String>,
+) -> AppResult<(Tx, ReadGrant, RecordBanner)> {
+    let patient = whose_record(user)?;
+    let actor = user.actor();
+    let req = Request {
+        actor: &actor,
+        ctx: &user.ctx,
+        patient,
+        resource_id,
+    };
+    let (mut tx, grant) = state.gate().read(&req, category).await?;
+    let banner = banner(&mut tx, patient, grant.basis()).await?;
+    Ok((tx, grant, banner))
+}

@@ -1,0 +1,123 @@
+//! The record pages: overview, lab results (with a page per test), prescriptions and plans.
+
+use access_control::audit::query as audit_query;
+use access_control::Request;
+use axum::extract::{Path, State};
+use maud::Markup;
+use records_domain::store::{labs, plans, prescriptions, Category, ReadPermit};
+
+use super::{banner, open, whose_record};
+use crate::app::AppState;
+use crate::auth::PatientUser;
+use crate::error::{AppError, AppResult};
+use crate::views::components::{latest_per_test, split_prescriptions};
+use crate::views::patient as view;
+
+pub async fn overview(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+) -> AppResult<Markup> {
+    let patient = whose_record(&user)?;
+    let actor = user.actor();
+    let req = Request {
+        actor: &actor,
+        ctx: &user.ctx,
+        patient,
+        resource_id: None,
+    };
+    let (mut tx, grant) = state.gate().summary(&req).await?;
+    let mut summary = view::Summary {
+        banner: banner(&mut tx, patient, grant.basis()).await?,
+        ..Default::default()
+    };
+    if grant.covers(Category::LabResults) {
+        summary.labs = Some(latest_per_test(&labs::for_patient(&mut tx, &grant).await?));
+        summary.results_pending = labs::has_unreleased(&mut tx, patient).await?;
+    }
+    if grant.covers(Category::Prescriptions) {
+        let all = prescriptions::for_patient(&mut tx, &grant).await?;
+        summary.prescriptions = Some(split_prescriptions(all).0);
+    }
+    if grant.covers(Category::TreatmentPlans) {
+        let all = plans::for_patient(&mut tx, &grant).await?;
+        summary.plans = Some(
+            all.into_iter()
+                .filter(|p| p.status.as_str() == "active")
+                .collect(),
+        );
+    }
+    if grant.covers(Category::AccessLog) {
+        let since = audit_query::record_visit(&mut tx, user.user.id, patient).await?;
+        summary.new_accesses =
+            Some(audit_query::count_accesses_since(&mut tx, patient, user.user.id, since).await?);
+    }
+    tx.commit().await?;
+    Ok(view::overview(&user, &user.csrf().await?, summary))
+}
+
+pub async fn labs(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+) -> AppResult<Markup> {
+    let (mut tx, grant, banner) = open(&state, &user, Category::LabResults, None).await?;
+    let results = labs::for_patient(&mut tx, &grant).await?;
+    let pending = labs::has_unreleased(&mut tx, grant.patient()).await?;
+    tx.commit().await?;
+    Ok(view::labs(
+        &user,
+        &user.csrf().await?,
+        banner,
+        &results,
+        pending,
+    ))
+}
+
+pub async fn lab_history(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+    Path(code): Path<String>,
+) -> AppResult<Markup> {
+    if code.len() > 64 {
+        return Err(AppError::NotFound);
+    }
+    let (mut tx, grant, banner) =
+        open(&state, &user, Category::LabResults, Some(code.clone())).await?;
+    let history = labs::history(&mut tx, &grant, &code).await?;
+    tx.commit().await?;
+    if history.is_empty() {
+        return Err(AppError::NotFound);
+    }
+    Ok(view::lab_history(
+        &user,
+        &user.csrf().await?,
+        banner,
+        &history,
+    ))
+}
+
+pub async fn prescriptions(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+) -> AppResult<Markup> {
+    let (mut tx, grant, banner) = open(&state, &user, Category::Prescriptions, None).await?;
+    let all = prescriptions::for_patient(&mut tx, &grant).await?;
+    tx.commit().await?;
+    let (active, past) = split_prescriptions(all);
+    Ok(view::prescriptions(
+        &user,
+        &user.csrf().await?,
+        banner,
+        &active,
+        &past,
+    ))
+}
+
+pub async fn plans(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+) -> AppResult<Markup> {
+    let (mut tx, grant, banner) = open(&state, &user, Category::TreatmentPlans, None).await?;
+    let all = plans::for_patient(&mut tx, &grant).await?;
+    tx.commit().await?;
+    Ok(view::plans(&user, &user.csrf().await?, banner, &all))
+}
