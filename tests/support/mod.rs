@@ -55,7 +55,7 @@ fn config(database_url: &str) -> Config {
         database_url: database_url.into(),
         database_read_url: None,
         db_max_connections: 8,
-        db_acquire_timeout: std::time::Duration::from_secs(20),
+        db_acquire_timeout: std::time::Duration::from_secs(60),
         secure_cookies: false,
         demo: true,
         override_window: time::Duration::hours(2),

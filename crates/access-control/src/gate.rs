@@ -58,6 +58,9 @@ impl WriteGrant {
     pub fn basis(&self) -> Basis {
         self.read.basis
     }
+    pub fn patient(&self) -> PatientId {
+        self.read.patient
+    }
 }
 
 impl ReadPermit for WriteGrant {
@@ -149,6 +152,25 @@ impl Gate<'_> {
                 patient: req.patient,
             },
         ))
+    }
+
+    /// A search hit: whether the record could be opened, and an audit event saying that the
+    /// clinician learned the patient exists. Nothing of the record is read.
+    pub async fn lookup(
+        &self,
+        conn: &mut AnyConnection,
+        req: &Request<'_>,
+    ) -> Result<Decision, AccessError> {
+        let now = OffsetDateTime::now_utc();
+        let facts = load_facts(conn, req.actor, req.patient, now).await?;
+        let decision = decide(req.actor, Action::ReadSummary, &facts, self.settings, now);
+        let event = NewEvent::by(req.actor, req.ctx, "lookup", Outcome::Success)
+            .about(req.patient)
+            .resource("patient", None)
+            .basis(decision.basis.map(Basis::as_str).unwrap_or(""))
+            .reason(decision.denial.map(|d| d.as_str()).unwrap_or(""));
+        audit::append(conn, event).await?;
+        Ok(decision)
     }
 
     async fn enter(

@@ -4,6 +4,7 @@
 use access_control::{AccessError, Denial};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use records_domain::model::PatientId;
 use records_domain::DomainError;
 
 use crate::views;
@@ -18,6 +19,9 @@ pub enum AppError {
     WrongRole,
     #[error("{}", .0.describe())]
     Denied(Denial),
+    /// A clinician refused who may break the glass for this patient: the page offers it.
+    #[error("{}", .denial.describe())]
+    OverrideOffered { denial: Denial, patient: PatientId },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -52,7 +56,10 @@ impl AppError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::LoginRequired | Self::MustChangePassword => StatusCode::SEE_OTHER,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::WrongRole | Self::Denied(_) | Self::CsrfMismatch => StatusCode::FORBIDDEN,
+            Self::WrongRole
+            | Self::Denied(_)
+            | Self::OverrideOffered { .. }
+            | Self::CsrfMismatch => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -67,7 +74,7 @@ impl AppError {
             Self::NotFound => "There is nothing here, or it is not yours to see.".into(),
             Self::LoginRequired => "Please sign in.".into(),
             Self::WrongRole => "Your role cannot open this page.".into(),
-            Self::Denied(d) => d.describe().into(),
+            Self::Denied(d) | Self::OverrideOffered { denial: d, .. } => d.describe().into(),
             Self::BadRequest(m) | Self::Conflict(m) => m.clone(),
             Self::TooManyRequests { retry_after_secs } => format!("Too many attempts. Try again in {retry_after_secs} seconds."),
             Self::MustChangePassword => "Please choose a new password.".into(),
@@ -126,7 +133,12 @@ impl IntoResponse for AppError {
             _ => {}
         }
         let status = self.status();
-        let page = views::layout::error_page(status, &self.public_message());
+        let page = match &self {
+            Self::OverrideOffered { patient, .. } => {
+                views::clinician::override_offer(&self.public_message(), *patient)
+            }
+            _ => views::layout::error_page(status, &self.public_message()),
+        };
         let mut response = (status, page).into_response();
         match self {
             Self::Overloaded => {

@@ -1,0 +1,83 @@
+//! Finding a patient by CPR number or by name and birth date. Sent by POST so that national IDs
+//! and names never appear in URLs or access logs.
+
+use axum::extract::State;
+use maud::Markup;
+use records_domain::cpr::Cpr;
+use records_domain::db::parse_date;
+use records_domain::model::Patient;
+use records_domain::store::patients;
+use serde::Deserialize;
+
+use super::request;
+use crate::app::AppState;
+use crate::auth::csrf::CsrfForm;
+use crate::auth::ClinicianUser;
+use crate::error::{AppError, AppResult};
+use crate::views::clinician::{self as view, Hit};
+
+const MAX_HITS: i64 = 50;
+
+pub async fn page(ClinicianUser(user): ClinicianUser) -> AppResult<Markup> {
+    Ok(view::lookup(&user, &user.csrf().await?, None, None))
+}
+
+#[derive(Deserialize, Default)]
+pub struct LookupForm {
+    #[serde(default)]
+    pub cpr: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub birth_date: String,
+}
+
+pub async fn search(
+    State(state): State<AppState>,
+    ClinicianUser(user): ClinicianUser,
+    CsrfForm(form): CsrfForm<LookupForm>,
+) -> AppResult<Markup> {
+    let csrf = user.csrf().await?;
+    let found = match find(&state, &form).await {
+        Ok(found) => found,
+        Err(AppError::BadRequest(problem)) => {
+            return Ok(view::lookup(&user, &csrf, Some(&form), Some(Err(problem))));
+        }
+        Err(e) => return Err(e),
+    };
+    let actor = user.actor();
+    let gate = state.gate();
+    let mut tx = state.db.begin_write().await?;
+    let mut hits = Vec::with_capacity(found.len());
+    for patient in found {
+        let req = request(&actor, &user, patient.id, None);
+        let decision = gate.lookup(&mut tx, &req).await?;
+        hits.push(Hit {
+            may_open: decision.allowed,
+            basis: decision.reason(),
+            patient,
+        });
+    }
+    tx.commit().await?;
+    Ok(view::lookup(&user, &csrf, Some(&form), Some(Ok(hits))))
+}
+
+async fn find(state: &AppState, form: &LookupForm) -> AppResult<Vec<Patient>> {
+    let mut conn = state.db.pool().acquire().await?;
+    if !form.cpr.trim().is_empty() {
+        let cpr = Cpr::parse(form.cpr.trim()).map_err(|e| AppError::bad_request(e.to_string()))?;
+        return Ok(patients::by_cpr(&mut conn, &cpr)
+            .await?
+            .into_iter()
+            .collect());
+    }
+    let name = form.name.trim();
+    if name.chars().count() < 2 {
+        return Err(AppError::bad_request(
+            "Enter a CPR number, or a name (at least 2 letters) and a birth date.",
+        ));
+    }
+    let birth_date = parse_date(form.birth_date.trim())
+        .map_err(|_| AppError::bad_request("Give the birth date as a date, like 1980-01-01."))?;
+    Ok(patients::search_by_name(&mut conn, name, Some(birth_date), MAX_HITS).await?)
+}

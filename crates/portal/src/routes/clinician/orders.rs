@@ -1,0 +1,155 @@
+//! Writes that change what the patient sees: releasing held-back results, prescribing and
+//! stopping prescriptions. Each is decided and audited by the gate in the write's transaction.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use records_domain::db::parse_date;
+use records_domain::model::PatientId;
+use records_domain::store::{labs, prescriptions, Category};
+use records_domain::DomainError;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{open_read, open_write};
+use crate::app::AppState;
+use crate::auth::csrf::CsrfForm;
+use crate::auth::login::Empty;
+use crate::auth::ClinicianUser;
+use crate::error::{AppError, AppResult};
+use crate::views::clinician as view;
+use crate::views::components::split_prescriptions;
+
+pub async fn release(
+    State(state): State<AppState>,
+    ClinicianUser(user): ClinicianUser,
+    Path((patient, result)): Path<(Uuid, Uuid)>,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> AppResult<Response> {
+    let patient = PatientId(patient);
+    let (mut tx, grant) = open_write(
+        &state,
+        &user,
+        patient,
+        Category::LabResults,
+        Some(result.to_string()),
+    )
+    .await?;
+    labs::release(&mut tx, &grant, result).await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/clinician/patients/{}/labs", patient.0)).into_response())
+}
+
+/// The prescribing form as sent; kept as text so a refused form comes back as it was typed.
+#[derive(Deserialize, Default, Clone)]
+pub struct PrescriptionForm {
+    pub medication_code: String,
+    pub medication_name: String,
+    pub dosage_text: String,
+    #[serde(default)]
+    pub valid_from: String,
+    #[serde(default)]
+    pub valid_until: String,
+}
+
+impl PrescriptionForm {
+    fn parse(&self) -> Result<prescriptions::NewPrescription, DomainError> {
+        let date = |text: &str, what: &str| {
+            parse_date(text.trim()).map_err(|_| {
+                DomainError::invalid(format!("{what} must be a date like 2027-03-31."))
+            })
+        };
+        Ok(prescriptions::NewPrescription {
+            medication_code: self.medication_code.trim().to_uppercase(),
+            medication_name: self.medication_name.clone(),
+            dosage_text: self.dosage_text.clone(),
+            valid_from: match self.valid_from.trim() {
+                "" => OffsetDateTime::now_utc().date(),
+                text => date(text, "The start date")?,
+            },
+            valid_until: match self.valid_until.trim() {
+                "" => None,
+                text => Some(date(text, "The end date")?),
+            },
+        })
+    }
+}
+
+pub async fn prescribe(
+    State(state): State<AppState>,
+    ClinicianUser(user): ClinicianUser,
+    Path(patient): Path<Uuid>,
+    CsrfForm(form): CsrfForm<PrescriptionForm>,
+) -> AppResult<Response> {
+    let patient = PatientId(patient);
+    let (mut tx, grant) = open_write(&state, &user, patient, Category::Prescriptions, None).await?;
+    let written = match form.parse() {
+        Ok(new) => prescriptions::prescribe(&mut tx, &grant, &new).await,
+        Err(e) => Err(e),
+    };
+    match written {
+        Ok(_) => {
+            tx.commit().await?;
+            Ok(
+                Redirect::to(&format!("/clinician/patients/{}/prescriptions", patient.0))
+                    .into_response(),
+            )
+        }
+        Err(DomainError::Invalid(problem)) => {
+            tx.rollback().await?;
+            let (mut tx, grant, banner) =
+                open_read(&state, &user, patient, Some(Category::Prescriptions), None).await?;
+            let (active, past) =
+                split_prescriptions(prescriptions::for_patient(&mut tx, &grant).await?);
+            tx.commit().await?;
+            let page = view::prescriptions(
+                &user,
+                &user.csrf().await?,
+                banner,
+                patient,
+                &active,
+                &past,
+                Some((&problem, &form)),
+            );
+            Ok((StatusCode::BAD_REQUEST, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct StopForm {
+    reason: String,
+    version: i64,
+}
+
+pub async fn stop(
+    State(state): State<AppState>,
+    ClinicianUser(user): ClinicianUser,
+    Path((patient, prescription)): Path<(Uuid, Uuid)>,
+    CsrfForm(form): CsrfForm<StopForm>,
+) -> AppResult<Response> {
+    let patient = PatientId(patient);
+    let (mut tx, grant) = open_write(
+        &state,
+        &user,
+        patient,
+        Category::Prescriptions,
+        Some(prescription.to_string()),
+    )
+    .await?;
+    match prescriptions::stop(&mut tx, &grant, prescription, form.version, &form.reason).await {
+        Ok(()) => {
+            tx.commit().await?;
+            Ok(Redirect::to(&format!("/clinician/patients/{}/prescriptions", patient.0))
+                .into_response())
+        }
+        Err(DomainError::Conflict) => Err(AppError::Conflict(format!(
+            "Someone changed or stopped this prescription after you opened it, so nothing was changed. \
+             Reload the prescriptions and check them. Your reason was: “{}”",
+            form.reason.trim()
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,192 @@
+//! The clinician's view of a record (held-back results included) and the emergency override.
+
+use access_control::care;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::Markup;
+use records_domain::model::PatientId;
+use records_domain::store::{labs, patients, plans, prescriptions, Category};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::open_read;
+use crate::app::AppState;
+use crate::auth::csrf::CsrfForm;
+use crate::auth::ClinicianUser;
+use crate::error::{AppError, AppResult};
+use crate::views::clinician as view;
+use crate::views::components::{latest_per_test, split_prescriptions};
+
+pub async fn overview(
+    State(state): State<AppState>,
+    ClinicianUser(user): ClinicianUser,
+    Path(patient): Path<Uuid>,
+) -> AppResult<Markup> {
+    let patient = PatientId(patient);
+    let (mut tx, grant, banner) = open_read(&state, &user, patient, None, None).await?;
+    let results = labs::for_patient(&mut tx, &grant).await?;
+    let (active, _) = split_prescriptions(prescriptions::for_patient(&mut tx, &grant).await?);
+    let plans = plans::for_patient(&mut tx, &grant).await?;
+    tx.commit().await?;
+    Ok(view::overview(
+        &user,
+        &user.csrf().await?,
+        banner,
+        patient,
+        &latest_per_test(&results),
+        &active,
+        &plans,
+    ))
+}
+
+pub async fn labs(
+    State(state): State<AppState>,
+    ClinicianUser(user): ClinicianUser,
+    Path(patient): Path<Uuid>,
+) -> AppResult<Markup> {
+    let patient = PatientId(patient);
+    let (mut tx, grant, banner) =
+        open_read(&state, &user, patient, Some(Category::LabResults), None).await?;
+    let results = labs::for_patient(&mut tx, &grant).await?;
+    tx.commit().await?;
+    Ok(view::labs(
+        &user,
+        &user.csrf().await?,
+        banner,
+        patient,
+        &results,
+    ))
+}
+
+pub async fn lab_history(
+    State(state): State<AppState>,
+    ClinicianUser(user): ClinicianUser,
+    Path((patient, code)): Path<(Uuid, String)>,
+) -> AppResult<Markup> {
+    let patient = PatientId(patient);
+    if code.len() > 64 {
+        return Err(AppError::NotFound);
+    }
+    let (mut tx, grant, banner) = open_read(
+        &state,
+        &user,
+        patient,
+        Some(Category::LabResults),
+        Some(code.clone()),
+    )
+    .await?;
+    let history = labs::history(&mut tx, &grant, &code).await?;
+    tx.commit().await?;
+    if history.is_empty() {
+        return Err(AppError::NotFound);
+    }
+    Ok(view::lab_history(
+        &user,
+        &user.csrf().await?,
+        banner,
+        patient,
+        &history,
+    ))
+}
+
+pub async fn prescriptions(
+    State(state): State<AppState>,
+    ClinicianUser(user): ClinicianUser,
+    Path(patient): Path<Uuid>,
+) -> AppResult<Markup> {
+    let patient = PatientId(patient);
+    let (mut tx, grant, banner) =
+        open_read(&state, &user, patient, Some(Category::Prescriptions), None).await?;
+    let (active, past) = split_prescriptions(prescriptions::for_patient(&mut tx, &grant).await?);
+    tx.commit().await?;
+    Ok(view::prescriptions(
+        &user,
+        &user.csrf().await?,
+        banner,
+        patient,
+        &active,
+        &past,
+        None,
+    ))
+}
+
+pub async fn plans(
+    State(state): State<AppState>,
+    ClinicianUser(user): ClinicianUser,
+    Path(patient): Path<Uuid>,
+) -> AppResult<Markup> {
+    let patient = PatientId(patient);
+    let (mut tx, grant, banner) =
+        open_read(&state, &user, patient, Some(Category::TreatmentPlans), None).await?;
+    let all = plans::for_patient(&mut tx, &grant).await?;
+    tx.commit().await?;
+    Ok(view::plans(
+        &user,
+        &user.csrf().await?,
+        banner,
+        patient,
+        &all,
+    ))
+}
+
+pub async fn override_form(
+    State(state): State<AppState>,
+    ClinicianUser(user): ClinicianUser,
+    Path(patient): Path<Uuid>,
+) -> AppResult<Markup> {
+    let patient = PatientId(patient);
+    let mut conn = state.db.pool().acquire().await?;
+    let p = patients::by_id(&mut conn, patient)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    drop(conn);
+    Ok(view::override_form(
+        &user,
+        &user.csrf().await?,
+        &p,
+        state.config.override_window,
+        None,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct OverrideForm {
+    reason: String,
+}
+
+pub async fn grant_override(
+    State(state): State<AppState>,
+    ClinicianUser(user): ClinicianUser,
+    Path(patient): Path<Uuid>,
+    CsrfForm(form): CsrfForm<OverrideForm>,
+) -> AppResult<Response> {
+    let patient = PatientId(patient);
+    let granted = care::grant_override(
+        &state.db,
+        &user.actor(),
+        &user.ctx,
+        patient,
+        &form.reason,
+        state.config.override_window,
+    )
+    .await;
+    match granted {
+        Ok(_) => Ok(Redirect::to(&format!("/clinician/patients/{}", patient.0)).into_response()),
+        Err(access_control::AccessError::Invalid(problem)) => {
+            let mut conn = state.db.pool().acquire().await?;
+            let p = patients::by_id(&mut conn, patient)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            drop(conn);
+            let page = view::override_form(
+                &user,
+                &user.csrf().await?,
+                &p,
+                state.config.override_window,
+                Some((&problem, &form.reason)),
+            );
+            Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
