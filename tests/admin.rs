@@ -1,3 +1,334 @@
-//! admin journeys over HTTP, on both engines.
+//! Administration over HTTP: users (create, one-time password, disable, reset), clinics, GP
+//! listings and care relationships take effect on access at once; administrators see no
+//! clinical data and nobody else reaches these pages.
 
 mod support;
+
+use sqlx::Row;
+use support::{Browser, Page, TestApp};
+
+async fn one(app: &TestApp, sql: &str) -> String {
+    sqlx::query(sql)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get::<String, _>(0)
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query(sql)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .get::<i64, _>(0)
+}
+
+fn one_time_password(page: &Page) -> String {
+    let start = page
+        .body
+        .find("<code class=\"secret\">")
+        .expect("password shown")
+        + 21;
+    let end = page.body[start..].find('<').unwrap() + start;
+    page.body[start..end].to_string()
+}
+
+/// Sign in with a one-time password: enrol the authenticator, then choose a password.
+async fn first_sign_in(app: &TestApp, username: &str, password: &str) -> Browser {
+    let mut b = app.browser();
+    let enrol = b.login_with(username, password).await;
+    assert!(enrol.url.ends_with("/login/second-factor"), "{}", enrol.url);
+    let start = enrol
+        .body
+        .find("Or type this key into the app: <code>")
+        .expect("key")
+        + 37;
+    let end = enrol.body[start..].find('<').unwrap() + start;
+    let secret = enrol.body[start..end].to_string();
+    let code = portal::auth::totp::current_code(&secret, username).unwrap();
+    let change = b.post("/login/second-factor", &[("code", &code)]).await;
+    assert!(
+        change.url.ends_with("/account/password"),
+        "forced to change: {}",
+        change.url
+    );
+    let new = "a-long-new-passphrase-2026";
+    b.post(
+        "/account/password",
+        &[("current", password), ("new", new), ("confirm", new)],
+    )
+    .await
+    .assert_ok();
+    b
+}
+
+both_engines!(
+    create_a_clinician_who_signs_in_and_works,
+    |app: TestApp| async move {
+        let clinic_a = one(
+            &app,
+            "SELECT clinic_id FROM users WHERE username = 'dr.hansen'",
+        )
+        .await;
+        let mut admin = app.signed_in("admin").await;
+        admin.get("/admin/users").await.assert_ok();
+        let created = admin
+            .post(
+                "/admin/users",
+                &[
+                    ("username", "dr.berg"),
+                    ("display_name", "Dr. Ida Berg"),
+                    ("role", "clinician"),
+                    ("clinic", &clinic_a),
+                    ("cpr", ""),
+                ],
+            )
+            .await;
+        created.assert_ok();
+        let password = one_time_password(&created);
+        let mut berg = first_sign_in(&app, "dr.berg", &password).await;
+        let anne = one(
+            &app,
+            "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
+        )
+        .await;
+        berg.get(&format!("/clinician/patients/{anne}"))
+            .await
+            .assert_ok();
+
+        // Bad input: clear message, nothing written.
+        let users = count(&app, "SELECT COUNT(*) FROM users").await;
+        for fields in [
+            vec![
+                ("username", "dr.berg"),
+                ("display_name", "Another"),
+                ("role", "clinician"),
+                ("clinic", clinic_a.as_str()),
+            ],
+            vec![
+                ("username", "x y"),
+                ("display_name", "Bad name"),
+                ("role", "auditor"),
+            ],
+            vec![
+                ("username", "nobody"),
+                ("display_name", "No role"),
+                ("role", "system"),
+            ],
+            vec![
+                ("username", "citizen-x"),
+                ("display_name", "No CPR"),
+                ("role", "patient"),
+                ("cpr", "0101"),
+            ],
+            vec![
+                ("username", "dr.noclinic"),
+                ("display_name", "No clinic"),
+                ("role", "clinician"),
+            ],
+        ] {
+            let page = admin.post("/admin/users", &fields).await;
+            assert_eq!(page.status, 400, "{fields:?}: {}", page.body);
+        }
+        assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, users);
+    }
+);
+
+both_engines!(
+    disable_and_reset_take_effect_at_once,
+    |app: TestApp| async move {
+        let bo_user = one(&app, "SELECT id FROM users WHERE username = 'bo'").await;
+        let mut bo = app.signed_in("bo").await;
+        bo.get("/me").await.assert_ok();
+        let mut admin = app.signed_in("admin").await;
+        admin.get("/admin/users").await;
+        admin
+            .post(&format!("/admin/users/{bo_user}/disable"), &[])
+            .await
+            .assert_ok();
+        assert!(
+            bo.get("/me").await.is_login_page(),
+            "a disabled user's session ends"
+        );
+        assert_eq!(app.browser().login("bo").await.status, 401);
+        admin
+            .post(&format!("/admin/users/{bo_user}/enable"), &[])
+            .await
+            .assert_ok();
+        let reset = admin
+            .post(&format!("/admin/users/{bo_user}/reset-password"), &[])
+            .await;
+        reset.assert_ok();
+        let password = one_time_password(&reset);
+        assert_eq!(
+            app.browser().login("bo").await.status,
+            401,
+            "the old password is gone"
+        );
+        let mut again = app.browser();
+        let forced = again.login_with("bo", &password).await;
+        assert!(
+            forced.url.ends_with("/account/password"),
+            "must change at next login: {}",
+            forced.url
+        );
+        assert!(again.get("/me").await.url.ends_with("/account/password"));
+        let admin_id = one(&app, "SELECT id FROM users WHERE username = 'admin'").await;
+        assert_eq!(
+            admin
+                .post(&format!("/admin/users/{admin_id}/disable"), &[])
+                .await
+                .status,
+            400
+        );
+        let audited = count(&app, "SELECT COUNT(*) FROM audit_events WHERE action IN ('disable user', 'enable user', 'reset password')").await;
+        assert_eq!(audited, 3);
+    }
+);
+
+both_engines!(
+    listings_and_relationships_decide_access,
+    |app: TestApp| async move {
+        let bo = one(
+            &app,
+            "SELECT id FROM patients WHERE given_name = 'Bo' AND family_name = 'Nielsen'",
+        )
+        .await;
+        let bo_cpr = one(
+            &app,
+            "SELECT national_id FROM patients WHERE given_name = 'Bo' AND family_name = 'Nielsen'",
+        )
+        .await;
+        let clinic_a = one(
+            &app,
+            "SELECT clinic_id FROM users WHERE username = 'dr.hansen'",
+        )
+        .await;
+        let larsen = one(&app, "SELECT id FROM users WHERE username = 'dr.larsen'").await;
+        let mut hansen = app.signed_in("dr.hansen").await;
+        let mut admin = app.signed_in("admin").await;
+        let record = format!("/clinician/patients/{bo}");
+        let before = hansen.get(&record).await.status;
+
+        admin.get("/admin/listings").await.assert_ok();
+        let listed = admin
+            .post(
+                "/admin/listings",
+                &[("cpr", &bo_cpr), ("clinic", &clinic_a)],
+            )
+            .await;
+        listed.assert_ok();
+        assert!(listed.contains("Bo Nielsen is now listed with"));
+        hansen.get(&record).await.assert_ok();
+        admin
+            .post("/admin/listings", &[("cpr", &bo_cpr), ("clinic", "")])
+            .await
+            .assert_ok();
+        assert_eq!(hansen.get(&record).await.status, 403);
+        assert_eq!(
+            admin
+                .post("/admin/listings", &[("cpr", "not-a-cpr")])
+                .await
+                .status,
+            400
+        );
+
+        let mut larsen_browser = app.signed_in("dr.larsen").await;
+        larsen_browser.get(&record).await;
+        admin.get("/admin/relationships").await.assert_ok();
+        admin
+            .post(
+                "/admin/relationships",
+                &[
+                    ("clinician", &larsen),
+                    ("cpr", &bo_cpr),
+                    ("from", ""),
+                    ("until", ""),
+                    ("reason", "Referred for cardiology"),
+                ],
+            )
+            .await
+            .assert_ok();
+        larsen_browser.get(&record).await.assert_ok();
+        let relationship = one(
+            &app,
+            &format!("SELECT id FROM care_relationships WHERE patient_id = '{bo}'"),
+        )
+        .await;
+        admin
+            .post(&format!("/admin/relationships/{relationship}/end"), &[])
+            .await
+            .assert_ok();
+        assert_eq!(larsen_browser.get(&record).await.status, 403);
+        let not_a_clinician = one(&app, "SELECT id FROM users WHERE username = 'auditor'").await;
+        let refused = admin
+            .post(
+                "/admin/relationships",
+                &[
+                    ("clinician", &not_a_clinician),
+                    ("cpr", &bo_cpr),
+                    ("reason", "x"),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, 400);
+        let _ = before;
+    }
+);
+
+both_engines!(
+    clinics_are_managed_and_admins_see_no_clinical_data,
+    |app: TestApp| async move {
+        let mut admin = app.signed_in("admin").await;
+        let list = admin.get("/admin/clinics").await;
+        list.assert_ok();
+        let made = admin
+            .post(
+                "/admin/clinics",
+                &[
+                    ("name", "Lægehuset Vesterbro"),
+                    ("kind", "general_practice"),
+                    ("address", "Istedgade 1"),
+                    ("phone", "+45 33 00 00 00"),
+                ],
+            )
+            .await;
+        made.assert_ok();
+        assert!(made.contains("Lægehuset Vesterbro"));
+        assert_eq!(
+            admin
+                .post(
+                    "/admin/clinics",
+                    &[("name", ""), ("kind", "general_practice")]
+                )
+                .await
+                .status,
+            400
+        );
+        assert_eq!(
+            admin
+                .post("/admin/clinics", &[("name", "X"), ("kind", "spaceport")])
+                .await
+                .status,
+            400
+        );
+
+        let anne = one(
+            &app,
+            "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
+        )
+        .await;
+        for path in [
+            "/me".to_string(),
+            "/me/labs".to_string(),
+            format!("/clinician/patients/{anne}"),
+            "/audit".to_string(),
+        ] {
+            assert_eq!(admin.get(&path).await.status, 403, "{path}");
+        }
+        for user in ["anne", "dr.hansen", "auditor"] {
+            let mut b = app.signed_in(user).await;
+            assert_eq!(b.get("/admin/users").await.status, 403, "{user}");
+        }
+    }
+);
