@@ -1,3 +1,361 @@
-//! audit journeys over HTTP, on both engines.
+//! The audit log: the database refuses changes, tampering is detected and named (by the
+//! workbench and by `portal audit verify`), concurrent appends keep every chain valid, and the
+//! auditor's filters, paging, export and review queue return exactly what they should.
 
 mod support;
+
+use std::process::Command;
+
+use access_control::audit::{self, verify, NewEvent, Outcome};
+use access_control::{Actor, RequestContext, Role};
+use records_domain::model::PatientId;
+use records_domain::Engine;
+use sqlx::Row;
+use support::TestApp;
+use uuid::Uuid;
+
+async fn one(app: &TestApp, sql: &str) -> String {
+    sqlx::query(sql)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get::<String, _>(0)
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query(sql)
+        .fetch_one(app.db.pool())
+        .await
+        .unwrap()
+        .get::<i64, _>(0)
+}
+
+fn verify_cli(app: &TestApp) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_portal"))
+        .args(["audit", "verify"])
+        .env("DATABASE_URL", &app.database_url)
+        .env("PORTAL_LOG", "warn")
+        .output()
+        .expect("portal audit verify runs")
+}
+
+/// A realistic mixed workload: logins, record views, a denial, an override, a block.
+async fn workload(app: &TestApp) {
+    let anne = one(
+        app,
+        "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
+    )
+    .await;
+    let mut hansen = app.signed_in("dr.hansen").await;
+    for path in ["", "/labs", "/prescriptions", "/plans"] {
+        hansen
+            .get(&format!("/clinician/patients/{anne}{path}"))
+            .await
+            .assert_ok();
+    }
+    let mut larsen = app.signed_in("dr.larsen").await;
+    let base = format!("/clinician/patients/{anne}");
+    assert_eq!(larsen.get(&base).await.status, 403);
+    larsen.get(&format!("{base}/override")).await;
+    larsen
+        .post(
+            &format!("{base}/override"),
+            &[("reason", "Found unconscious, checking for anticoagulants")],
+        )
+        .await
+        .assert_ok();
+    let mut patient = app.signed_in("anne").await;
+    patient.get("/me/access-log").await.assert_ok();
+    app.browser()
+        .login_with("anne", "wrong-password-here")
+        .await;
+}
+
+both_engines!(
+    the_database_refuses_changes_to_audit_events,
+    |app: TestApp| async move {
+        workload(&app).await;
+        for sql in [
+            "UPDATE audit_events SET reason = 'nothing to see'",
+            "DELETE FROM audit_events",
+        ] {
+            let refused = sqlx::query(sql).execute(app.db.pool()).await;
+            let message = refused.expect_err(sql).to_string();
+            assert!(message.contains("append-only"), "{sql}: {message}");
+        }
+        if app.engine == Engine::Postgres {
+            assert!(sqlx::query("TRUNCATE audit_events CASCADE")
+                .execute(app.db.pool())
+                .await
+                .is_err());
+            let privileges = one(
+                &app,
+                "SELECT CAST(has_table_privilege('portal_app', 'audit_events', 'UPDATE') AS TEXT)",
+            )
+            .await;
+            assert_eq!(
+                privileges, "false",
+                "the application role may not update audit events"
+            );
+        }
+        let out = verify_cli(&app);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("all chains intact"));
+    }
+);
+
+both_engines!(tampering_is_detected_and_named, |app: TestApp| async move {
+    workload(&app).await;
+    let anne = one(
+        &app,
+        "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
+    )
+    .await;
+    let victim = one(&app, &format!("SELECT id FROM audit_events WHERE chain_key = '{anne}' AND action = 'read lab_results'")).await;
+    // A malicious administrator with database access disables the protection first.
+    let tamper = match app.engine {
+        Engine::Sqlite => vec![
+            "DROP TRIGGER audit_events_no_update".to_string(),
+            format!("UPDATE audit_events SET actor_name = 'Nobody' WHERE id = '{victim}'"),
+        ],
+        Engine::Postgres => vec![
+            "ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update".to_string(),
+            format!("UPDATE audit_events SET actor_name = 'Nobody' WHERE id = '{victim}'"),
+        ],
+    };
+    for sql in tamper {
+        sqlx::query(&sql).execute(app.db.pool()).await.unwrap();
+    }
+    let mut conn = app.db.pool().acquire().await.unwrap();
+    let report = verify::verify_all(&mut conn).await.unwrap();
+    drop(conn);
+    assert!(!report.is_intact());
+    assert_eq!(report.broken[0].chain_key, anne);
+    assert_eq!(report.broken[0].event_id.as_deref(), Some(victim.as_str()));
+
+    let out = verify_cli(&app);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("BROKEN: patient {anne}")) && stdout.contains(&victim),
+        "{stdout}"
+    );
+
+    let mut auditor = app.signed_in("auditor").await;
+    let page = auditor.get("/audit/verify").await;
+    page.assert_ok();
+    assert!(page.contains("broken links") && page.contains(&victim));
+});
+
+both_engines!(
+    concurrent_appends_keep_every_chain_valid,
+    |app: TestApp| async move {
+        let patients: Vec<PatientId> = sqlx::query("SELECT id FROM patients ORDER BY id LIMIT 3")
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| PatientId(Uuid::parse_str(&r.get::<String, _>("id")).unwrap()))
+            .collect();
+        let before = count(&app, "SELECT COUNT(*) FROM audit_events").await;
+        let mut writers = Vec::new();
+        for w in 0..8 {
+            let db = app.db.clone();
+            let patients = patients.clone();
+            writers.push(tokio::spawn(async move {
+                let actor = Actor {
+                    user_id: Uuid::now_v7(),
+                    name: format!("Writer {w}"),
+                    role: Role::Clinician,
+                    clinic_id: None,
+                    patient_id: None,
+                };
+                let ctx = RequestContext {
+                    client_addr: "127.0.0.1".into(),
+                };
+                for i in 0..25 {
+                    let mut tx = db.begin_write().await.unwrap();
+                    let event = NewEvent::by(&actor, &ctx, "read summary", Outcome::Allowed)
+                        .about(patients[(w + i) % 3]);
+                    audit::append(&mut tx, event).await.unwrap();
+                    tx.commit().await.unwrap();
+                }
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        assert_eq!(
+            count(&app, "SELECT COUNT(*) FROM audit_events").await,
+            before + 200
+        );
+        let mut conn = app.db.pool().acquire().await.unwrap();
+        let report = verify::verify_all(&mut conn).await.unwrap();
+        assert!(report.is_intact(), "{:?}", report.broken);
+        for p in &patients {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS n, MAX(seq) AS top FROM audit_events WHERE chain_key = $1",
+            )
+            .bind(p.0.to_string())
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+            assert_eq!(
+                row.get::<i64, _>("n"),
+                row.get::<i64, _>("top"),
+                "sequence without gaps or duplicates"
+            );
+        }
+    }
+);
+
+both_engines!(
+    filters_paging_and_export_are_exact,
+    |app: TestApp| async move {
+        workload(&app).await;
+        let anne_cpr = one(
+            &app,
+            "SELECT national_id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
+        )
+        .await;
+        let anne = one(
+            &app,
+            "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
+        )
+        .await;
+        let mut auditor = app.signed_in("auditor").await;
+        auditor.get("/audit").await.assert_ok();
+
+        let by_patient = auditor.post("/audit", &[("cpr", &anne_cpr)]).await;
+        by_patient.assert_ok();
+        let expected = count(
+            &app,
+            &format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{anne}'"),
+        )
+        .await;
+        // The search's own event about Anne is appended after its query ran.
+        assert!(
+            by_patient.contains(&format!("{} events on this page", (expected - 1).min(50))),
+            "{expected}"
+        );
+
+        let denied = auditor
+            .post("/audit", &[("outcome", "denied"), ("actor", "dr.larsen")])
+            .await;
+        assert!(denied.contains("1 events on this page"), "{}", denied.body);
+        let overrides = auditor
+            .post("/audit", &[("basis", "emergency_override")])
+            .await;
+        assert!(overrides.contains("Found unconscious"));
+
+        // Keyset paging walks every event exactly once.
+        let total = count(&app, "SELECT COUNT(*) FROM audit_events").await;
+        let mut seen = 0;
+        let mut page = auditor.post("/audit", &[]).await;
+        loop {
+            seen += page.body.matches("<tr").count() - 1;
+            let (Some(at), Some(id)) = (page.input_value("after_at"), page.input_value("after_id"))
+            else {
+                break;
+            };
+            page = auditor
+                .post("/audit", &[("after_at", &at), ("after_id", &id)])
+                .await;
+        }
+        // The searches themselves were appended while paging; everything before them was seen.
+        assert!(seen as i64 >= total, "paged through {seen} of {total}");
+
+        let csv = auditor
+            .post("/audit/export.csv", &[("cpr", &anne_cpr)])
+            .await;
+        csv.assert_ok();
+        assert!(csv.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv"));
+        let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
+        let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+        let expected = count(
+            &app,
+            &format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{anne}'"),
+        )
+        .await;
+        assert_eq!(
+            rows.len() as i64,
+            expected,
+            "exactly the matching events, the export's own event included"
+        );
+        assert!(rows.iter().all(|r| r[9] == anne));
+    }
+);
+
+both_engines!(
+    review_queue_closes_with_an_audited_note,
+    |app: TestApp| async move {
+        workload(&app).await;
+        let mut auditor = app.signed_in("auditor").await;
+        let queue = auditor.get("/audit/reviews").await;
+        queue.assert_ok();
+        assert!(queue.contains("Override after a refusal") && queue.contains("Found unconscious"));
+        let review = one(&app, "SELECT id FROM audit_reviews WHERE status = 'open'").await;
+        let short = auditor
+            .post(&format!("/audit/reviews/{review}/close"), &[("note", "ok")])
+            .await;
+        assert_eq!(short.status, 400);
+        let closed = auditor
+            .post(
+                &format!("/audit/reviews/{review}/close"),
+                &[(
+                    "note",
+                    "Confirmed with the emergency department: admitted unconscious.",
+                )],
+            )
+            .await;
+        closed.assert_ok();
+        assert!(closed.contains("Confirmed with the emergency department"));
+        assert_eq!(
+            auditor
+                .post(
+                    &format!("/audit/reviews/{review}/close"),
+                    &[("note", "Second close attempt")]
+                )
+                .await
+                .status,
+            409
+        );
+        assert_eq!(
+            count(
+                &app,
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'close review'"
+            )
+            .await,
+            1
+        );
+
+        let stats = auditor.get("/audit/stats").await;
+        stats.assert_ok();
+        assert!(stats.contains("<svg") && stats.contains("Dr."));
+        let verify = auditor.get("/audit/verify").await;
+        assert!(verify.contains("Intact"));
+        let anne = one(
+            &app,
+            "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
+        )
+        .await;
+        for path in [
+            "/me".to_string(),
+            format!("/clinician/patients/{anne}"),
+            "/admin/users".to_string(),
+        ] {
+            assert_eq!(
+                auditor.get(&path).await.status,
+                403,
+                "auditors see no clinical data: {path}"
+            );
+        }
+    }
+);

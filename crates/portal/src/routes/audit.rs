@@ -1,7 +1,449 @@
+//! The auditor's workbench: filtered search with keyset paging, the review queue, per-clinician
+//! statistics, streamed CSV export and chain verification. Auditors see events, never clinical
+//! data; their reads go to the read replica when one is configured, and every auditor action
+//! is itself an audit event.
+
+use std::time::Instant;
+
+use access_control::audit::query::{self as audit_query, Cursor, Export, Filter};
+use access_control::audit::{self, verify, AuditEvent, NewEvent, Outcome};
+use access_control::{accounts, Basis};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use axum::Router;
+use futures::StreamExt;
+use maud::Markup;
+use records_domain::cpr::Cpr;
+use records_domain::db::parse_date;
+use records_domain::model::PatientId;
+use records_domain::store::{clinics, patients};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::auth::csrf::CsrfForm;
+use crate::auth::{AuditorUser, CurrentUser};
+use crate::error::{AppError, AppResult};
+use crate::views::audit as view;
+
+const PAGE_SIZE: i64 = 50;
+const STATS_DAYS: i64 = 30;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/audit", get(workbench).post(search))
+        .route("/audit/export.csv", post(export))
+        .route("/audit/reviews", get(reviews))
+        .route("/audit/reviews/{review}/close", post(close_review))
+        .route("/audit/stats", get(stats))
+        .route("/audit/verify", get(verify_log))
+}
+
+/// The filter as typed; kept as text so that the form comes back as it was sent.
+#[derive(Deserialize, Serialize, Default, Clone, Debug)]
+pub struct FilterForm {
+    #[serde(default)]
+    pub cpr: String,
+    #[serde(default)]
+    pub actor: String,
+    #[serde(default)]
+    pub clinic: String,
+    #[serde(default)]
+    pub action: String,
+    #[serde(default)]
+    pub outcome: String,
+    #[serde(default)]
+    pub basis: String,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub until: String,
+    #[serde(default)]
+    pub after_at: String,
+    #[serde(default)]
+    pub after_id: String,
+}
+
+impl FilterForm {
+    fn cursor(&self) -> Option<Cursor> {
+        (!self.after_at.is_empty() && !self.after_id.is_empty()).then(|| Cursor {
+            occurred_at: self.after_at.clone(),
+            id: self.after_id.clone(),
+        })
+    }
+}
+
+fn text_filter(text: &str) -> Option<String> {
+    Some(text.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+async fn to_filter(state: &AppState, form: &FilterForm) -> AppResult<Filter> {
+    let mut conn = state.reader().pool().acquire().await?;
+    let patient_id = match form.cpr.trim() {
+        "" => None,
+        text => {
+            let cpr = Cpr::parse(text).map_err(|e| AppError::bad_request(e.to_string()))?;
+            let patient = patients::by_cpr(&mut conn, &cpr)
+                .await?
+                .ok_or_else(|| AppError::bad_request("No patient has that CPR number."))?;
+            Some(patient.id)
+        }
+    };
+    let actor_id = match form.actor.trim() {
+        "" => None,
+        name => Some(
+            accounts::by_username(&mut conn, name)
+                .await?
+                .ok_or_else(|| AppError::bad_request("There is no user with that user name."))?
+                .id,
+        ),
+    };
+    let clinic_id = match form.clinic.trim() {
+        "" => None,
+        id => Some(
+            Uuid::parse_str(id)
+                .map_err(|_| AppError::bad_request("Choose a clinic from the list."))?,
+        ),
+    };
+    let day = |text: &str, what: &str| -> AppResult<Option<OffsetDateTime>> {
+        match text.trim() {
+            "" => Ok(None),
+            t => parse_date(t)
+                .map(|d| Some(d.midnight().assume_utc()))
+                .map_err(|_| {
+                    AppError::bad_request(format!("{what} must be a date like 2026-11-01."))
+                }),
+        }
+    };
+    if !form.basis.is_empty() && Basis::parse(&form.basis).is_none() {
+        return Err(AppError::bad_request("Choose a basis from the list."));
+    }
+    Ok(Filter {
+        patient_id,
+        actor_id,
+        clinic_id,
+        action: text_filter(&form.action),
+        outcome: text_filter(&form.outcome),
+        basis: text_filter(&form.basis),
+        from: day(&form.from, "The first day")?,
+        // The last day is included.
+        until: day(&form.until, "The last day")?.map(|d| d + Duration::days(1)),
+    })
+}
+
+async fn record_auditor_action(
+    state: &AppState,
+    auditor: &CurrentUser,
+    action: &str,
+    patient: Option<PatientId>,
+    reason: String,
+) -> AppResult<()> {
+    let mut tx = state.db.begin_write().await?;
+    let mut event =
+        NewEvent::by(&auditor.actor(), &auditor.ctx, action, Outcome::Success).reason(reason);
+    if let Some(p) = patient {
+        event = event.about(p);
+    }
+    audit::append(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn describe(filter: &Filter) -> String {
+    format!("{filter:?}")
+}
+
+async fn workbench(
+    State(state): State<AppState>,
+    AuditorUser(auditor): AuditorUser,
+) -> AppResult<Markup> {
+    results(&state, &auditor, FilterForm::default()).await
+}
+
+async fn search(
+    State(state): State<AppState>,
+    AuditorUser(auditor): AuditorUser,
+    CsrfForm(form): CsrfForm<FilterForm>,
+) -> AppResult<Response> {
+    match results(&state, &auditor, form.clone()).await {
+        Ok(page) => Ok(page.into_response()),
+        Err(AppError::BadRequest(problem)) => {
+            let mut conn = state.reader().pool().acquire().await?;
+            let clinics = clinics::all(&mut conn).await?;
+            drop(conn);
+            let page = view::workbench(
+                &auditor,
+                &auditor.csrf().await?,
+                &form,
+                &clinics,
+                Err(&problem),
+            );
+            Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn results(state: &AppState, auditor: &CurrentUser, form: FilterForm) -> AppResult<Markup> {
+    let filter = to_filter(state, &form).await?;
+    let started = Instant::now();
+    let mut conn = state.reader().pool().acquire().await?;
+    let (events, next) =
+        audit_query::search(&mut conn, &filter, form.cursor().as_ref(), PAGE_SIZE).await?;
+    let clinics = clinics::all(&mut conn).await?;
+    drop(conn);
+    let elapsed = started.elapsed();
+    record_auditor_action(
+        state,
+        auditor,
+        "search audit log",
+        filter.patient_id,
+        describe(&filter),
+    )
+    .await?;
+    Ok(view::workbench(
+        auditor,
+        &auditor.csrf().await?,
+        &form,
+        &clinics,
+        Ok(view::Results {
+            events: &events,
+            next,
+            elapsed,
+        }),
+    ))
+}
+
+const CSV_HEADER: [&str; 18] = [
+    "occurred_at",
+    "chain_key",
+    "seq",
+    "id",
+    "actor_id",
+    "actor_name",
+    "actor_role",
+    "actor_clinic_id",
+    "on_behalf_of",
+    "patient_id",
+    "action",
+    "resource_type",
+    "resource_id",
+    "basis",
+    "outcome",
+    "reason",
+    "client_addr",
+    "hash",
+];
+
+/// Spreadsheet programs run cells that start with these as formulas.
+fn defuse(cell: &str) -> String {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
+        _ => cell.to_string(),
+    }
+}
+
+fn csv_line(cells: &[String]) -> Result<Vec<u8>, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(cells)?;
+    writer.into_inner().map_err(|e| e.into_error().into())
+}
+
+fn csv_row(e: &AuditEvent) -> Vec<String> {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    [
+        e.occurred_at.clone(),
+        e.chain_key.clone(),
+        e.seq.to_string(),
+        e.id.to_string(),
+        opt(e.actor_id.map(|u| u.to_string())),
+        e.actor_name.clone(),
+        e.actor_role.clone(),
+        opt(e.actor_clinic_id.map(|u| u.to_string())),
+        opt(e.on_behalf_of.clone()),
+        opt(e.patient_id.map(|u| u.to_string())),
+        e.action.clone(),
+        e.resource_type.clone(),
+        opt(e.resource_id.clone()),
+        e.basis.clone(),
+        e.outcome.clone(),
+        e.reason.clone(),
+        e.client_addr.clone(),
+        e.hash.clone(),
+    ]
+    .iter()
+    .map(|c| defuse(c))
+    .collect()
+}
+
+/// Every event of the filter as CSV, streamed row by row from the database to the client: a
+/// task reads the cursor and hands lines over a small channel, so memory stays flat.
+async fn export(
+    State(state): State<AppState>,
+    AuditorUser(auditor): AuditorUser,
+    CsrfForm(form): CsrfForm<FilterForm>,
+) -> AppResult<Response> {
+    let filter = to_filter(&state, &form).await?;
+    record_auditor_action(
+        &state,
+        &auditor,
+        "export audit log",
+        filter.patient_id,
+        describe(&filter),
+    )
+    .await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
+    let reader = state.reader().clone();
+    tokio::spawn(async move {
+        let header: Vec<String> = CSV_HEADER.iter().map(|h| h.to_string()).collect();
+        if sender
+            .send(csv_line(&header).map_err(std::io::Error::other))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut conn = match reader.pool().acquire().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let _ = sender.send(Err(std::io::Error::other(e))).await;
+                return;
+            }
+        };
+        let export = Export::new(&filter);
+        let mut rows = export.stream(&mut conn);
+        while let Some(event) = rows.next().await {
+            let line = event
+                .map_err(std::io::Error::other)
+                .and_then(|e| csv_line(&csv_row(&e)).map_err(std::io::Error::other));
+            let failed = line.is_err();
+            if sender.send(line).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"audit-events.csv\"",
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn reviews(
+    State(state): State<AppState>,
+    AuditorUser(auditor): AuditorUser,
+) -> AppResult<Markup> {
+    let mut conn = state.reader().pool().acquire().await?;
+    let open = audit_query::reviews(&mut conn, "open", 200).await?;
+    let closed = audit_query::reviews(&mut conn, "closed", 50).await?;
+    let mut items = Vec::with_capacity(open.len() + closed.len());
+    for review in open.into_iter().chain(closed) {
+        let event = audit_query::by_id(&mut conn, review.event_id).await?;
+        items.push((review, event));
+    }
+    drop(conn);
+    Ok(view::reviews(&auditor, &auditor.csrf().await?, &items))
+}
+
+#[derive(Deserialize)]
+struct CloseForm {
+    note: String,
+}
+
+async fn close_review(
+    State(state): State<AppState>,
+    AuditorUser(auditor): AuditorUser,
+    Path(review): Path<Uuid>,
+    CsrfForm(form): CsrfForm<CloseForm>,
+) -> AppResult<Response> {
+    let note = form.note.trim();
+    if note.chars().count() < 5 || note.chars().count() > 2000 {
+        return Err(AppError::bad_request(
+            "Write a note of 5 to 2000 characters: what was found, and what was done.",
+        ));
+    }
+    let mut tx = state.db.begin_write().await?;
+    let found = audit_query::review_by_id(&mut tx, review)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if !audit_query::close_review(&mut tx, review, note, &auditor.user.display_name).await? {
+        return Err(AppError::Conflict(
+            "Another auditor closed this review first.".into(),
+        ));
+    }
+    let mut event = NewEvent::by(
+        &auditor.actor(),
+        &auditor.ctx,
+        "close review",
+        Outcome::Success,
+    )
+    .resource("audit_review", Some(review.to_string()))
+    .reason(note);
+    if let Some(p) = found.patient_id {
+        event = event.about(PatientId(p));
+    }
+    audit::append(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/audit/reviews").into_response())
+}
+
+async fn stats(
+    State(state): State<AppState>,
+    AuditorUser(auditor): AuditorUser,
+) -> AppResult<Markup> {
+    let until = OffsetDateTime::now_utc() + Duration::minutes(1);
+    let from = until - Duration::days(STATS_DAYS);
+    let mut conn = state.reader().pool().acquire().await?;
+    let per_clinician = audit_query::clinician_stats(&mut conn, from, until).await?;
+    drop(conn);
+    Ok(view::stats(
+        &auditor,
+        &auditor.csrf().await?,
+        STATS_DAYS,
+        &per_clinician,
+    ))
+}
+
+async fn verify_log(
+    State(state): State<AppState>,
+    AuditorUser(auditor): AuditorUser,
+) -> AppResult<Markup> {
+    let started = Instant::now();
+    let mut conn = state.reader().pool().acquire().await?;
+    let report = verify::verify_all(&mut conn).await?;
+    drop(conn);
+    let elapsed = started.elapsed();
+    let outcome = if report.is_intact() {
+        "intact"
+    } else {
+        "BROKEN"
+    };
+    record_auditor_action(
+        &state,
+        &auditor,
+        "verify audit log",
+        None,
+        format!(
+            "{} chains, {} events: {outcome}",
+            report.chains, report.events
+        ),
+    )
+    .await?;
+    Ok(view::verify(
+        &auditor,
+        &auditor.csrf().await?,
+        &report,
+        elapsed,
+    ))
 }
