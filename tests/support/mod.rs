@@ -165,9 +165,17 @@ impl TestApp {
     }
 
     fn browser_with(&self, redirects: reqwest::redirect::Policy) -> Browser {
+        self.browser_with_jar(redirects, Default::default())
+    }
+
+    fn browser_with_jar(
+        &self,
+        redirects: reqwest::redirect::Policy,
+        jar: std::sync::Arc<reqwest::cookie::Jar>,
+    ) -> Browser {
         let client = reqwest::Client::builder()
             .redirect(redirects)
-            .cookie_store(true)
+            .cookie_provider(jar)
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client");
@@ -176,6 +184,16 @@ impl TestApp {
             base: self.base.clone(),
             csrf: None,
         }
+    }
+
+    /// Signed in like `signed_in`, but showing redirects instead of following them.
+    pub async fn browser_signed_in_without_redirects(&self, username: &str) -> Browser {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let mut b = self.browser_with_jar(reqwest::redirect::Policy::limited(10), jar.clone());
+        assert_eq!(b.login(username).await.status, 200, "login of {username}");
+        let mut quiet = self.browser_with_jar(reqwest::redirect::Policy::none(), jar);
+        quiet.csrf = b.csrf.take();
+        quiet
     }
 
     /// A browser already signed in as the demo user `username` (second factor included).
@@ -301,6 +319,18 @@ impl Browser {
             .send()
             .await
             .expect("POST");
+        self.page(response).await
+    }
+
+    pub async fn put_json(&mut self, path: &str, body: &str) -> Page {
+        let response = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("PUT");
         self.page(response).await
     }
 

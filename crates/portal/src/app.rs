@@ -59,16 +59,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-pub fn router(state: AppState, store: Store) -> Router {
-    let secure = state.config.secure_cookies;
-    let sessions = SessionManagerLayer::new(store)
-        // The __Host- prefix makes browsers refuse the cookie unless Secure, host-only, path=/.
-        .with_name(if secure { "__Host-portal" } else { "portal" })
-        .with_secure(secure)
-        .with_http_only(true)
-        .with_same_site(SameSite::Strict)
-        .with_path("/")
-        .with_expiry(Expiry::OnInactivity(auth::IDLE_TIMEOUT));
+/// Every route of the portal, without state or layers: the authorization matrix test reads
+/// the list from here, so a new route cannot go untested.
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(start))
         .route("/healthz", get(routes::health::healthz))
@@ -93,6 +86,19 @@ pub fn router(state: AppState, store: Store) -> Router {
         .merge(routes::admin::routes())
         .merge(routes::audit::routes())
         .merge(crate::fhir::routes())
+}
+
+pub fn router(state: AppState, store: Store) -> Router {
+    let secure = state.config.secure_cookies;
+    let sessions = SessionManagerLayer::new(store)
+        // The __Host- prefix makes browsers refuse the cookie unless Secure, host-only, path=/.
+        .with_name(if secure { "__Host-portal" } else { "portal" })
+        .with_secure(secure)
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(auth::IDLE_TIMEOUT));
+    routes()
         .fallback(not_found)
         .layer(sessions)
         .layer(middleware::from_fn_with_state(

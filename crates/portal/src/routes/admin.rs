@@ -27,7 +27,7 @@ use crate::views::admin as view;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/admin", get(|| async { Redirect::to("/admin/users") }))
+        .route("/admin", get(home))
         .route("/admin/users", get(users).post(create_user))
         .route("/admin/users/{user}/disable", post(disable_user))
         .route("/admin/users/{user}/enable", post(enable_user))
@@ -39,6 +39,10 @@ pub fn routes() -> Router<AppState> {
             get(relationships).post(add_relationship),
         )
         .route("/admin/relationships/{id}/end", post(end_relationship))
+}
+
+async fn home(AdminUser(_): AdminUser) -> Redirect {
+    Redirect::to("/admin/users")
 }
 
 fn audit_event(admin: &CurrentUser, action: &str) -> NewEvent {
