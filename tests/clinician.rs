@@ -84,12 +84,9 @@ both_engines!(
             lookup(&mut hansen, &[("name", "Anne"), ("birth_date", &birth)]).await
         };
         assert!(by_name.contains("Anne Jensen"));
-        assert_eq!(
-            lookup(&mut hansen, &[("name", "A")])
-                .await
-                .contains("role=\"alert\""),
-            true
-        );
+        assert!(lookup(&mut hansen, &[("name", "A")])
+            .await
+            .contains("role=\"alert\""));
 
         // Dr. Larsen has no relationship with Anne: name and birth year only, and the override offer.
         let mut larsen = app.signed_in("dr.larsen").await;

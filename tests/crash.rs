@@ -52,6 +52,7 @@ fn free_port() -> u16 {
         .port()
 }
 
+#[allow(clippy::zombie_processes)] // the caller kills and waits for the child
 async fn start(database_url: &str) -> (Child, String) {
     let port = free_port();
     let child = portal(database_url, &["serve"])
@@ -82,7 +83,7 @@ fn bundle(n: u64) -> Value {
     let mut entries = vec![
         json!({"fullUrl": format!("urn:uuid:{patient}"), "resource": {
         "resourceType": "Patient", "id": patient, "name": [{"family": "Crash", "given": [format!("Test{n}")]}],
-        "gender": if n % 2 == 0 { "female" } else { "male" }, "birthDate": "1970-01-01"}}),
+        "gender": if n.is_multiple_of(2) { "female" } else { "male" }, "birthDate": "1970-01-01"}}),
     ];
     for i in 0..OBSERVATIONS_PER_BUNDLE {
         entries.push(json!({"resource": {"resourceType": "Observation", "id": format!("crash-o{n}-{i}"), "status": "final",

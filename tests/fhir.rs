@@ -476,7 +476,7 @@ both_engines!(
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         let response = lab
             .client
-            .post(format!("{}", lab.base))
+            .post(lab.base.to_string())
             .bearer_auth(lab.token.clone().unwrap())
             .body(deep)
             .send()
@@ -486,7 +486,7 @@ both_engines!(
         let huge = vec![b' '; 40 * 1024 * 1024];
         let response = lab
             .client
-            .post(format!("{}", lab.base))
+            .post(lab.base.to_string())
             .bearer_auth(lab.token.clone().unwrap())
             .body(huge)
             .send()

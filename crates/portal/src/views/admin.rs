@@ -73,7 +73,7 @@ pub fn users(
             }
             section {
                 h2 { "All users" }
-                div.table-wrap {
+                div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
                     table {
                         caption.visually-hidden { "Users" }
                         thead { tr { th scope="col" { "User name" } th scope="col" { "Name" } th scope="col" { "Role" } th scope="col" { "Clinic" } th scope="col" { "Second factor" } th scope="col" { "Status" } th scope="col" { "Actions" } } }
@@ -114,7 +114,7 @@ pub fn clinics(admin: &CurrentUser, csrf: &str, clinics: &[(Clinic, i64)]) -> Ma
         admin,
         csrf,
         html! {
-            div.table-wrap {
+            div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
                 table {
                     caption.visually-hidden { "Clinics" }
                     thead { tr { th scope="col" { "Name" } th scope="col" { "Kind" } th scope="col" { "Address" } th scope="col" { "Phone" } th scope="col" { "Listed patients" } } }
@@ -201,7 +201,7 @@ pub fn relationships(
             }
             section {
                 h2 { "Relationships" }
-                div.table-wrap {
+                div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
                     table {
                         caption.visually-hidden { "Care relationships" }
                         thead { tr { th scope="col" { "Clinician" } th scope="col" { "Patient id" } th scope="col" { "From" } th scope="col" { "Until" } th scope="col" { "What for" } th scope="col" { "" } } }

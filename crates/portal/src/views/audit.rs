@@ -123,7 +123,7 @@ pub fn workbench(
 
 pub fn event_table(events: &[AuditEvent]) -> Markup {
     html! {
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
             table.events {
                 caption.visually-hidden { "Audit events" }
                 thead { tr { th scope="col" { "Time (UTC)" } th scope="col" { "Actor" } th scope="col" { "Action" } th scope="col" { "Patient" } th scope="col" { "Basis" } th scope="col" { "Outcome" } th scope="col" { "Reason" } th scope="col" { "Address" } th scope="col" { "Chain" } } }
@@ -209,7 +209,7 @@ pub fn stats(user: &CurrentUser, csrf: &str, days: i64, rows: &[ClinicianStats])
                     }
                 }
             }
-            div.table-wrap {
+            div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
                 table {
                     caption { "Per clinician" }
                     thead { tr { th scope="col" { "Clinician" } th scope="col" { "Accesses" } th scope="col" { "Per active day" } th scope="col" { "Overrides" } th scope="col" { "Share of overrides" } th scope="col" { "Outside their list" } th scope="col" { "Refused" } } }
@@ -242,7 +242,7 @@ pub fn verify(user: &CurrentUser, csrf: &str, report: &VerifyReport, elapsed: Du
                 p.notice role="status" { "Intact: " (report.chains) " chains with " (report.events) " events recomputed in " (format!("{:.2}", elapsed.as_secs_f64())) " s; every hash matches." }
             } @else {
                 p.notice.error role="alert" { (report.broken.len()) " broken links in " (report.chains) " chains (" (report.events) " events)." }
-                div.table-wrap {
+                div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
                     table {
                         caption { "Broken links" }
                         thead { tr { th scope="col" { "Chain (patient)" } th scope="col" { "Sequence" } th scope="col" { "Event" } th scope="col" { "Problem" } } }

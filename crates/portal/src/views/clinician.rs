@@ -200,7 +200,7 @@ pub fn labs(
         banner,
         patient,
         html! {
-            div.table-wrap {
+            div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
                 table {
                     caption { "All results, newest first" }
                     thead { tr { th scope="col" { "Test" } th scope="col" { "Value" } th scope="col" { "Reference range" } th scope="col" { "Flag" } th scope="col" { "Taken" } th scope="col" { "Visible to patient" } } }

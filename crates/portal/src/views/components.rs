@@ -34,7 +34,7 @@ pub fn flag(i: Interpretation) -> Markup {
 /// Latest result per test, newest first, with a link to each test's history.
 pub fn lab_table(results: &[LabResult], history_base: &str, show_release: bool) -> Markup {
     html! {
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
             table {
                 caption.visually-hidden { "Lab results" }
                 thead { tr { th scope="col" { "Test" } th scope="col" { "Value" } th scope="col" { "Reference range" } th scope="col" { "Flag" } th scope="col" { "Taken" } @if show_release { th scope="col" { "Visible to patient" } } } }
@@ -142,7 +142,7 @@ pub fn trend_chart(results: &[LabResult]) -> Markup {
 
 pub fn history_table(results: &[LabResult]) -> Markup {
     html! {
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
             table {
                 caption { "All results, newest first" }
                 thead { tr { th scope="col" { "Taken" } th scope="col" { "Value" } th scope="col" { "Reference range" } th scope="col" { "Flag" } th scope="col" { "Status" } th scope="col" { "Laboratory" } } }
@@ -166,7 +166,7 @@ pub fn history_table(results: &[LabResult]) -> Markup {
 pub fn prescription_table(items: &[Prescription], caption: &str) -> Markup {
     html! {
         @if items.is_empty() { p.hint { "None." } } @else {
-            div.table-wrap {
+            div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
                 table {
                     caption { (caption) }
                     thead { tr { th scope="col" { "Medicine" } th scope="col" { "ATC" } th scope="col" { "Dosage" } th scope="col" { "Status" } th scope="col" { "From" } th scope="col" { "Until" } th scope="col" { "Prescriber" } } }

@@ -124,7 +124,7 @@ pub fn labs(
 
 fn lab_group_table(results: &[LabResult]) -> Markup {
     html! {
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
             table {
                 caption.visually-hidden { (results[0].display) " results, newest first" }
                 thead { tr { th scope="col" { "Taken" } th scope="col" { "Value" } th scope="col" { "Reference range" } th scope="col" { "Flag" } } }
