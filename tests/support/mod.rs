@@ -87,8 +87,19 @@ impl TestApp {
         let (_, template) = SQLITE_TEMPLATE
             .get_or_init(|| async {
                 let dir = tempfile::tempdir().expect("tempdir");
+                let seeded_path = dir.path().join("seeded.db");
+                let url = format!("sqlite://{}", seeded_path.display());
+                seeded(&url).await;
+                // A self-contained copy with no WAL file beside it, safe to copy byte for byte.
                 let path = dir.path().join("template.db");
-                seeded(&format!("sqlite://{}", path.display())).await;
+                let db = Db::connect(&url, &PoolSettings::default())
+                    .await
+                    .expect("connect");
+                sqlx::query(&format!("VACUUM INTO '{}'", path.display()))
+                    .execute(db.pool())
+                    .await
+                    .expect("vacuum into template");
+                db.close().await;
                 (dir, path)
             })
             .await;
