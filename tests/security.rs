@@ -216,3 +216,232 @@ both_engines!(every_route_against_every_role, |app: TestApp| async move {
     }
     assert!(checked > 300, "{checked} cells checked");
 });
+
+fn get_routes_of(area_wanted: Area) -> Vec<String> {
+    routes()
+        .into_iter()
+        .filter(|(path, methods)| area(path) == area_wanted && methods.iter().any(|m| m == "GET"))
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// Every record page a clinician can GET, for one patient, in each relationship the policy
+/// knows: allowed ones open (or say 404 for an id the patient lacks), refused ones offer only
+/// the override and show nothing of the record.
+both_engines!(
+    clinician_record_pages_by_relationship,
+    |app: TestApp| async move {
+        let anne = one(
+            &app,
+            "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
+        )
+        .await;
+        let bo = one(
+            &app,
+            "SELECT id FROM patients WHERE given_name = 'Bo' AND family_name = 'Nielsen'",
+        )
+        .await;
+        let karen = one(
+            &app,
+            "SELECT id FROM patients WHERE given_name = 'Karen' AND family_name = 'Poulsen'",
+        )
+        .await;
+        let code = one(
+            &app,
+            &format!("SELECT code FROM lab_results WHERE patient_id = '{anne}'"),
+        )
+        .await;
+        let pages: Vec<String> = get_routes_of(Area::Clinician)
+            .into_iter()
+            .filter(|p| {
+                p.contains("{patient}") && !p.ends_with("/override") && !p.contains("{plan}")
+            })
+            .collect();
+        assert!(pages.len() >= 6, "{pages:?}");
+        let mut hansen = app.signed_in("dr.hansen").await;
+        let mut larsen = app.signed_in("dr.larsen").await;
+
+        async fn check(
+            b: &mut Browser,
+            pages: &[String],
+            patient: &str,
+            code: &str,
+            allowed: bool,
+            label: &str,
+        ) {
+            let ids: BTreeMap<&str, String> =
+                [("patient", patient.to_string()), ("code", code.to_string())]
+                    .into_iter()
+                    .collect();
+            for page in pages {
+                let url = fill(page, &ids);
+                let answer = b.get(&url).await;
+                if allowed {
+                    assert!(
+                        answer.status == 200 || answer.status == 404,
+                        "{label}: {url} gave {}",
+                        answer.status
+                    );
+                } else {
+                    assert_eq!(answer.status, 403, "{label}: {url}");
+                    assert!(
+                        answer.contains("Emergency access"),
+                        "{label}: {url} offers the override"
+                    );
+                    assert!(
+                        !answer.contains("HbA1c") && !answer.contains("Reference range"),
+                        "{label}: {url} leaks"
+                    );
+                }
+            }
+        }
+        check(
+            &mut hansen,
+            &pages,
+            &anne,
+            &code,
+            true,
+            "listed with the practice",
+        )
+        .await;
+        check(
+            &mut hansen,
+            &pages,
+            &bo,
+            &code,
+            false,
+            "not listed, no relationship",
+        )
+        .await;
+        check(
+            &mut larsen,
+            &pages,
+            &karen,
+            &code,
+            true,
+            "care relationship",
+        )
+        .await;
+        check(&mut larsen, &pages, &anne, &code, false, "no relationship").await;
+
+        let mut patient = app.signed_in("anne").await;
+        patient.get("/me/blocks").await;
+        let hansen_id = one(&app, "SELECT id FROM users WHERE username = 'dr.hansen'").await;
+        patient
+            .post(
+                "/me/blocks",
+                &[("target", &format!("clinician:{hansen_id}"))],
+            )
+            .await
+            .assert_ok();
+        check(
+            &mut hansen,
+            &pages,
+            &anne,
+            &code,
+            false,
+            "blocked by the patient",
+        )
+        .await;
+
+        larsen
+            .get(&format!("/clinician/patients/{anne}/override"))
+            .await;
+        larsen
+            .post(
+                &format!("/clinician/patients/{anne}/override"),
+                &[("reason", "Collapsed at the station, needs medication list")],
+            )
+            .await
+            .assert_ok();
+        check(
+            &mut larsen,
+            &pages,
+            &anne,
+            &code,
+            true,
+            "under emergency override",
+        )
+        .await;
+        sqlx::query("UPDATE emergency_accesses SET expires_at = '2020-01-01T00:00:00.000000Z'")
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+        check(&mut larsen, &pages, &anne, &code, false, "override expired").await;
+    }
+);
+
+/// Every page a citizen can GET, as the record owner, as a guardian and as a holder of a power
+/// of attorney.
+both_engines!(patient_pages_by_proxy_kind, |app: TestApp| async move {
+    let anne = one(
+        &app,
+        "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
+    )
+    .await;
+    let emil = one(
+        &app,
+        "SELECT id FROM patients WHERE given_name = 'Emil' AND family_name = 'Jensen'",
+    )
+    .await;
+    let karen = one(
+        &app,
+        "SELECT id FROM patients WHERE given_name = 'Karen' AND family_name = 'Poulsen'",
+    )
+    .await;
+    let code_of = |p: String| format!("SELECT code FROM lab_results WHERE patient_id = '{p}'");
+    let pages = get_routes_of(Area::Patient);
+    assert!(pages.len() >= 8, "{pages:?}");
+
+    let mut own = app.signed_in("anne").await;
+    let ids: BTreeMap<&str, String> = [("code", one(&app, &code_of(anne.clone())).await)]
+        .into_iter()
+        .collect();
+    for page in &pages {
+        own.get(&fill(page, &ids)).await.assert_ok();
+    }
+
+    let mut guardian = app.signed_in("anne").await;
+    guardian.get("/me/proxies").await;
+    guardian
+        .post("/me/switch", &[("patient", &emil)])
+        .await
+        .assert_ok();
+    let ids: BTreeMap<&str, String> = [("code", one(&app, &code_of(emil.clone())).await)]
+        .into_iter()
+        .collect();
+    for page in &pages {
+        let answer = guardian.get(&fill(page, &ids)).await;
+        if page.starts_with("/me/labs") {
+            assert_eq!(answer.status, 403, "guardian on {page}");
+            assert!(!answer.contains("Reference range"));
+        } else {
+            answer.assert_ok();
+        }
+    }
+
+    let mut attorney = app.signed_in("bo").await;
+    attorney.get("/me/proxies").await;
+    attorney
+        .post("/me/switch", &[("patient", &karen)])
+        .await
+        .assert_ok();
+    let ids: BTreeMap<&str, String> = [("code", one(&app, &code_of(karen.clone())).await)]
+        .into_iter()
+        .collect();
+    for page in &pages {
+        attorney.get(&fill(page, &ids)).await.assert_ok();
+    }
+    let on_behalf = sqlx::query(
+        "SELECT COUNT(*) FROM audit_events WHERE basis = 'power_of_attorney' AND on_behalf_of = $1",
+    )
+    .bind(&karen)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap()
+    .get::<i64, _>(0);
+    assert!(
+        on_behalf >= 5,
+        "proxy views are audited on behalf of the patient: {on_behalf}"
+    );
+});
