@@ -225,9 +225,9 @@ fn get_routes_of(area_wanted: Area) -> Vec<String> {
         .collect()
 }
 
-/// Every record page a clinician can GET, for one patient, in each relationship the policy
-/// knows: allowed ones open (or say 404 for an id the patient lacks), refused ones offer only
-/// the override and show nothing of the record.
+// Every record page a clinician can GET, for one patient, in each relationship the policy
+// knows: allowed ones open (or say 404 for an id the patient lacks), refused ones offer only
+// the override and show nothing of the record.
 both_engines!(
     clinician_record_pages_by_relationship,
     |app: TestApp| async move {
@@ -371,8 +371,8 @@ both_engines!(
     }
 );
 
-/// Every page a citizen can GET, as the record owner, as a guardian and as a holder of a power
-/// of attorney.
+// Every page a citizen can GET, as the record owner, as a guardian and as a holder of a power
+// of attorney.
 both_engines!(patient_pages_by_proxy_kind, |app: TestApp| async move {
     let anne = one(
         &app,
