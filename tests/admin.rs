@@ -4,24 +4,7 @@
 
 mod support;
 
-use sqlx::Row;
 use support::{Browser, Page, TestApp};
-
-async fn one(app: &TestApp, sql: &str) -> String {
-    sqlx::query(sql)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get::<String, _>(0)
-}
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query(sql)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .get::<i64, _>(0)
-}
 
 fn one_time_password(page: &Page) -> String {
     let start = page
@@ -65,11 +48,9 @@ async fn first_sign_in(app: &TestApp, username: &str, password: &str) -> Browser
 both_engines!(
     create_a_clinician_who_signs_in_and_works,
     |app: TestApp| async move {
-        let clinic_a = one(
-            &app,
-            "SELECT clinic_id FROM users WHERE username = 'dr.hansen'",
-        )
-        .await;
+        let clinic_a = app
+            .text("SELECT clinic_id FROM users WHERE username = 'dr.hansen'")
+            .await;
         let mut admin = app.signed_in("admin").await;
         admin.get("/admin/users").await.assert_ok();
         let created = admin
@@ -87,17 +68,15 @@ both_engines!(
         created.assert_ok();
         let password = one_time_password(&created);
         let mut berg = first_sign_in(&app, "dr.berg", &password).await;
-        let anne = one(
-            &app,
-            "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
-        )
-        .await;
+        let anne = app
+            .text("SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'")
+            .await;
         berg.get(&format!("/clinician/patients/{anne}"))
             .await
             .assert_ok();
 
         // Bad input: clear message, nothing written.
-        let users = count(&app, "SELECT COUNT(*) FROM users").await;
+        let users = app.count("SELECT COUNT(*) FROM users").await;
         for fields in [
             vec![
                 ("username", "dr.berg"),
@@ -130,14 +109,14 @@ both_engines!(
             let page = admin.post("/admin/users", &fields).await;
             assert_eq!(page.status, 400, "{fields:?}: {}", page.body);
         }
-        assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, users);
+        assert_eq!(app.count("SELECT COUNT(*) FROM users").await, users);
     }
 );
 
 both_engines!(
     disable_and_reset_take_effect_at_once,
     |app: TestApp| async move {
-        let bo_user = one(&app, "SELECT id FROM users WHERE username = 'bo'").await;
+        let bo_user = app.text("SELECT id FROM users WHERE username = 'bo'").await;
         let mut bo = app.signed_in("bo").await;
         bo.get("/me").await.assert_ok();
         let mut admin = app.signed_in("admin").await;
@@ -173,7 +152,9 @@ both_engines!(
             forced.url
         );
         assert!(again.get("/me").await.url.ends_with("/account/password"));
-        let admin_id = one(&app, "SELECT id FROM users WHERE username = 'admin'").await;
+        let admin_id = app
+            .text("SELECT id FROM users WHERE username = 'admin'")
+            .await;
         assert_eq!(
             admin
                 .post(&format!("/admin/users/{admin_id}/disable"), &[])
@@ -181,7 +162,7 @@ both_engines!(
                 .status,
             400
         );
-        let audited = count(&app, "SELECT COUNT(*) FROM audit_events WHERE action IN ('disable user', 'enable user', 'reset password')").await;
+        let audited = app.count("SELECT COUNT(*) FROM audit_events WHERE action IN ('disable user', 'enable user', 'reset password')").await;
         assert_eq!(audited, 3);
     }
 );
@@ -189,22 +170,18 @@ both_engines!(
 both_engines!(
     listings_and_relationships_decide_access,
     |app: TestApp| async move {
-        let bo = one(
-            &app,
-            "SELECT id FROM patients WHERE given_name = 'Bo' AND family_name = 'Nielsen'",
+        let bo = app
+            .text("SELECT id FROM patients WHERE given_name = 'Bo' AND family_name = 'Nielsen'")
+            .await;
+        let bo_cpr = app.text("SELECT national_id FROM patients WHERE given_name = 'Bo' AND family_name = 'Nielsen'",
         )
         .await;
-        let bo_cpr = one(
-            &app,
-            "SELECT national_id FROM patients WHERE given_name = 'Bo' AND family_name = 'Nielsen'",
-        )
-        .await;
-        let clinic_a = one(
-            &app,
-            "SELECT clinic_id FROM users WHERE username = 'dr.hansen'",
-        )
-        .await;
-        let larsen = one(&app, "SELECT id FROM users WHERE username = 'dr.larsen'").await;
+        let clinic_a = app
+            .text("SELECT clinic_id FROM users WHERE username = 'dr.hansen'")
+            .await;
+        let larsen = app
+            .text("SELECT id FROM users WHERE username = 'dr.larsen'")
+            .await;
         let mut hansen = app.signed_in("dr.hansen").await;
         let mut admin = app.signed_in("admin").await;
         let record = format!("/clinician/patients/{bo}");
@@ -250,17 +227,19 @@ both_engines!(
             .await
             .assert_ok();
         larsen_browser.get(&record).await.assert_ok();
-        let relationship = one(
-            &app,
-            &format!("SELECT id FROM care_relationships WHERE patient_id = '{bo}'"),
-        )
-        .await;
+        let relationship = app
+            .text(&format!(
+                "SELECT id FROM care_relationships WHERE patient_id = '{bo}'"
+            ))
+            .await;
         admin
             .post(&format!("/admin/relationships/{relationship}/end"), &[])
             .await
             .assert_ok();
         assert_eq!(larsen_browser.get(&record).await.status, 403);
-        let not_a_clinician = one(&app, "SELECT id FROM users WHERE username = 'auditor'").await;
+        let not_a_clinician = app
+            .text("SELECT id FROM users WHERE username = 'auditor'")
+            .await;
         let refused = admin
             .post(
                 "/admin/relationships",
@@ -313,11 +292,9 @@ both_engines!(
             400
         );
 
-        let anne = one(
-            &app,
-            "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
-        )
-        .await;
+        let anne = app
+            .text("SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'")
+            .await;
         for path in [
             "/me".to_string(),
             "/me/labs".to_string(),

@@ -5,28 +5,11 @@
 
 mod support;
 
-use sqlx::Row;
 use support::{Browser, TestApp};
 
 const XSS: &str = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>";
 const XSS_ESCAPED: &str = "&lt;script&gt;alert('x')&lt;/script&gt;";
 const SQL: &str = "'; DROP TABLE patients; -- %' OR '1'='1";
-
-async fn one(app: &TestApp, sql: &str) -> String {
-    sqlx::query(sql)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get::<String, _>(0)
-}
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query(sql)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .get::<i64, _>(0)
-}
 
 #[track_caller]
 fn assert_escaped(page: &support::Page, what: &str) {
@@ -43,12 +26,9 @@ fn assert_escaped(page: &support::Page, what: &str) {
 }
 
 async fn patient(app: &TestApp, given: &str, family: &str) -> String {
-    one(
-        app,
-        &format!(
-            "SELECT id FROM patients WHERE given_name = '{given}' AND family_name = '{family}'"
-        ),
-    )
+    app.text(&format!(
+        "SELECT id FROM patients WHERE given_name = '{given}' AND family_name = '{family}'"
+    ))
     .await
 }
 
@@ -109,11 +89,11 @@ both_engines!(
         }
         let plans = anne_b.get("/me/plans").await;
         assert!(plans.contains(XSS_ESCAPED), "the text is shown, escaped");
-        let event = one(
-            &app,
-            &format!("SELECT id FROM audit_events WHERE patient_id = '{anne}' ORDER BY seq DESC"),
-        )
-        .await;
+        let event = app
+            .text(&format!(
+                "SELECT id FROM audit_events WHERE patient_id = '{anne}' ORDER BY seq DESC"
+            ))
+            .await;
         anne_b.get("/me/access-log").await;
         anne_b
             .post(
@@ -161,7 +141,7 @@ both_engines!(
 both_engines!(
     sql_metacharacters_are_plain_text,
     |app: TestApp| async move {
-        let patients_before = count(&app, "SELECT COUNT(*) FROM patients").await;
+        let patients_before = app.count("SELECT COUNT(*) FROM patients").await;
         let mut hansen = app.signed_in("dr.hansen").await;
         hansen.get("/clinician").await;
         let hits = hansen
@@ -225,7 +205,7 @@ both_engines!(
             400
         );
         assert_eq!(
-            count(&app, "SELECT COUNT(*) FROM patients").await,
+            app.count("SELECT COUNT(*) FROM patients").await,
             patients_before
         );
     }
@@ -236,25 +216,21 @@ both_engines!(
     |app: TestApp| async move {
         let anne = patient(&app, "Anne", "Jensen").await;
         let karen = patient(&app, "Karen", "Poulsen").await;
-        let anne_plan = one(
-            &app,
-            &format!("SELECT id FROM treatment_plans WHERE patient_id = '{anne}'"),
-        )
-        .await;
-        let anne_rx = one(
-            &app,
-            &format!(
+        let anne_plan = app
+            .text(&format!(
+                "SELECT id FROM treatment_plans WHERE patient_id = '{anne}'"
+            ))
+            .await;
+        let anne_rx = app
+            .text(&format!(
                 "SELECT id FROM prescriptions WHERE patient_id = '{anne}' AND status = 'active'"
-            ),
-        )
-        .await;
-        let anne_held = one(
-            &app,
-            &format!(
+            ))
+            .await;
+        let anne_held = app
+            .text(&format!(
                 "SELECT id FROM lab_results WHERE patient_id = '{anne}' AND released_at > '2090'"
-            ),
-        )
-        .await;
+            ))
+            .await;
         // Dr. Hansen may open Karen's record; Anne's ids under Karen's URL must reach nothing.
         let mut hansen = app.signed_in("dr.hansen").await;
         let karen_base = format!("/clinician/patients/{karen}");
@@ -296,27 +272,23 @@ both_engines!(
             404
         );
         assert_eq!(
-            count(
-                &app,
-                "SELECT COUNT(*) FROM treatment_plans WHERE title = 'Hijacked'"
-            )
-            .await,
+            app.count("SELECT COUNT(*) FROM treatment_plans WHERE title = 'Hijacked'")
+                .await,
             0
         );
         assert_eq!(
-            one(
-                &app,
-                &format!("SELECT status FROM prescriptions WHERE id = '{anne_rx}'")
-            )
+            app.text(&format!(
+                "SELECT status FROM prescriptions WHERE id = '{anne_rx}'"
+            ))
             .await,
             "active"
         );
-        assert!(one(
-            &app,
-            &format!("SELECT released_at FROM lab_results WHERE id = '{anne_held}'")
-        )
-        .await
-        .starts_with("2099"));
+        assert!(app
+            .text(&format!(
+                "SELECT released_at FROM lab_results WHERE id = '{anne_held}'"
+            ))
+            .await
+            .starts_with("2099"));
         // Malformed ids are a clear 4xx, never a server error.
         for path in [
             "/clinician/patients/not-a-uuid".to_string(),
@@ -337,7 +309,9 @@ both_engines!(
         let annes_token = anne.csrf.clone().unwrap();
         let mut bo = app.signed_in("bo").await;
         bo.get("/me/blocks").await;
-        let hansen = one(&app, "SELECT id FROM users WHERE username = 'dr.hansen'").await;
+        let hansen = app
+            .text("SELECT id FROM users WHERE username = 'dr.hansen'")
+            .await;
         let target = format!("clinician:{hansen}");
         let forged = bo
             .post_raw("/me/blocks", &[("csrf", &annes_token), ("target", &target)])
@@ -345,7 +319,7 @@ both_engines!(
         assert_eq!(forged.status, 403);
         let missing = bo.post_raw("/me/blocks", &[("target", &target)]).await;
         assert_eq!(missing.status, 403);
-        assert_eq!(count(&app, "SELECT COUNT(*) FROM blocks").await, 0);
+        assert_eq!(app.count("SELECT COUNT(*) FROM blocks").await, 0);
 
         // A session cookie copied before logout opens nothing afterwards.
         let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
@@ -400,7 +374,7 @@ both_engines!(
             .await;
         assert_eq!(right.status, 401);
         assert!(right.contains(portal::auth::login::LOGIN_FAILED));
-        let locked = count(&app, "SELECT COUNT(*) FROM audit_events WHERE action = 'login' AND reason = 'account locked'").await;
+        let locked = app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'login' AND reason = 'account locked'").await;
         assert_eq!(locked, 1, "the lock-out is audited");
         // The address throttle: a burst, then 429 with Retry-After.
         let mut statuses = Vec::new();
@@ -429,7 +403,9 @@ both_engines!(oversized_bodies_are_refused, |app: TestApp| async move {
     let mut anne = app.signed_in("anne").await;
     anne.get("/me/access-log").await;
     let big = "x".repeat(200 * 1024);
-    let event = one(&app, "SELECT id FROM audit_events ORDER BY seq LIMIT 1").await;
+    let event = app
+        .text("SELECT id FROM audit_events ORDER BY seq LIMIT 1")
+        .await;
     let page = anne
         .post(
             &format!("/me/access-log/{event}/report"),
@@ -437,7 +413,7 @@ both_engines!(oversized_bodies_are_refused, |app: TestApp| async move {
         )
         .await;
     assert_eq!(page.status, 413);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_reviews").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_reviews").await, 0);
     for path in ["/", "/login", "/me", "/nowhere"] {
         let page = anne.get(path).await;
         for header in [

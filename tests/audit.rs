@@ -14,22 +14,6 @@ use sqlx::Row;
 use support::TestApp;
 use uuid::Uuid;
 
-async fn one(app: &TestApp, sql: &str) -> String {
-    sqlx::query(sql)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get::<String, _>(0)
-}
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query(sql)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .get::<i64, _>(0)
-}
-
 fn verify_cli(app: &TestApp) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_portal"))
         .args(["audit", "verify"])
@@ -41,11 +25,9 @@ fn verify_cli(app: &TestApp) -> std::process::Output {
 
 /// A realistic mixed workload: logins, record views, a denial, an override, a block.
 async fn workload(app: &TestApp) {
-    let anne = one(
-        app,
-        "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
-    )
-    .await;
+    let anne = app
+        .text("SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'")
+        .await;
     let mut hansen = app.signed_in("dr.hansen").await;
     for path in ["", "/labs", "/prescriptions", "/plans"] {
         hansen
@@ -88,9 +70,7 @@ both_engines!(
                 .execute(app.db.pool())
                 .await
                 .is_err());
-            let privileges = one(
-                &app,
-                "SELECT CAST(has_table_privilege('portal_app', 'audit_events', 'UPDATE') AS TEXT)",
+            let privileges = app.text("SELECT CAST(has_table_privilege('portal_app', 'audit_events', 'UPDATE') AS TEXT)",
             )
             .await;
             assert_eq!(
@@ -110,12 +90,10 @@ both_engines!(
 
 both_engines!(tampering_is_detected_and_named, |app: TestApp| async move {
     workload(&app).await;
-    let anne = one(
-        &app,
-        "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
-    )
-    .await;
-    let victim = one(&app, &format!("SELECT id FROM audit_events WHERE chain_key = '{anne}' AND action = 'read lab_results'")).await;
+    let anne = app
+        .text("SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'")
+        .await;
+    let victim = app.text(&format!("SELECT id FROM audit_events WHERE chain_key = '{anne}' AND action = 'read lab_results'")).await;
     // A malicious administrator with database access disables the protection first.
     let tamper = match app.engine {
         Engine::Sqlite => vec![
@@ -161,7 +139,7 @@ both_engines!(
             .iter()
             .map(|r| PatientId(Uuid::parse_str(&r.get::<String, _>("id")).unwrap()))
             .collect();
-        let before = count(&app, "SELECT COUNT(*) FROM audit_events").await;
+        let before = app.count("SELECT COUNT(*) FROM audit_events").await;
         let mut writers = Vec::new();
         for w in 0..8 {
             let db = app.db.clone();
@@ -190,7 +168,7 @@ both_engines!(
             w.await.unwrap();
         }
         assert_eq!(
-            count(&app, "SELECT COUNT(*) FROM audit_events").await,
+            app.count("SELECT COUNT(*) FROM audit_events").await,
             before + 200
         );
         let mut conn = app.db.pool().acquire().await.unwrap();
@@ -217,26 +195,22 @@ both_engines!(
     filters_paging_and_export_are_exact,
     |app: TestApp| async move {
         workload(&app).await;
-        let anne_cpr = one(
-            &app,
-            "SELECT national_id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
+        let anne_cpr = app.text("SELECT national_id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
         )
         .await;
-        let anne = one(
-            &app,
-            "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
-        )
-        .await;
+        let anne = app
+            .text("SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'")
+            .await;
         let mut auditor = app.signed_in("auditor").await;
         auditor.get("/audit").await.assert_ok();
 
         let by_patient = auditor.post("/audit", &[("cpr", &anne_cpr)]).await;
         by_patient.assert_ok();
-        let expected = count(
-            &app,
-            &format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{anne}'"),
-        )
-        .await;
+        let expected = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM audit_events WHERE patient_id = '{anne}'"
+            ))
+            .await;
         // The search's own event about Anne is appended after its query ran.
         assert!(
             by_patient.contains(&format!("{} events on this page", (expected - 1).min(50))),
@@ -253,7 +227,7 @@ both_engines!(
         assert!(overrides.contains("Found unconscious"));
 
         // Keyset paging walks every event exactly once.
-        let total = count(&app, "SELECT COUNT(*) FROM audit_events").await;
+        let total = app.count("SELECT COUNT(*) FROM audit_events").await;
         let mut seen = 0;
         let mut page = auditor.post("/audit", &[]).await;
         loop {
@@ -279,11 +253,11 @@ both_engines!(
             .starts_with("text/csv"));
         let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
         let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
-        let expected = count(
-            &app,
-            &format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{anne}'"),
-        )
-        .await;
+        let expected = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM audit_events WHERE patient_id = '{anne}'"
+            ))
+            .await;
         assert_eq!(
             rows.len() as i64,
             expected,
@@ -301,7 +275,9 @@ both_engines!(
         let queue = auditor.get("/audit/reviews").await;
         queue.assert_ok();
         assert!(queue.contains("Override after a refusal") && queue.contains("Found unconscious"));
-        let review = one(&app, "SELECT id FROM audit_reviews WHERE status = 'open'").await;
+        let review = app
+            .text("SELECT id FROM audit_reviews WHERE status = 'open'")
+            .await;
         let short = auditor
             .post(&format!("/audit/reviews/{review}/close"), &[("note", "ok")])
             .await;
@@ -328,11 +304,8 @@ both_engines!(
             409
         );
         assert_eq!(
-            count(
-                &app,
-                "SELECT COUNT(*) FROM audit_events WHERE action = 'close review'"
-            )
-            .await,
+            app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'close review'")
+                .await,
             1
         );
 
@@ -341,11 +314,9 @@ both_engines!(
         assert!(stats.contains("<svg") && stats.contains("Dr."));
         let verify = auditor.get("/audit/verify").await;
         assert!(verify.contains("Intact"));
-        let anne = one(
-            &app,
-            "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
-        )
-        .await;
+        let anne = app
+            .text("SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'")
+            .await;
         for path in [
             "/me".to_string(),
             format!("/clinician/patients/{anne}"),

@@ -3,24 +3,7 @@
 
 mod support;
 
-use sqlx::Row;
 use support::{Browser, TestApp};
-
-async fn one(app: &TestApp, sql: &str) -> String {
-    sqlx::query(sql)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get::<String, _>(0)
-}
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query(sql)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .get::<i64, _>(0)
-}
 
 struct Anne {
     id: String,
@@ -29,14 +12,10 @@ struct Anne {
 
 async fn anne(app: &TestApp) -> Anne {
     Anne {
-        id: one(
-            app,
-            "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
+        id: app.text("SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
         )
         .await,
-        cpr: one(
-            app,
-            "SELECT national_id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
+        cpr: app.text("SELECT national_id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
         )
         .await,
     }
@@ -73,9 +52,7 @@ both_engines!(
             &[("name", "Anne Jensen"), ("birth_date", "1980-04-12")],
         )
         .await;
-        let birth = one(
-            &app,
-            "SELECT birth_date FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
+        let birth = app.text("SELECT birth_date FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
         )
         .await;
         let by_name = if by_name.contains("Anne Jensen") {
@@ -99,7 +76,14 @@ both_engines!(
         assert!(!found.contains(&format!("href=\"/clinician/patients/{}\"", anne.id)));
         // The national ID never travels in a URL.
         assert!(!found.url.contains(&anne.cpr));
-        assert!(count(&app, &format!("SELECT COUNT(*) FROM audit_events WHERE action = 'lookup' AND patient_id = '{}'", anne.id)).await >= 3);
+        assert!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'lookup' AND patient_id = '{}'",
+                anne.id
+            ))
+            .await
+                >= 3
+        );
     }
 );
 
@@ -127,17 +111,15 @@ both_engines!(
             .get(&labs.link_starting(&format!("{base}/labs/")).unwrap())
             .await;
         assert!(history.contains("<svg"));
-        let audited = count(&app, &format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{}' AND basis = 'gp_listing' AND outcome = 'allowed'", anne.id)).await;
+        let audited = app.count(&format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{}' AND basis = 'gp_listing' AND outcome = 'allowed'", anne.id)).await;
         assert_eq!(audited, 5, "one audit event per view, with its basis");
 
-        let held = one(
-            &app,
-            &format!(
+        let held = app
+            .text(&format!(
                 "SELECT id FROM lab_results WHERE patient_id = '{}' AND released_at > '2090'",
                 anne.id
-            ),
-        )
-        .await;
+            ))
+            .await;
         let mut patient = app.signed_in("anne").await;
         assert!(patient
             .get("/me/labs")
@@ -176,14 +158,12 @@ both_engines!(
                 "{path}"
             );
         }
-        let denied = count(
-            &app,
-            &format!(
+        let denied = app
+            .count(&format!(
                 "SELECT COUNT(*) FROM audit_events WHERE patient_id = '{}' AND outcome = 'denied'",
                 anne.id
-            ),
-        )
-        .await;
+            ))
+            .await;
         assert_eq!(denied, 5, "every denial is audited");
         let prescribed = larsen
             .post(
@@ -230,7 +210,7 @@ both_engines!(
                 .contains("Emergency override"),
             "banner on every page"
         );
-        assert_eq!(count(&app, &format!("SELECT COUNT(*) FROM audit_reviews WHERE patient_id = '{}' AND kind = 'denial_then_override'", anne.id)).await, 1);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM audit_reviews WHERE patient_id = '{}' AND kind = 'denial_then_override'", anne.id)).await, 1);
 
         // An expired override grants nothing.
         sqlx::query("UPDATE emergency_accesses SET expires_at = '2020-01-01T00:00:00.000000Z'")
@@ -243,7 +223,9 @@ both_engines!(
 
 both_engines!(a_block_holds_until_an_override, |app: TestApp| async move {
     let anne = anne(&app).await;
-    let hansen_id = one(&app, "SELECT id FROM users WHERE username = 'dr.hansen'").await;
+    let hansen_id = app
+        .text("SELECT id FROM users WHERE username = 'dr.hansen'")
+        .await;
     let mut patient = app.signed_in("anne").await;
     patient.get("/me/blocks").await;
     patient
@@ -280,11 +262,9 @@ both_engines!(a_block_holds_until_an_override, |app: TestApp| async move {
 both_engines!(
     care_relationship_with_an_end_date,
     |app: TestApp| async move {
-        let karen = one(
-            &app,
-            "SELECT id FROM patients WHERE given_name = 'Karen' AND family_name = 'Poulsen'",
-        )
-        .await;
+        let karen = app
+            .text("SELECT id FROM patients WHERE given_name = 'Karen' AND family_name = 'Poulsen'")
+            .await;
         let mut larsen = app.signed_in("dr.larsen").await;
         let base = format!("/clinician/patients/{karen}");
         assert!(larsen
@@ -326,7 +306,7 @@ both_engines!(
             bad.contains("The ATC code must have 7 characters")
                 && bad.contains("value=\"Atorvastatin 40 mg\"")
         );
-        let before = count(&app, "SELECT COUNT(*) FROM prescriptions").await;
+        let before = app.count("SELECT COUNT(*) FROM prescriptions").await;
         let ok = hansen
             .post(
                 &base,
@@ -341,18 +321,16 @@ both_engines!(
             .await;
         ok.assert_ok();
         assert_eq!(
-            count(&app, "SELECT COUNT(*) FROM prescriptions").await,
+            app.count("SELECT COUNT(*) FROM prescriptions").await,
             before + 1
         );
         let mut patient = app.signed_in("anne").await;
         let seen = patient.get("/me/prescriptions").await;
         assert!(seen.contains("Atorvastatin 40 mg") && seen.contains("C10AA05"));
 
-        let id = one(
-            &app,
-            "SELECT id FROM prescriptions WHERE medication_name = 'Atorvastatin 40 mg'",
-        )
-        .await;
+        let id = app
+            .text("SELECT id FROM prescriptions WHERE medication_name = 'Atorvastatin 40 mg'")
+            .await;
         hansen.get(&base).await;
         let stale = hansen
             .post(
@@ -373,14 +351,13 @@ both_engines!(
             .await
             .assert_ok();
         assert_eq!(
-            one(
-                &app,
-                &format!("SELECT status FROM prescriptions WHERE id = '{id}'")
-            )
+            app.text(&format!(
+                "SELECT status FROM prescriptions WHERE id = '{id}'"
+            ))
             .await,
             "stopped"
         );
-        let writes = count(&app, &format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{}' AND action = 'write prescriptions' AND outcome = 'allowed'", anne.id)).await;
+        let writes = app.count(&format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{}' AND action = 'write prescriptions' AND outcome = 'allowed'", anne.id)).await;
         assert_eq!(writes, 2, "each committed write is audited");
     }
 );
@@ -407,11 +384,9 @@ both_engines!(
         assert!(
             created.contains("Blood pressure control") && created.contains("Home BP measurements")
         );
-        let plan = one(
-            &app,
-            "SELECT id FROM treatment_plans WHERE title = 'Blood pressure control'",
-        )
-        .await;
+        let plan = app
+            .text("SELECT id FROM treatment_plans WHERE title = 'Blood pressure control'")
+            .await;
         let edit = format!("{base}/{plan}");
         let mut second = app.signed_in("dr.hansen").await;
         first.get(&edit).await.assert_ok();
@@ -442,10 +417,9 @@ both_engines!(
         assert!(loser.contains(kept), "the loser's text is kept in the form");
         assert!(loser.contains("name=\"version\" value=\"2\""));
         assert_eq!(
-            one(
-                &app,
-                &format!("SELECT CAST(version AS TEXT) FROM treatment_plans WHERE id = '{plan}'")
-            )
+            app.text(&format!(
+                "SELECT CAST(version AS TEXT) FROM treatment_plans WHERE id = '{plan}'"
+            ))
             .await,
             "2"
         );

@@ -56,14 +56,6 @@ async fn clinician_reads(
     Ok(())
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query(sql)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .get::<i64, _>(0)
-}
-
 both_engines!(
     lab_results_grouped_with_history_and_chart,
     |app: TestApp| async move {
@@ -256,7 +248,9 @@ both_engines!(
             ))
         ));
 
-        let block_id = count(&app, "SELECT COUNT(*) FROM blocks WHERE lifted_at IS NULL").await;
+        let block_id = app
+            .count("SELECT COUNT(*) FROM blocks WHERE lifted_at IS NULL")
+            .await;
         assert_eq!(block_id, 1);
         let id = sqlx::query("SELECT id FROM blocks")
             .fetch_one(app.db.pool())
@@ -291,7 +285,7 @@ both_engines!(
             .await;
         assert_eq!(stranger.status, 400);
         assert_eq!(
-            count(&app, "SELECT COUNT(*) FROM blocks").await,
+            app.count("SELECT COUNT(*) FROM blocks").await,
             1,
             "no half writes"
         );
@@ -323,7 +317,7 @@ both_engines!(
         anne.get("/me/prescriptions").await.assert_ok();
         anne.get("/me/plans").await.assert_ok();
         anne.get("/me/access-log").await.assert_ok();
-        let on_behalf = count(&app, &format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{}' AND on_behalf_of = '{}' AND basis = 'guardian'", emil.0, emil.0)).await;
+        let on_behalf = app.count(&format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{}' AND on_behalf_of = '{}' AND basis = 'guardian'", emil.0, emil.0)).await;
         assert!(
             on_behalf >= 4,
             "proxy views are audited on behalf of the child ({on_behalf})"
@@ -466,7 +460,7 @@ both_engines!(
 
         let mut anne = app.signed_in("anne").await;
         anne.get("/me").await;
-        let events_before = count(&app, "SELECT COUNT(*) FROM audit_reviews").await;
+        let events_before = app.count("SELECT COUNT(*) FROM audit_reviews").await;
         for (path, fields) in [
             (
                 format!("/me/access-log/{bo_event}/report"),
@@ -491,19 +485,17 @@ both_engines!(
             );
         }
         assert_eq!(
-            count(&app, "SELECT COUNT(*) FROM audit_reviews").await,
+            app.count("SELECT COUNT(*) FROM audit_reviews").await,
             events_before
         );
         assert_eq!(
-            count(&app, "SELECT COUNT(*) FROM blocks WHERE lifted_at IS NULL").await,
+            app.count("SELECT COUNT(*) FROM blocks WHERE lifted_at IS NULL")
+                .await,
             1
         );
         assert_eq!(
-            count(
-                &app,
-                "SELECT COUNT(*) FROM proxies WHERE revoked_at IS NOT NULL"
-            )
-            .await,
+            app.count("SELECT COUNT(*) FROM proxies WHERE revoked_at IS NOT NULL")
+                .await,
             0
         );
         let overview = anne.get("/me").await;
@@ -522,7 +514,7 @@ both_engines!(
             .await;
         assert_eq!(forged.status, 403);
         assert!(forged.contains("The form has expired"));
-        assert_eq!(count(&app, "SELECT COUNT(*) FROM blocks").await, 1);
+        assert_eq!(app.count("SELECT COUNT(*) FROM blocks").await, 1);
         // Other roles cannot open the patient pages at all.
         let mut doctor = app.signed_in("dr.hansen").await;
         assert_eq!(doctor.get("/me").await.status, 403);

@@ -98,14 +98,6 @@ const ROLES: [(&str, Option<&str>, Option<Area>); 6] = [
     ("administrator", Some("admin"), Some(Area::Admin)),
 ];
 
-async fn one(app: &TestApp, sql: &str) -> String {
-    sqlx::query(sql)
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .get::<String, _>(0)
-}
-
 fn fill(path: &str, ids: &BTreeMap<&str, String>) -> String {
     path.split('/')
         .map(
@@ -122,21 +114,19 @@ fn fill(path: &str, ids: &BTreeMap<&str, String>) -> String {
 }
 
 both_engines!(every_route_against_every_role, |app: TestApp| async move {
-    let anne = one(
-        &app,
-        "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
-    )
-    .await;
-    let cpr = one(
-        &app,
-        "SELECT national_id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
-    )
-    .await;
-    let code = one(
-        &app,
-        &format!("SELECT code FROM lab_results WHERE patient_id = '{anne}'"),
-    )
-    .await;
+    let anne = app
+        .text("SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'")
+        .await;
+    let cpr = app
+        .text(
+            "SELECT national_id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
+        )
+        .await;
+    let code = app
+        .text(&format!(
+            "SELECT code FROM lab_results WHERE patient_id = '{anne}'"
+        ))
+        .await;
     let ids: BTreeMap<&str, String> = [
         ("patient", anne.clone()),
         ("code", code),
@@ -231,26 +221,20 @@ fn get_routes_of(area_wanted: Area) -> Vec<String> {
 both_engines!(
     clinician_record_pages_by_relationship,
     |app: TestApp| async move {
-        let anne = one(
-            &app,
-            "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
-        )
-        .await;
-        let bo = one(
-            &app,
-            "SELECT id FROM patients WHERE given_name = 'Bo' AND family_name = 'Nielsen'",
-        )
-        .await;
-        let karen = one(
-            &app,
-            "SELECT id FROM patients WHERE given_name = 'Karen' AND family_name = 'Poulsen'",
-        )
-        .await;
-        let code = one(
-            &app,
-            &format!("SELECT code FROM lab_results WHERE patient_id = '{anne}'"),
-        )
-        .await;
+        let anne = app
+            .text("SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'")
+            .await;
+        let bo = app
+            .text("SELECT id FROM patients WHERE given_name = 'Bo' AND family_name = 'Nielsen'")
+            .await;
+        let karen = app
+            .text("SELECT id FROM patients WHERE given_name = 'Karen' AND family_name = 'Poulsen'")
+            .await;
+        let code = app
+            .text(&format!(
+                "SELECT code FROM lab_results WHERE patient_id = '{anne}'"
+            ))
+            .await;
         let pages: Vec<String> = get_routes_of(Area::Clinician)
             .into_iter()
             .filter(|p| {
@@ -326,7 +310,9 @@ both_engines!(
 
         let mut patient = app.signed_in("anne").await;
         patient.get("/me/blocks").await;
-        let hansen_id = one(&app, "SELECT id FROM users WHERE username = 'dr.hansen'").await;
+        let hansen_id = app
+            .text("SELECT id FROM users WHERE username = 'dr.hansen'")
+            .await;
         patient
             .post(
                 "/me/blocks",
@@ -374,27 +360,21 @@ both_engines!(
 // Every page a citizen can GET, as the record owner, as a guardian and as a holder of a power
 // of attorney.
 both_engines!(patient_pages_by_proxy_kind, |app: TestApp| async move {
-    let anne = one(
-        &app,
-        "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
-    )
-    .await;
-    let emil = one(
-        &app,
-        "SELECT id FROM patients WHERE given_name = 'Emil' AND family_name = 'Jensen'",
-    )
-    .await;
-    let karen = one(
-        &app,
-        "SELECT id FROM patients WHERE given_name = 'Karen' AND family_name = 'Poulsen'",
-    )
-    .await;
+    let anne = app
+        .text("SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'")
+        .await;
+    let emil = app
+        .text("SELECT id FROM patients WHERE given_name = 'Emil' AND family_name = 'Jensen'")
+        .await;
+    let karen = app
+        .text("SELECT id FROM patients WHERE given_name = 'Karen' AND family_name = 'Poulsen'")
+        .await;
     let code_of = |p: String| format!("SELECT code FROM lab_results WHERE patient_id = '{p}'");
     let pages = get_routes_of(Area::Patient);
     assert!(pages.len() >= 8, "{pages:?}");
 
     let mut own = app.signed_in("anne").await;
-    let ids: BTreeMap<&str, String> = [("code", one(&app, &code_of(anne.clone())).await)]
+    let ids: BTreeMap<&str, String> = [("code", app.text(&code_of(anne.clone())).await)]
         .into_iter()
         .collect();
     for page in &pages {
@@ -407,7 +387,7 @@ both_engines!(patient_pages_by_proxy_kind, |app: TestApp| async move {
         .post("/me/switch", &[("patient", &emil)])
         .await
         .assert_ok();
-    let ids: BTreeMap<&str, String> = [("code", one(&app, &code_of(emil.clone())).await)]
+    let ids: BTreeMap<&str, String> = [("code", app.text(&code_of(emil.clone())).await)]
         .into_iter()
         .collect();
     for page in &pages {
@@ -426,7 +406,7 @@ both_engines!(patient_pages_by_proxy_kind, |app: TestApp| async move {
         .post("/me/switch", &[("patient", &karen)])
         .await
         .assert_ok();
-    let ids: BTreeMap<&str, String> = [("code", one(&app, &code_of(karen.clone())).await)]
+    let ids: BTreeMap<&str, String> = [("code", app.text(&code_of(karen.clone())).await)]
         .into_iter()
         .collect();
     for page in &pages {

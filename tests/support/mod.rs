@@ -207,6 +207,26 @@ impl TestApp {
         quiet
     }
 
+    /// The first column of the first row of `sql`, as text.
+    pub async fn text(&self, sql: &str) -> String {
+        use sqlx::Row;
+        sqlx::query(sql)
+            .fetch_one(self.db.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get::<String, _>(0)
+    }
+
+    /// The first column of the first row of `sql`, as a number (e.g. a COUNT).
+    pub async fn count(&self, sql: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query(sql)
+            .fetch_one(self.db.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get::<i64, _>(0)
+    }
+
     /// A browser already signed in as the demo user `username` (second factor included).
     pub async fn signed_in(&self, username: &str) -> Browser {
         let mut b = self.browser();

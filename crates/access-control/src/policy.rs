@@ -354,4 +354,6 @@ fn decide_for_clinician(
 }
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;

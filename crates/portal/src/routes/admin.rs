@@ -11,11 +11,10 @@ use axum::Router;
 use maud::Markup;
 use rand::RngCore;
 use records_domain::cpr::Cpr;
-use records_domain::db::parse_date;
 use records_domain::model::{Clinic, ClinicKind, Patient};
 use records_domain::store::{clinics, patients};
+use records_domain::Tx;
 use serde::Deserialize;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -23,6 +22,7 @@ use crate::auth::csrf::CsrfForm;
 use crate::auth::login::Empty;
 use crate::auth::{AdminUser, CurrentUser};
 use crate::error::{AppError, AppResult};
+use crate::routes::form_fields::{optional_date, start_date};
 use crate::views::admin as view;
 
 pub fn routes() -> Router<AppState> {
@@ -142,15 +142,24 @@ async fn create_user(
             .reason(format!("{} as {}", new.username, role.as_str())),
     )
     .await?;
+    users_page(tx, &admin, Some((&new.username, &password))).await
+}
+
+/// The users page after a change made in `tx`, with the one-time password just issued.
+async fn users_page(
+    mut tx: Tx,
+    admin: &CurrentUser,
+    issued: Option<(&str, &str)>,
+) -> AppResult<Markup> {
     let all = accounts::all(&mut tx).await?;
     let clinics = clinics::all(&mut tx).await?;
     tx.commit().await?;
     Ok(view::users(
-        &admin,
+        admin,
         &admin.csrf().await?,
         &all,
         &clinics,
-        Some((&new.username, &password)),
+        issued,
     ))
 }
 
@@ -217,16 +226,7 @@ async fn reset_password(
         audit_event(&admin, "reset password").resource("user", Some(user.to_string())),
     )
     .await?;
-    let all = accounts::all(&mut tx).await?;
-    let clinics = clinics::all(&mut tx).await?;
-    tx.commit().await?;
-    Ok(view::users(
-        &admin,
-        &admin.csrf().await?,
-        &all,
-        &clinics,
-        Some((&target.username, &password)),
-    ))
+    users_page(tx, &admin, Some((&target.username, &password))).await
 }
 
 async fn clinic_list(
@@ -377,17 +377,8 @@ async fn add_relationship(
     let patient = patient_by_cpr(&state, &form.cpr).await?;
     let clinician = optional_uuid(&form.clinician, "a clinician")?
         .ok_or_else(|| AppError::bad_request("Choose a clinician from the list."))?;
-    let date = |text: &str, what: &str| -> AppResult<Option<time::Date>> {
-        match text.trim() {
-            "" => Ok(None),
-            t => parse_date(t).map(Some).map_err(|_| {
-                AppError::bad_request(format!("{what} must be a date like 2027-03-31."))
-            }),
-        }
-    };
-    let from =
-        date(&form.from, "The start date")?.unwrap_or_else(|| OffsetDateTime::now_utc().date());
-    let until = date(&form.until, "The end date")?;
+    let from = start_date(&form.from, "The start date")?;
+    let until = optional_date(&form.until, "The end date")?;
     let mut tx = state.db.begin_write().await?;
     let is_clinician = accounts::by_id(&mut tx, clinician)
         .await?

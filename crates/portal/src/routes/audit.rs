@@ -17,7 +17,6 @@ use axum::Router;
 use futures::StreamExt;
 use maud::Markup;
 use records_domain::cpr::Cpr;
-use records_domain::db::parse_date;
 use records_domain::model::PatientId;
 use records_domain::store::{clinics, patients};
 use serde::{Deserialize, Serialize};
@@ -28,6 +27,7 @@ use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::{AuditorUser, CurrentUser};
 use crate::error::{AppError, AppResult};
+use crate::routes::form_fields::optional_date;
 use crate::views::audit as view;
 
 const PAGE_SIZE: i64 = 50;
@@ -110,14 +110,7 @@ async fn to_filter(state: &AppState, form: &FilterForm) -> AppResult<Filter> {
         ),
     };
     let day = |text: &str, what: &str| -> AppResult<Option<OffsetDateTime>> {
-        match text.trim() {
-            "" => Ok(None),
-            t => parse_date(t)
-                .map(|d| Some(d.midnight().assume_utc()))
-                .map_err(|_| {
-                    AppError::bad_request(format!("{what} must be a date like 2026-11-01."))
-                }),
-        }
+        Ok(optional_date(text, what)?.map(|d| d.midnight().assume_utc()))
     };
     if !form.basis.is_empty() && Basis::parse(&form.basis).is_none() {
         return Err(AppError::bad_request("Choose a basis from the list."));

@@ -4,5 +4,6 @@
 pub mod admin;
 pub mod audit;
 pub mod clinician;
+pub mod form_fields;
 pub mod health;
 pub mod patient;

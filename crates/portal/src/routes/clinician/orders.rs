@@ -4,12 +4,10 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use records_domain::db::parse_date;
 use records_domain::model::PatientId;
 use records_domain::store::{labs, prescriptions, Category};
 use records_domain::DomainError;
 use serde::Deserialize;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{open_read, open_write};
@@ -18,6 +16,7 @@ use crate::auth::csrf::CsrfForm;
 use crate::auth::login::Empty;
 use crate::auth::ClinicianUser;
 use crate::error::{AppError, AppResult};
+use crate::routes::form_fields::{optional_date, start_date};
 use crate::views::clinician as view;
 use crate::views::components::split_prescriptions;
 
@@ -55,23 +54,12 @@ pub struct PrescriptionForm {
 
 impl PrescriptionForm {
     fn parse(&self) -> Result<prescriptions::NewPrescription, DomainError> {
-        let date = |text: &str, what: &str| {
-            parse_date(text.trim()).map_err(|_| {
-                DomainError::invalid(format!("{what} must be a date like 2027-03-31."))
-            })
-        };
         Ok(prescriptions::NewPrescription {
             medication_code: self.medication_code.trim().to_uppercase(),
             medication_name: self.medication_name.clone(),
             dosage_text: self.dosage_text.clone(),
-            valid_from: match self.valid_from.trim() {
-                "" => OffsetDateTime::now_utc().date(),
-                text => date(text, "The start date")?,
-            },
-            valid_until: match self.valid_until.trim() {
-                "" => None,
-                text => Some(date(text, "The end date")?),
-            },
+            valid_from: start_date(&self.valid_from, "The start date")?,
+            valid_until: optional_date(&self.valid_until, "The end date")?,
         })
     }
 }

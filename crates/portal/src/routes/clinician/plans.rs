@@ -5,14 +5,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::Markup;
-use records_domain::db::{date_text, parse_date};
+use records_domain::db::date_text;
 use records_domain::model::{
     Activity, ActivityStatus, Goal, GoalStatus, PatientId, PlanStatus, TreatmentPlan,
 };
 use records_domain::store::{plans, Category};
 use records_domain::DomainError;
 use serde::Deserialize;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{open_read, open_write};
@@ -20,6 +19,7 @@ use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::ClinicianUser;
 use crate::error::{AppError, AppResult};
+use crate::routes::form_fields::{optional_date, start_date};
 use crate::views::clinician as view;
 
 /// The plan form as typed: goals one per line as `description | target | status`, activities
@@ -74,24 +74,13 @@ impl PlanForm {
     }
 
     fn content(&self) -> Result<plans::PlanContent, DomainError> {
-        let date = |text: &str, what: &str| {
-            parse_date(text.trim()).map_err(|_| {
-                DomainError::invalid(format!("{what} must be a date like 2027-03-31."))
-            })
-        };
         Ok(plans::PlanContent {
             title: self.title.clone(),
             description: self.description.clone(),
             status: PlanStatus::parse(self.status.trim())
                 .map_err(|_| DomainError::invalid("Choose a status for the plan."))?,
-            period_start: match self.period_start.trim() {
-                "" => OffsetDateTime::now_utc().date(),
-                text => date(text, "The start date")?,
-            },
-            period_end: match self.period_end.trim() {
-                "" => None,
-                text => Some(date(text, "The end date")?),
-            },
+            period_start: start_date(&self.period_start, "The start date")?,
+            period_end: optional_date(&self.period_end, "The end date")?,
             goals: lines(&self.goals)
                 .map(parse_goal)
                 .collect::<Result<_, _>>()?,

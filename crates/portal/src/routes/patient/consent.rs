@@ -13,7 +13,7 @@ use records_domain::model::{age_on, PatientId};
 use records_domain::store::clinics;
 use records_domain::Tx;
 use serde::Deserialize;
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{banner, own_record};
@@ -21,6 +21,7 @@ use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::{set_signed_in, CurrentUser, PatientUser};
 use crate::error::{AppError, AppResult};
+use crate::routes::form_fields::{optional_date, start_date};
 use crate::views::patient as view;
 
 async fn manage(state: &AppState, user: &CurrentUser) -> AppResult<(Tx, ConsentGrant)> {
@@ -33,16 +34,6 @@ async fn manage(state: &AppState, user: &CurrentUser) -> AppResult<(Tx, ConsentG
         resource_id: None,
     };
     Ok(state.gate().consent(&req).await?)
-}
-
-fn optional_date(text: &str, field: &str) -> AppResult<Option<Date>> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    parse_date(text)
-        .map(Some)
-        .map_err(|_| AppError::bad_request(format!("{field} must be a date like 2027-03-31.")))
 }
 
 pub async fn blocks(
@@ -154,8 +145,7 @@ pub async fn grant_power_of_attorney(
     PatientUser(user): PatientUser,
     CsrfForm(form): CsrfForm<GrantForm>,
 ) -> AppResult<Response> {
-    let from = optional_date(&form.from, "The start date")?
-        .unwrap_or_else(|| OffsetDateTime::now_utc().date());
+    let from = start_date(&form.from, "The start date")?;
     let until = optional_date(&form.until, "The end date")?;
     let (mut tx, grant) = manage(&state, &user).await?;
     consent::grant_power_of_attorney(
