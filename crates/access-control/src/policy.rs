@@ -304,7 +304,7 @@ fn decide_for_patient_user(
         };
     }
     if holds(ProxyKind::Guardian) {
-        if age_on(facts.birth_date, now.date()) >= 15 {
+        if guardianship_ended(facts.birth_date, now) {
             return Decision::deny(Denial::ChildTurned15);
         }
         return match action {
@@ -319,6 +319,14 @@ fn decide_for_patient_user(
         };
     }
     Decision::deny(Denial::NotYourRecord)
+}
+
+/// Guardian access ends on the child's 15th birthday as the day is counted in Denmark. The
+/// date is taken at UTC+2 (Danish summer time), so in winter access ends an hour early rather
+/// than an hour late.
+pub fn guardianship_ended(birth_date: Date, now: OffsetDateTime) -> bool {
+    let danish_day = now.to_offset(time::macros::offset!(+2)).date();
+    age_on(birth_date, danish_day) >= 15
 }
 
 fn decide_for_clinician(

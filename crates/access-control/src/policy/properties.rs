@@ -402,8 +402,9 @@ fn fifteenth_birthday(birth: Date) -> Date {
         .unwrap_or_else(|_| Date::from_calendar_date(year, Month::March, 1).unwrap())
 }
 
+/// Danish calendar day, counted at UTC+2 like the policy does.
 fn is_15_or_older(birth: Date, now: OffsetDateTime) -> bool {
-    now.date() >= fifteenth_birthday(birth)
+    now.to_offset(time::macros::offset!(+2)).date() >= fifteenth_birthday(birth)
 }
 
 fn active(p: &Period, now: OffsetDateTime) -> bool {

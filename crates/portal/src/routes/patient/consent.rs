@@ -3,13 +3,13 @@
 
 use access_control::audit::{self, NewEvent, Outcome};
 use access_control::consent::{self, BlockTarget};
-use access_control::policy::ProxyKind;
+use access_control::policy::{guardianship_ended, ProxyKind};
 use access_control::{accounts, ConsentGrant, Request};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::Markup;
 use records_domain::db::parse_date;
-use records_domain::model::{age_on, PatientId};
+use records_domain::model::PatientId;
 use records_domain::store::clinics;
 use records_domain::Tx;
 use serde::Deserialize;
@@ -128,7 +128,7 @@ pub async fn proxies(
 
 fn child_turned_15(proxy: &consent::Proxy, now: OffsetDateTime) -> bool {
     proxy.kind == ProxyKind::Guardian
-        && parse_date(&proxy.patient_birth_date).is_ok_and(|b| age_on(b, now.date()) >= 15)
+        && parse_date(&proxy.patient_birth_date).is_ok_and(|b| guardianship_ended(b, now))
 }
 
 #[derive(Deserialize)]
