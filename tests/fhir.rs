@@ -250,6 +250,22 @@ both_engines!(
 );
 
 both_engines!(
+    the_end_of_time_is_a_clear_error_not_a_crash,
+    |app: TestApp| async move {
+        // Found by the fhir_search fuzz target: this used to overflow and panic.
+        let fhir = Fhir::new(
+            &app,
+            Some(token(&app, "anne-app", "patient/*.read", Some("anne")).await),
+        );
+        let (status, body) = fhir.get("/Observation?date=9999-12-31T23:59:59Z").await;
+        assert_eq!(status, 400);
+        assert_eq!(body["resourceType"], "OperationOutcome");
+        let (status, _) = fhir.get("/Observation?_count=1").await;
+        assert_eq!(status, 200, "the server is still serving");
+    }
+);
+
+both_engines!(
     patient_token_cannot_read_anyone_else,
     |app: TestApp| async move {
         let bo = patient_id(&app, "bo").await;

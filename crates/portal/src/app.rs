@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use records_domain::{Db, PoolSettings};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
@@ -106,6 +107,10 @@ pub fn router(state: AppState, store: Store) -> Router {
             security_headers,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // A bug must cost one request its answer, never the connection or the worker.
+        .layer(CatchPanicLayer::custom(|_| {
+            AppError::internal("a request handler panicked").into_response()
+        }))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -108,14 +108,14 @@ pub struct Writer<'a> {
 }
 
 /// Resources of one Bundle (or one NDJSON chunk), indexed so references between them resolve.
-struct Batch<'a> {
+pub struct Batch<'a> {
     entries: Vec<(String, &'a Value)>,
     /// fullUrl or `Type/id` -> position in `entries`
     by_reference: HashMap<String, usize>,
 }
 
 impl<'a> Batch<'a> {
-    fn new(entries: Vec<(String, &'a Value)>, full_urls: &[Option<&'a str>]) -> Self {
+    pub fn new(entries: Vec<(String, &'a Value)>, full_urls: &[Option<&'a str>]) -> Self {
         let mut by_reference = HashMap::new();
         for (position, ((_, resource), full_url)) in entries.iter().zip(full_urls).enumerate() {
             if let Some(url) = full_url {

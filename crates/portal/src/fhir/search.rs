@@ -138,7 +138,9 @@ fn date_span(param: &str, v: &str) -> Result<(OffsetDateTime, OffsetDateTime), S
     };
     if v.len() > 10 {
         let t = OffsetDateTime::parse(v, &Rfc3339).map_err(|_| invalid())?;
-        return Ok((t, t + Duration::seconds(1)));
+        // The last second of year 9999 has no successor: refuse it rather than overflow.
+        let end = t.checked_add(Duration::seconds(1)).ok_or_else(invalid)?;
+        return Ok((t, end));
     }
     let parts: Vec<&str> = v.split('-').collect();
     let num = |s: &str, len: usize| {
@@ -372,6 +374,22 @@ mod tests {
         assert_eq!(s.dates.from, Some(datetime!(2020-01-02 0:00 UTC)));
         let s = ObservationSearch::parse(&pairs("date=ge2020-01-01T10:00:00%2B02:00")).unwrap();
         assert_eq!(s.dates.from, Some(datetime!(2020-01-01 8:00 UTC)));
+    }
+
+    #[test]
+    fn the_end_of_time_is_refused_not_overflowed() {
+        // Found by the fhir_search fuzz target: one second after 9999-12-31T23:59:59Z.
+        for query in [
+            "date=9999-12-31T23:59:59Z",
+            "date=9999-12-31T23:59:59-23:59",
+            "date=9999",
+            "date=9999-12",
+            "date=9999-12-31",
+        ] {
+            let _ = ObservationSearch::parse(&pairs(query));
+        }
+        assert!(ObservationSearch::parse(&pairs("date=9999-12-31T23:59:59Z")).is_err());
+        assert!(PatientSearch::parse(&pairs("birthdate=9999-12-31T23:59:59Z")).is_err());
     }
 
     #[test]
