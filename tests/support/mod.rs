@@ -175,6 +175,25 @@ impl TestApp {
         self.browser_with(reqwest::redirect::Policy::none())
     }
 
+    /// A client that sends `Authorization: Bearer <token>` on every request (an API client).
+    pub fn browser_with_bearer(&self, token: &str) -> Browser {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .expect("token is a header value");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Browser {
+            client,
+            base: self.base.clone(),
+            csrf: None,
+        }
+    }
+
     fn browser_with(&self, redirects: reqwest::redirect::Policy) -> Browser {
         self.browser_with_jar(redirects, Default::default())
     }
