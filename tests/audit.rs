@@ -330,3 +330,140 @@ both_engines!(
         }
     }
 );
+
+fn portal_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_portal"))
+        .args(args)
+        .env("DATABASE_URL", &app.database_url)
+        .env("PORTAL_LOG", "warn")
+        .env_remove("PORTAL_AUDIT_RETENTION_YEARS")
+        .output()
+        .expect("portal runs")
+}
+
+both_engines!(
+    pruning_past_retention_keeps_chains_verifiable,
+    |app: TestApp| async move {
+        let fresh: Vec<PatientId> = sqlx::query(
+        "SELECT id FROM patients WHERE id NOT IN (SELECT chain_key FROM audit_chains) ORDER BY id LIMIT 2",
+    )
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| PatientId(Uuid::parse_str(&r.get::<String, _>("id")).unwrap()))
+    .collect();
+        let (old_and_new, all_old) = (fresh[0], fresh[1]);
+        let actor = Actor {
+            user_id: Uuid::now_v7(),
+            name: "Dr. Former System".into(),
+            role: Role::Clinician,
+            clinic_id: None,
+            patient_id: None,
+        };
+        let ctx = RequestContext {
+            client_addr: "10.0.0.1".into(),
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let mut tx = app.db.begin_write().await.unwrap();
+        let event = |p: PatientId| {
+            NewEvent::by(&actor, &ctx, "read summary", Outcome::Allowed)
+                .about(p)
+                .resource("summary", None)
+        };
+        for i in 0..5 {
+            audit::append_at(
+                &mut tx,
+                event(old_and_new),
+                now - time::Duration::days(365 * 12) + time::Duration::minutes(i),
+            )
+            .await
+            .unwrap();
+        }
+        audit::append_at(
+            &mut tx,
+            event(old_and_new),
+            now - time::Duration::days(365 * 9),
+        )
+        .await
+        .unwrap();
+        audit::append(&mut tx, event(old_and_new)).await.unwrap();
+        for i in 0..3 {
+            audit::append_at(
+                &mut tx,
+                event(all_old),
+                now - time::Duration::days(365 * 11) + time::Duration::minutes(i),
+            )
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        // Without a prune window nothing may be deleted, and with one nothing younger than ten years.
+        let refused = sqlx::query("DELETE FROM audit_events WHERE chain_key = $1")
+            .bind(old_and_new.0.to_string())
+            .execute(app.db.pool())
+            .await;
+        assert!(refused.is_err());
+        let mut tx = app.db.begin_write().await.unwrap();
+        sqlx::query("INSERT INTO audit_prune_window (id, before) VALUES (1, '9999')")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let early = sqlx::query("DELETE FROM audit_events WHERE chain_key = $1 AND seq = 6")
+            .bind(old_and_new.0.to_string())
+            .execute(&mut *tx)
+            .await;
+        assert!(
+            early.is_err(),
+            "the database keeps ten years whatever the window says"
+        );
+        drop(tx);
+
+        assert!(
+            !portal_cli(&app, &["audit", "prune", "--retention-years", "5"])
+                .status
+                .success()
+        );
+        let pruned = portal_cli(&app, &["audit", "prune"]);
+        let stdout = String::from_utf8_lossy(&pruned.stdout);
+        assert!(
+            pruned.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&pruned.stderr)
+        );
+        assert!(
+            stdout.contains("8 events older than 10 years removed from 2 chains"),
+            "{stdout}"
+        );
+        let remaining = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM audit_events WHERE chain_key = '{}'",
+                old_and_new.0
+            ))
+            .await;
+        assert_eq!(
+            remaining, 3,
+            "the 9-year-old event, today's event and the prune record"
+        );
+        let verify = verify_cli(&app);
+        assert!(
+            verify.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verify.stdout)
+        );
+
+        // An anchor changed afterwards no longer matches the chain or its prune record.
+        let other = "1".repeat(64);
+        sqlx::query("UPDATE audit_chains SET pruned_hash = $1 WHERE chain_key = $2")
+            .bind(&other)
+            .bind(old_and_new.0.to_string())
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+        let mut conn = app.db.pool().acquire().await.unwrap();
+        let report = verify::verify_all(&mut conn).await.unwrap();
+        assert_eq!(report.broken.len(), 1);
+        assert_eq!(report.broken[0].chain_key, old_and_new.0.to_string());
+    }
+);

@@ -124,6 +124,15 @@ enum TokenCommand {
 enum AuditCommand {
     /// Check every hash chain; exits non-zero and names the first broken link of each bad chain.
     Verify(DatabaseArgs),
+    /// Delete audit events older than the retention period, keeping every chain verifiable.
+    /// On PostgreSQL run it as the schema owner: the application role may not delete.
+    Prune {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Years to keep (at least 10; the database refuses younger deletions anyway).
+        #[arg(long, env = "PORTAL_AUDIT_RETENTION_YEARS", default_value_t = 10)]
+        retention_years: i64,
+    },
 }
 
 pub async fn run() -> ExitCode {
@@ -148,6 +157,13 @@ pub async fn run() -> ExitCode {
         Some(Command::Audit {
             command: AuditCommand::Verify(db),
         }) => return audit_verify(&db).await,
+        Some(Command::Audit {
+            command:
+                AuditCommand::Prune {
+                    database,
+                    retention_years,
+                },
+        }) => audit_prune(&database, retention_years).await,
         Some(Command::Import {
             database,
             source,
@@ -296,6 +312,35 @@ async fn add_user(
     if let Some(secret) = totp_secret {
         println!("TOTP secret (add to the authenticator app): {secret}");
     }
+    Ok(())
+}
+
+async fn audit_prune(args: &DatabaseArgs, retention_years: i64) -> anyhow::Result<()> {
+    let db = open(args).await?;
+    let operator = access_control::Actor {
+        user_id: uuid::Uuid::nil(),
+        name: "portal audit prune (operator)".into(),
+        role: access_control::Role::System,
+        patient_id: None,
+        clinic_id: None,
+    };
+    let ctx = access_control::RequestContext {
+        client_addr: "command line".into(),
+    };
+    let mut tx = db.begin_write().await?;
+    let report = access_control::audit::prune::prune(
+        &mut tx,
+        &operator,
+        &ctx,
+        retention_years,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?;
+    tx.commit().await?;
+    println!(
+        "audit log: {} events older than {retention_years} years removed from {} chains; every chain keeps its anchor",
+        report.events, report.chains
+    );
     Ok(())
 }
 

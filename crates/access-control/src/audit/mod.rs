@@ -10,6 +10,7 @@
 //! and `hash = hex(SHA-256(canonical || prev_hash))` where `prev_hash` is the previous event's
 //! hash in the same chain as 64 lowercase hex characters (64 zeros for the first event).
 
+pub mod prune;
 pub mod query;
 pub mod verify;
 
@@ -193,6 +194,16 @@ pub fn chain_key(patient: Option<PatientId>) -> String {
 /// with an UPDATE first serialises appends to the same chain (a row lock on PostgreSQL, the
 /// write lock on SQLite) while appends to other chains proceed.
 pub async fn append(conn: &mut AnyConnection, event: NewEvent) -> Result<AuditEvent, AccessError> {
+    append_at(conn, event, OffsetDateTime::now_utc()).await
+}
+
+/// Append with a given time: for taking over an earlier system's log with its original times.
+/// Within one chain times must not go backwards, or pruning by age would cut the chain wrongly.
+pub async fn append_at(
+    conn: &mut AnyConnection,
+    event: NewEvent,
+    occurred_at: OffsetDateTime,
+) -> Result<AuditEvent, AccessError> {
     let chain = chain_key(event.patient_id);
     sqlx::query("INSERT INTO audit_chains (chain_key, last_seq, last_hash) VALUES ($1, 0, $2) ON CONFLICT (chain_key) DO NOTHING")
         .bind(&chain)
@@ -207,7 +218,7 @@ pub async fn append(conn: &mut AnyConnection, event: NewEvent) -> Result<AuditEv
         id: Uuid::now_v7(),
         chain_key: chain,
         seq: head.int("last_seq")?,
-        occurred_at: ts(OffsetDateTime::now_utc()),
+        occurred_at: ts(occurred_at),
         actor_id: event.actor_id,
         actor_name: event.actor_name,
         actor_role: event.actor_role,

@@ -4,6 +4,7 @@ use futures::TryStreamExt;
 use records_domain::db::RowExt;
 use sqlx::AnyConnection;
 
+use super::prune::{anchor_record, PRUNE_ACTION};
 use super::{from_row, AuditEvent, GENESIS_HASH};
 use crate::AccessError;
 
@@ -29,15 +30,22 @@ impl VerifyReport {
 }
 
 pub async fn verify_all(conn: &mut AnyConnection) -> Result<VerifyReport, AccessError> {
-    let heads =
-        sqlx::query("SELECT chain_key, last_seq, last_hash FROM audit_chains ORDER BY chain_key")
-            .fetch_all(&mut *conn)
-            .await?;
+    let heads = sqlx::query(
+        "SELECT chain_key, last_seq, last_hash, pruned_through_seq, pruned_hash FROM audit_chains \
+         ORDER BY chain_key",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
     let mut report = VerifyReport::default();
     for head in heads {
         let key = head.text("chain_key")?;
-        let (events, broken) =
-            verify_chain(conn, &key, head.int("last_seq")?, &head.text("last_hash")?).await?;
+        let head = ChainHead {
+            last_seq: head.int("last_seq")?,
+            last_hash: head.text("last_hash")?,
+            pruned_through_seq: head.int("pruned_through_seq")?,
+            pruned_hash: head.text("pruned_hash")?,
+        };
+        let (events, broken) = verify_chain(conn, &key, &head).await?;
         report.chains += 1;
         report.events += events;
         report.broken.extend(broken);
@@ -59,18 +67,33 @@ pub async fn verify_all(conn: &mut AnyConnection) -> Result<VerifyReport, Access
     Ok(report)
 }
 
+/// What `audit_chains` says of a chain: its newest event and, if its oldest events were pruned
+/// past retention, the last pruned one.
+pub struct ChainHead {
+    pub last_seq: i64,
+    pub last_hash: String,
+    pub pruned_through_seq: i64,
+    pub pruned_hash: String,
+}
+
 /// Verify one chain; returns the number of events read and the first broken link, if any.
 pub async fn verify_chain(
     conn: &mut AnyConnection,
     chain_key: &str,
-    head_seq: i64,
-    head_hash: &str,
+    head: &ChainHead,
 ) -> Result<(u64, Option<BrokenLink>), AccessError> {
+    let (head_seq, head_hash) = (head.last_seq, head.last_hash.as_str());
     let mut rows = sqlx::query("SELECT * FROM audit_events WHERE chain_key = $1 ORDER BY seq")
         .bind(chain_key)
         .fetch(conn);
-    let mut expected_seq = 1;
-    let mut prev_hash = GENESIS_HASH.to_string();
+    let mut expected_seq = head.pruned_through_seq + 1;
+    let mut prev_hash = if head.pruned_through_seq == 0 {
+        GENESIS_HASH.to_string()
+    } else {
+        head.pruned_hash.clone()
+    };
+    let anchor = anchor_record(chain_key, head.pruned_through_seq, &head.pruned_hash);
+    let mut anchor_vouched = head.pruned_through_seq == 0;
     let mut count = 0;
     let broken = |seq: i64, event: Option<&AuditEvent>, problem: String| BrokenLink {
         chain_key: chain_key.to_string(),
@@ -118,8 +141,16 @@ pub async fn verify_chain(
                 )),
             ));
         }
+        anchor_vouched |= event.action == PRUNE_ACTION && event.reason == anchor;
         prev_hash = event.hash;
         expected_seq += 1;
+    }
+    if !anchor_vouched {
+        let problem = format!(
+            "events 1 to {} were pruned, but no prune record in the chain vouches for that anchor",
+            head.pruned_through_seq
+        );
+        return Ok((count, Some(broken(head.pruned_through_seq, None, problem))));
     }
     let last = expected_seq - 1;
     if last != head_seq || prev_hash != head_hash {
