@@ -76,6 +76,9 @@ both_engines!(
             .assert_ok();
 
         // Bad input: clear message, nothing written.
+        let anne_cpr = app
+            .text("SELECT national_id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'")
+            .await;
         let users = app.count("SELECT COUNT(*) FROM users").await;
         for fields in [
             vec![
@@ -104,6 +107,13 @@ both_engines!(
                 ("username", "dr.noclinic"),
                 ("display_name", "No clinic"),
                 ("role", "clinician"),
+            ],
+            // A second account for a citizen who has one would read their record unseen.
+            vec![
+                ("username", "anne-again"),
+                ("display_name", "Anne Jensen"),
+                ("role", "patient"),
+                ("cpr", anne_cpr.as_str()),
             ],
         ] {
             let page = admin.post("/admin/users", &fields).await;
@@ -237,6 +247,13 @@ both_engines!(
             .await
             .assert_ok();
         assert_eq!(larsen_browser.get(&record).await.status, 403);
+        let again = admin
+            .post(&format!("/admin/relationships/{relationship}/end"), &[])
+            .await;
+        assert_eq!(
+            again.status, 409,
+            "an ended relationship is not ended again"
+        );
         let not_a_clinician = app
             .text("SELECT id FROM users WHERE username = 'auditor'")
             .await;

@@ -178,7 +178,24 @@ both_engines!(
         assert_eq!(prescribed.status, 403);
 
         // Too short a reason is refused and the text kept.
+        let lookups = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'lookup' AND patient_id = '{}'",
+                anne.id
+            ))
+            .await;
         larsen.get(&format!("{base}/override")).await.assert_ok();
+        let after = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'lookup' AND patient_id = '{}'",
+                anne.id
+            ))
+            .await;
+        assert_eq!(
+            after,
+            lookups + 1,
+            "naming the patient on the form is audited"
+        );
         let short = larsen
             .post(&format!("{base}/override"), &[("reason", "emergency")])
             .await;

@@ -405,8 +405,24 @@ both_engines!(
         anne.post(&format!("/me/proxies/{proxy}/revoke"), &[])
             .await
             .assert_ok();
+        // Revocation takes effect at once: Bo is sent back to his proxies page, once.
         let after = bo.get("/me/labs").await;
-        assert_eq!(after.status, 403, "revocation takes effect at once");
+        assert!(after.url.ends_with("/me/proxies"), "{}", after.url);
+        assert!(!after.contains("Open the record of Anne Jensen"));
+        let own = bo.get("/me").await;
+        assert!(own.contains("Bo Nielsen") && own.contains("your own record"));
+        let refusals = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM audit_events WHERE patient_id = '{}' AND outcome = 'denied'",
+                anne_id.0
+            ))
+            .await;
+        assert_eq!(refusals, 1, "one refusal is logged, not one per page");
+        let log = anne.get("/me/access-log").await;
+        assert!(
+            log.contains("switch record"),
+            "Anne sees that Bo opened her record as a proxy"
+        );
         assert_eq!(
             bo.post("/me/switch", &[("patient", &anne_id.0.to_string())])
                 .await
@@ -518,5 +534,52 @@ both_engines!(
         // Other roles cannot open the patient pages at all.
         let mut doctor = app.signed_in("dr.hansen").await;
         assert_eq!(doctor.get("/me").await.status, 403);
+    }
+);
+
+both_engines!(
+    guardians_see_who_and_when_but_not_details_or_the_chain,
+    |app: TestApp| async move {
+        let emil = patient_id(&app, "Emil", "Jensen").await;
+        clinician_reads(&app, "dr.hansen", emil, Category::LabResults)
+            .await
+            .ok();
+        let mut anne = app.signed_in("anne").await;
+        anne.get("/me/proxies").await;
+        anne.post("/me/switch", &[("patient", &emil.0.to_string())])
+            .await
+            .assert_ok();
+        let log = anne.get("/me/access-log").await;
+        log.assert_ok();
+        assert!(log.contains("read lab_results") && !log.contains("chain.json"));
+        assert_eq!(anne.get("/me/access-log/chain.json").await.status, 404);
+
+        // Reporting the same access twice is answered, not silently dropped.
+        let event = app
+            .text(&format!(
+                "SELECT id FROM audit_events WHERE patient_id = '{}' AND action = 'read lab_results'",
+                emil.0
+            ))
+            .await;
+        anne.post(
+            &format!("/me/access-log/{event}/report"),
+            &[("comment", "who?")],
+        )
+        .await
+        .assert_ok();
+        let again = anne
+            .post(
+                &format!("/me/access-log/{event}/report"),
+                &[("comment", "who?")],
+            )
+            .await;
+        assert_eq!(again.status, 409);
+        assert_eq!(
+            app.count(
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'report unrecognised access'"
+            )
+            .await,
+            1
+        );
     }
 );

@@ -109,6 +109,17 @@ pub async fn create(
     if taken.is_some() {
         return Err(AccessError::invalid("That user name is taken."));
     }
+    if let Some(patient) = new.patient_id {
+        let has_account = sqlx::query("SELECT id FROM users WHERE patient_id = $1")
+            .bind(patient.0.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if has_account.is_some() {
+            return Err(AccessError::invalid(
+                "That citizen already has a portal account; reset its password instead.",
+            ));
+        }
+    }
     sqlx::query(
         "INSERT INTO users (id, username, display_name, password_hash, role, patient_id, clinic_id, totp_secret, \
          must_change_password, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",

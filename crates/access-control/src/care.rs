@@ -225,11 +225,16 @@ pub async fn end_relationship(
         .await?
         .ok_or(AccessError::Domain(DomainError::NotFound))?;
     let patient = PatientId(row.uuid("patient_id")?);
-    sqlx::query("UPDATE care_relationships SET valid_until = $1 WHERE id = $2")
+    let ended = sqlx::query(
+        "UPDATE care_relationships SET valid_until = $1 WHERE id = $2 AND (valid_until IS NULL OR valid_until > $1)",
+    )
         .bind(ts(OffsetDateTime::now_utc()))
         .bind(id.to_string())
         .execute(&mut *conn)
         .await?;
+    if ended.rows_affected() == 0 {
+        return Err(AccessError::Domain(DomainError::Conflict));
+    }
     audit::append(
         conn,
         NewEvent::by(actor, ctx, "end care relationship", Outcome::Success)

@@ -32,6 +32,9 @@ pub enum AppError {
     CsrfMismatch,
     #[error("the password must be changed first")]
     MustChangePassword,
+    /// The proxy the user was viewing through ended (revoked, expired, the child turned 15).
+    #[error("the proxy has ended")]
+    ProxyEnded,
     #[error("the request is too large")]
     PayloadTooLarge,
     #[error("busy")]
@@ -54,7 +57,9 @@ impl AppError {
     fn status(&self) -> StatusCode {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::LoginRequired | Self::MustChangePassword => StatusCode::SEE_OTHER,
+            Self::LoginRequired | Self::MustChangePassword | Self::ProxyEnded => {
+                StatusCode::SEE_OTHER
+            }
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::WrongRole
             | Self::Denied(_)
@@ -78,6 +83,7 @@ impl AppError {
             Self::BadRequest(m) | Self::Conflict(m) => m.clone(),
             Self::TooManyRequests { retry_after_secs } => format!("Too many attempts. Try again in {retry_after_secs} seconds."),
             Self::MustChangePassword => "Please choose a new password.".into(),
+            Self::ProxyEnded => "Your access to that record has ended.".into(),
             Self::PayloadTooLarge => "What you sent is too large.".into(),
             Self::CsrfMismatch => "The form has expired or was not sent from this portal. Go back, reload the page and try again.".into(),
             Self::Overloaded => "The portal is busy right now. Please try again in a moment.".into(),
@@ -128,6 +134,7 @@ impl IntoResponse for AppError {
         match &self {
             Self::LoginRequired => return Redirect::to("/login").into_response(),
             Self::MustChangePassword => return Redirect::to("/account/password").into_response(),
+            Self::ProxyEnded => return Redirect::to("/me/proxies").into_response(),
             Self::Internal(detail) => tracing::error!(error = %detail, "request failed"),
             Self::Overloaded => tracing::warn!("database pool exhausted; answering 503"),
             _ => {}

@@ -113,6 +113,7 @@ pub async fn seed(db: &Db) -> anyhow::Result<SeedReport> {
                 system: demo::DEMO_SOURCE.into(),
                 id: p.id.0.to_string(),
             },
+            patients::SameAs::SourceKeyOrCpr,
         )
         .await?;
     }

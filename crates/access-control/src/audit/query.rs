@@ -257,9 +257,9 @@ pub async fn open_review(
     patient_id: Option<PatientId>,
     kind: &str,
     comment: &str,
-) -> Result<Uuid, AccessError> {
+) -> Result<bool, AccessError> {
     let id = Uuid::now_v7();
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO audit_reviews (id, event_id, patient_id, kind, comment, status, opened_at) \
          VALUES ($1, $2, $3, $4, $5, 'open', $6) ON CONFLICT (event_id, kind) DO NOTHING",
     )
@@ -271,7 +271,7 @@ pub async fn open_review(
     .bind(ts(OffsetDateTime::now_utc()))
     .execute(conn)
     .await?;
-    Ok(id)
+    Ok(inserted.rows_affected() == 1)
 }
 
 pub async fn reviews(
@@ -383,7 +383,7 @@ pub async fn clinician_stats(
     let rows = sqlx::query(
         "SELECT actor_id, MAX(actor_name) AS actor_name, \
          SUM(CASE WHEN outcome = 'allowed' THEN 1 ELSE 0 END) AS accesses, \
-         SUM(CASE WHEN basis = 'emergency_override' THEN 1 ELSE 0 END) AS overrides, \
+         SUM(CASE WHEN outcome = 'allowed' AND basis = 'emergency_override' THEN 1 ELSE 0 END) AS overrides, \
          SUM(CASE WHEN outcome = 'allowed' AND basis <> 'gp_listing' THEN 1 ELSE 0 END) AS outside_list, \
          SUM(CASE WHEN outcome = 'denied' THEN 1 ELSE 0 END) AS denials, \
          COUNT(DISTINCT SUBSTR(occurred_at, 1, 10)) AS days \

@@ -234,8 +234,13 @@ async fn apply(db: &Db, writer: &Writer<'_>, batch: Batch<'_>) -> Result<Summary
     {
         let source = source_of(writer, resource, location)?;
         let patient = parse_patient(resource, &source, location)?;
-        let patient = with_free_cpr(&mut tx, patient, &source).await?;
-        let (id, outcome) = patients::upsert(&mut tx, &patient, &source).await?;
+        let (patient, same_as) = if carries_cpr(resource) {
+            (patient, patients::SameAs::SourceKeyOrCpr)
+        } else {
+            let patient = with_free_cpr(&mut tx, patient, &source).await?;
+            (patient, patients::SameAs::SourceKeyOnly)
+        };
+        let (id, outcome) = patients::upsert(&mut tx, &patient, &source, same_as).await?;
         patient_ids.insert(position, id);
         summary.count("Patient", outcome);
         touched.entry(id).or_default().count("Patient", outcome);
@@ -513,6 +518,12 @@ pub fn assigned_cpr(birth: Date, sex: Sex, key: &str, attempt: u16) -> Option<Cp
         serial
     );
     Cpr::parse(&digits).ok()
+}
+
+fn carries_cpr(patient: &Value) -> bool {
+    patient["identifier"]
+        .as_array()
+        .is_some_and(|ids| ids.iter().any(|i| i["system"] == CPR_SYSTEM))
 }
 
 /// Keep the assigned CPR unless it belongs to someone else already; then step the serial.

@@ -135,13 +135,14 @@ async fn create_user(
     let hash = state.hasher.hash(password.clone()).await?;
     let mut tx = state.db.begin_write().await?;
     let id = accounts::create(&mut tx, &new, &hash).await?;
-    audit::append(
-        &mut tx,
-        audit_event(&admin, "create user")
-            .resource("user", Some(id.to_string()))
-            .reason(format!("{} as {}", new.username, role.as_str())),
-    )
-    .await?;
+    // A citizen's account is part of their record's story: it goes into their chain and log.
+    let mut event = audit_event(&admin, "create user")
+        .resource("user", Some(id.to_string()))
+        .reason(format!("{} as {}", new.username, role.as_str()));
+    if let Some(patient) = new.patient_id {
+        event = event.about(patient);
+    }
+    audit::append(&mut tx, event).await?;
     users_page(tx, &admin, Some((&new.username, &password))).await
 }
 
@@ -221,11 +222,11 @@ async fn reset_password(
         .await?
         .ok_or(AppError::NotFound)?;
     accounts::set_password(&mut tx, user, &hash, true).await?;
-    audit::append(
-        &mut tx,
-        audit_event(&admin, "reset password").resource("user", Some(user.to_string())),
-    )
-    .await?;
+    let mut event = audit_event(&admin, "reset password").resource("user", Some(user.to_string()));
+    if let Some(patient) = target.patient_id {
+        event = event.about(patient);
+    }
+    audit::append(&mut tx, event).await?;
     users_page(tx, &admin, Some((&target.username, &password))).await
 }
 

@@ -337,6 +337,7 @@ async fn reviews(
     State(state): State<AppState>,
     AuditorUser(auditor): AuditorUser,
 ) -> AppResult<Markup> {
+    record_auditor_action(&state, &auditor, "view review queue", None, String::new()).await?;
     let mut conn = state.reader().pool().acquire().await?;
     let open = audit_query::reviews(&mut conn, "open", 200).await?;
     let closed = audit_query::reviews(&mut conn, "closed", 50).await?;
@@ -400,6 +401,14 @@ async fn stats(
     let mut conn = state.reader().pool().acquire().await?;
     let per_clinician = audit_query::clinician_stats(&mut conn, from, until).await?;
     drop(conn);
+    record_auditor_action(
+        &state,
+        &auditor,
+        "view access statistics",
+        None,
+        String::new(),
+    )
+    .await?;
     Ok(view::stats(
         &auditor,
         &auditor.csrf().await?,

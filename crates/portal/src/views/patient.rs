@@ -208,6 +208,14 @@ fn basis_text(event: &AuditEvent) -> String {
     }
 }
 
+/// How much of the log the viewer may see.
+pub struct LogView {
+    /// Resource ids (e.g. which test) and stated reasons; not for guardians.
+    pub details: bool,
+    /// The signed chain, which holds the owner's own actions: the owner's alone.
+    pub chain_download: bool,
+}
+
 pub fn access_log(
     user: &CurrentUser,
     csrf: &str,
@@ -215,6 +223,7 @@ pub fn access_log(
     entries: &[AuditEvent],
     clinic_names: &HashMap<Uuid, String>,
     reviews: &HashMap<Uuid, Review>,
+    view_as: LogView,
 ) -> Markup {
     record_page(
         "Who looked at my record",
@@ -223,7 +232,9 @@ pub fn access_log(
         banner,
         html! {
             p { "Every time someone other than you opens this record, it is written here. If you do not recognise an access, tell us: an auditor will look into it and answer here." }
-            p { a href="/me/access-log/chain.json" download { "Download the signed log (JSON) to check it yourself" } }
+            @if view_as.chain_download {
+                p { a href="/me/access-log/chain.json" download { "Download the signed log (JSON) to check it yourself" } }
+            }
             @if entries.is_empty() { p.hint { "Nobody else has opened this record." } }
             ol.access-log {
                 @for e in entries {
@@ -238,9 +249,9 @@ pub fn access_log(
                             strong { (e.actor_name) } " (" (e.actor_role)
                             @if let Some(name) = e.actor_clinic_id.and_then(|c| clinic_names.get(&c)) { ", " (name) }
                             ") · " (e.action)
-                            @if let Some(id) = &e.resource_id { " " code { (id) } }
+                            @if let Some(id) = e.resource_id.as_ref().filter(|_| view_as.details) { " " code { (id) } }
                         }
-                        p { "Basis: " (basis_text(e)) @if !e.reason.is_empty() && e.outcome != "denied" { " · Reason given: " q { (e.reason) } } }
+                        p { "Basis: " (basis_text(e)) @if view_as.details && !e.reason.is_empty() && e.outcome != "denied" { " · Reason given: " q { (e.reason) } } }
                         @match reviews.get(&e.id) {
                             Some(r) if r.status == "closed" => {
                                 p.notice role="status" { "You reported this. An auditor answered: " (r.resolution_note.as_deref().unwrap_or("")) }

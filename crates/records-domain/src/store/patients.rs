@@ -12,18 +12,31 @@ use crate::model::{Patient, PatientId, Sex, Source};
 use crate::store::Upserted;
 use crate::DomainError;
 
-/// Insert, or update the demographics of the patient with the same source key or CPR number.
+/// How a source's patient is recognised as one the portal already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameAs {
+    /// The source sent a real CPR number: the same number is the same person, whichever
+    /// system sent it.
+    SourceKeyOrCpr,
+    /// The CPR number was assigned here: only the source's own key identifies the person. A
+    /// clash on the number is an error (the transaction fails), never a merge of two people.
+    SourceKeyOnly,
+}
+
+/// Insert, or update the demographics of the patient the source already sent.
 pub async fn upsert(
     conn: &mut AnyConnection,
     patient: &Patient,
     source: &Source,
+    same_as: SameAs,
 ) -> Result<(PatientId, Upserted), DomainError> {
     let existing = sqlx::query(
-        "SELECT * FROM patients WHERE (source_system = $1 AND source_id = $2) OR national_id = $3",
+        "SELECT * FROM patients WHERE (source_system = $1 AND source_id = $2) OR ($4 = 1 AND national_id = $3)",
     )
     .bind(&source.system)
     .bind(&source.id)
     .bind(patient.cpr.digits())
+    .bind(i64::from(same_as == SameAs::SourceKeyOrCpr))
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(row) = existing {

@@ -2,6 +2,8 @@
 //! and names never appear in URLs or access logs.
 
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use maud::Markup;
 use records_domain::cpr::Cpr;
 use records_domain::db::parse_date;
@@ -36,12 +38,13 @@ pub async fn search(
     State(state): State<AppState>,
     ClinicianUser(user): ClinicianUser,
     CsrfForm(form): CsrfForm<LookupForm>,
-) -> AppResult<Markup> {
+) -> AppResult<Response> {
     let csrf = user.csrf().await?;
     let found = match find(&state, &form).await {
         Ok(found) => found,
         Err(AppError::BadRequest(problem)) => {
-            return Ok(view::lookup(&user, &csrf, Some(&form), Some(Err(problem))));
+            let page = view::lookup(&user, &csrf, Some(&form), Some(Err(problem)));
+            return Ok((StatusCode::BAD_REQUEST, page).into_response());
         }
         Err(e) => return Err(e),
     };
@@ -59,7 +62,7 @@ pub async fn search(
         });
     }
     tx.commit().await?;
-    Ok(view::lookup(&user, &csrf, Some(&form), Some(Ok(hits))))
+    Ok(view::lookup(&user, &csrf, Some(&form), Some(Ok(hits))).into_response())
 }
 
 async fn find(state: &AppState, form: &LookupForm) -> AppResult<Vec<Patient>> {

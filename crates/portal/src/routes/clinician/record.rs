@@ -4,15 +4,15 @@ use access_control::care;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::Markup;
-use records_domain::model::PatientId;
+use records_domain::model::{Patient, PatientId};
 use records_domain::store::{labs, patients, plans, prescriptions, Category};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::open_read;
+use super::{open_read, request};
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
-use crate::auth::ClinicianUser;
+use crate::auth::{ClinicianUser, CurrentUser};
 use crate::error::{AppError, AppResult};
 use crate::views::clinician as view;
 use crate::views::components::{latest_per_test, split_prescriptions};
@@ -134,12 +134,7 @@ pub async fn override_form(
     ClinicianUser(user): ClinicianUser,
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
-    let patient = PatientId(patient);
-    let mut conn = state.db.pool().acquire().await?;
-    let p = patients::by_id(&mut conn, patient)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    drop(conn);
+    let p = override_target(&state, &user, PatientId(patient)).await?;
     Ok(view::override_form(
         &user,
         &user.csrf().await?,
@@ -147,6 +142,26 @@ pub async fn override_form(
         state.config.override_window,
         None,
     ))
+}
+
+/// The patient the override form names. Showing a name is learning that the patient exists,
+/// so it is audited like a search hit.
+async fn override_target(
+    state: &AppState,
+    user: &CurrentUser,
+    patient: PatientId,
+) -> AppResult<Patient> {
+    let actor = user.actor();
+    let mut tx = state.db.begin_write().await?;
+    state
+        .gate()
+        .lookup(&mut tx, &request(&actor, user, patient, None))
+        .await?;
+    let found = patients::by_id(&mut tx, patient)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    tx.commit().await?;
+    Ok(found)
 }
 
 #[derive(Deserialize)]
@@ -173,11 +188,7 @@ pub async fn grant_override(
     match granted {
         Ok(_) => Ok(Redirect::to(&format!("/clinician/patients/{}", patient.0)).into_response()),
         Err(access_control::AccessError::Invalid(problem)) => {
-            let mut conn = state.db.pool().acquire().await?;
-            let p = patients::by_id(&mut conn, patient)
-                .await?
-                .ok_or(AppError::NotFound)?;
-            drop(conn);
+            let p = override_target(&state, &user, patient).await?;
             let page = view::override_form(
                 &user,
                 &user.csrf().await?,

@@ -6,11 +6,14 @@ use std::collections::HashMap;
 use access_control::accounts;
 use access_control::audit::query::{self as audit_query, REVIEW_PATIENT_REPORT};
 use access_control::audit::{self, NewEvent, Outcome};
+use access_control::Basis;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::Markup;
+use records_domain::model::PatientId;
 use records_domain::store::{clinics, Category};
+use records_domain::Tx;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -31,10 +34,7 @@ pub async fn page(
 ) -> AppResult<Markup> {
     let (mut tx, grant, banner) = open(&state, &user, Category::AccessLog, None).await?;
     let patient = grant.patient();
-    // The record owner's own look at their record is not news to them; everyone else's is.
-    let owner = accounts::for_patient(&mut tx, patient)
-        .await?
-        .map_or(Uuid::nil(), |u| u.id);
+    let owner = record_owner(&mut tx, patient).await?;
     let entries = audit_query::accesses_to(&mut tx, patient, owner, SHOWN_ENTRIES).await?;
     let reviews = audit_query::reviews_of_patient(&mut tx, patient).await?;
     let clinic_names: HashMap<Uuid, String> = clinics::all(&mut tx)
@@ -44,6 +44,11 @@ pub async fn page(
         .collect();
     tx.commit().await?;
     let reviews = reviews.into_iter().map(|r| (r.event_id, r)).collect();
+    let view_as = view::LogView {
+        // Guardians see who looked and when, not which results or what a clinician wrote.
+        details: grant.basis() != Basis::Guardian,
+        chain_download: grant.basis() == Basis::OwnRecord,
+    };
     Ok(view::access_log(
         &user,
         &user.csrf().await?,
@@ -51,7 +56,15 @@ pub async fn page(
         &entries,
         &clinic_names,
         &reviews,
+        view_as,
     ))
+}
+
+/// The user of the record's owner: their own looks at their record are not news to them.
+pub(super) async fn record_owner(tx: &mut Tx, patient: PatientId) -> AppResult<Uuid> {
+    Ok(accounts::for_patient(tx, patient)
+        .await?
+        .map_or(Uuid::nil(), |u| u.id))
 }
 
 #[derive(Deserialize)]
@@ -82,7 +95,7 @@ pub async fn report(
         .await?
         .filter(|e| e.patient_id == Some(grant.patient().0))
         .ok_or(AppError::NotFound)?;
-    audit_query::open_review(
+    let opened = audit_query::open_review(
         &mut tx,
         event.id,
         Some(grant.patient()),
@@ -90,6 +103,11 @@ pub async fn report(
         comment,
     )
     .await?;
+    if !opened {
+        return Err(AppError::Conflict(
+            "This access has already been reported; the auditors' answer will appear here.".into(),
+        ));
+    }
     audit::append(
         &mut tx,
         NewEvent::by(
@@ -113,6 +131,11 @@ pub async fn chain(
     PatientUser(user): PatientUser,
 ) -> AppResult<Response> {
     let (mut tx, grant, _) = open(&state, &user, Category::AccessLog, Some("chain".into())).await?;
+    // The chain holds the owner's own actions too (blocks, reports): theirs alone to download.
+    if grant.basis() != Basis::OwnRecord {
+        tx.commit().await?;
+        return Err(AppError::NotFound);
+    }
     let events = audit_query::chain_of(&mut tx, grant.patient()).await?;
     tx.commit().await?;
     let body = serde_json::json!({

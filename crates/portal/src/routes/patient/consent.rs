@@ -194,22 +194,27 @@ pub async fn switch(
             Uuid::parse_str(id).map_err(|_| AppError::NotFound)?,
         )),
     };
+    let target = target.filter(|p| Some(*p) != user.user.patient_id);
     let mut tx = state.db.begin_write().await?;
-    if let Some(patient) = target.filter(|p| Some(*p) != user.user.patient_id) {
-        let now = OffsetDateTime::now_utc();
-        let held = consent::held_by(&mut tx, user.user.id).await?;
-        held.iter()
-            .find(|p| p.patient_id == patient && p.is_current(now) && !child_turned_15(p, now))
-            .ok_or(AppError::NotFound)?;
-    }
     let mut event = NewEvent::by(&user.actor(), &user.ctx, "switch record", Outcome::Success);
     if let Some(patient) = target {
+        let now = OffsetDateTime::now_utc();
+        let held = consent::held_by(&mut tx, user.user.id).await?;
+        let proxy = held
+            .iter()
+            .find(|p| p.patient_id == patient && p.is_current(now) && !child_turned_15(p, now))
+            .ok_or(AppError::NotFound)?;
+        // Into the patient's chain and log: they see who opened their record as a proxy.
+        event = event
+            .about(patient)
+            .resource("proxy", Some(proxy.id.to_string()))
+            .basis(proxy.kind.as_str());
         event.on_behalf_of = Some(patient.0.to_string());
     }
     audit::append(&mut tx, event).await?;
     tx.commit().await?;
     let mut signed_in = user.signed_in.clone();
-    signed_in.acting_for = target.filter(|p| Some(*p) != user.user.patient_id);
+    signed_in.acting_for = target;
     set_signed_in(&user.session, &signed_in).await?;
     Ok(Redirect::to("/me").into_response())
 }

@@ -6,7 +6,7 @@ mod access_log;
 mod consent;
 mod record;
 
-use access_control::{Basis, ReadGrant, Request};
+use access_control::{AccessError, Basis, Denial, ReadGrant, Request};
 use axum::routing::{get, post};
 use axum::Router;
 use records_domain::model::PatientId;
@@ -14,7 +14,7 @@ use records_domain::store::{patients, Category};
 use records_domain::Tx;
 
 use crate::app::AppState;
-use crate::auth::CurrentUser;
+use crate::auth::{set_signed_in, CurrentUser};
 use crate::error::{AppError, AppResult};
 use crate::views::layout::RecordBanner;
 
@@ -83,7 +83,28 @@ async fn open(
         patient,
         resource_id,
     };
-    let (mut tx, grant) = state.gate().read(&req, category).await?;
+    let (mut tx, grant) = match state.gate().read(&req, category).await {
+        Ok(opened) => opened,
+        Err(e) => return Err(proxy_ended(user, e).await),
+    };
     let banner = banner(&mut tx, patient, grant.basis()).await?;
     Ok((tx, grant, banner))
+}
+
+/// A proxy that ended while the user was viewing through it (revoked, expired, the child
+/// turned 15) sends them back to their own record instead of a refusal on every page.
+async fn proxy_ended(user: &CurrentUser, error: AccessError) -> AppError {
+    match error {
+        AccessError::Denied(Denial::NotYourRecord | Denial::ChildTurned15)
+            if user.signed_in.acting_for.is_some() =>
+        {
+            let mut signed_in = user.signed_in.clone();
+            signed_in.acting_for = None;
+            match set_signed_in(&user.session, &signed_in).await {
+                Ok(()) => AppError::ProxyEnded,
+                Err(e) => e,
+            }
+        }
+        other => other.into(),
+    }
 }

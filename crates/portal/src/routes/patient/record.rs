@@ -6,7 +6,8 @@ use axum::extract::{Path, State};
 use maud::Markup;
 use records_domain::store::{labs, plans, prescriptions, Category, ReadPermit};
 
-use super::{banner, open, whose_record};
+use super::access_log::record_owner;
+use super::{banner, open, proxy_ended, whose_record};
 use crate::app::AppState;
 use crate::auth::PatientUser;
 use crate::error::{AppError, AppResult};
@@ -25,7 +26,10 @@ pub async fn overview(
         patient,
         resource_id: None,
     };
-    let (mut tx, grant) = state.gate().summary(&req).await?;
+    let (mut tx, grant) = match state.gate().summary(&req).await {
+        Ok(opened) => opened,
+        Err(e) => return Err(proxy_ended(&user, e).await),
+    };
     let mut summary = view::Summary {
         banner: banner(&mut tx, patient, grant.basis()).await?,
         ..Default::default()
@@ -48,8 +52,9 @@ pub async fn overview(
     }
     if grant.covers(Category::AccessLog) {
         let since = audit_query::record_visit(&mut tx, user.user.id, patient).await?;
+        let owner = record_owner(&mut tx, patient).await?;
         summary.new_accesses =
-            Some(audit_query::count_accesses_since(&mut tx, patient, user.user.id, since).await?);
+            Some(audit_query::count_accesses_since(&mut tx, patient, owner, since).await?);
     }
     tx.commit().await?;
     Ok(view::overview(&user, &user.csrf().await?, summary))
