@@ -2,7 +2,7 @@
 
 use futures::TryStreamExt;
 use records_domain::db::RowExt;
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Connection};
 
 use super::prune::{anchor_record, PRUNE_ACTION};
 use super::{from_row, AuditEvent, GENESIS_HASH};
@@ -29,7 +29,23 @@ impl VerifyReport {
     }
 }
 
+/// Check every chain against its head, all within one snapshot: appends that commit while the
+/// check runs (a live portal, or a killed server's last commit) are not mistaken for tampering.
 pub async fn verify_all(conn: &mut AnyConnection) -> Result<VerifyReport, AccessError> {
+    let postgres = conn.backend_name() == "PostgreSQL";
+    let mut snapshot = conn.begin().await?;
+    if postgres {
+        // PostgreSQL's default isolation takes a new snapshot per statement.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *snapshot)
+            .await?;
+    }
+    let report = verify_snapshot(&mut snapshot).await?;
+    snapshot.rollback().await?;
+    Ok(report)
+}
+
+async fn verify_snapshot(conn: &mut AnyConnection) -> Result<VerifyReport, AccessError> {
     let heads = sqlx::query(
         "SELECT chain_key, last_seq, last_hash, pruned_through_seq, pruned_hash FROM audit_chains \
          ORDER BY chain_key",
@@ -154,7 +170,11 @@ pub async fn verify_chain(
     }
     let last = expected_seq - 1;
     if last != head_seq || prev_hash != head_hash {
-        let problem = format!("chain ends at event {last} but its head records event {head_seq}: events were removed from the end");
+        let problem = if last > head_seq {
+            format!("chain ends at event {last} but its head records event {head_seq}: events were added without the head")
+        } else {
+            format!("chain ends at event {last} but its head records event {head_seq}: events were removed from the end")
+        };
         return Ok((count, Some(broken(last + 1, None, problem))));
     }
     Ok((count, None))
