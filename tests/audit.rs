@@ -512,3 +512,33 @@ both_engines!(
         writer.await.unwrap();
     }
 );
+
+/// In production the portal connects as a member of `portal_app`, not as the schema owner:
+/// it serves, signs in, audits, and the database denies it any change to the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_role_serves_and_cannot_touch_the_audit_log() {
+    let Some(app) = TestApp::spawn_postgres_as(Some("portal_web_test")).await else {
+        return;
+    };
+    let mut anne = app.signed_in("anne").await;
+    anne.get("/me/labs").await.assert_ok();
+    for sql in [
+        "UPDATE audit_events SET reason = 'x'",
+        "DELETE FROM audit_events",
+        "TRUNCATE audit_events",
+    ] {
+        let refused = sqlx::query(sql)
+            .execute(app.db.pool())
+            .await
+            .expect_err(sql);
+        assert!(
+            refused.to_string().contains("permission denied"),
+            "{sql}: {refused}"
+        );
+    }
+    assert!(
+        app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'read lab_results'")
+            .await
+            >= 1
+    );
+}

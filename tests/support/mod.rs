@@ -112,6 +112,12 @@ impl TestApp {
 
     /// `None` (and a note) when TEST_DATABASE_URL is not set: CI always sets it.
     pub async fn spawn_postgres() -> Option<Self> {
+        Self::spawn_postgres_as(None).await
+    }
+
+    /// A fresh PostgreSQL database served by the portal logged in as `login_role` (created as
+    /// a member of the application role `portal_app` if missing) instead of the owner.
+    pub async fn spawn_postgres_as(login_role: Option<&str>) -> Option<Self> {
         let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
             eprintln!("TEST_DATABASE_URL not set: PostgreSQL variant skipped");
             return None;
@@ -150,7 +156,25 @@ impl TestApp {
             )
             .await;
         }
-        Some(Self::start(format!("{base}/{name}"), Engine::Postgres, None).await)
+        let served_by = match login_role {
+            None => base.clone(),
+            Some(role) => {
+                admin(
+                    &admin_url,
+                    &format!(
+                        "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') \
+                         THEN CREATE ROLE {role} LOGIN IN ROLE portal_app; END IF; END$$"
+                    ),
+                )
+                .await;
+                let (scheme_user, host) = base
+                    .split_once('@')
+                    .expect("user@host in TEST_DATABASE_URL");
+                let scheme = scheme_user.split_once("//").map_or("postgres:", |(s, _)| s);
+                format!("{scheme}//{role}@{host}")
+            }
+        };
+        Some(Self::start(format!("{served_by}/{name}"), Engine::Postgres, None).await)
     }
 
     async fn start(url: String, engine: Engine, dir: Option<tempfile::TempDir>) -> Self {

@@ -29,8 +29,15 @@ impl Store {
             }
             Engine::Postgres => {
                 let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
+                // The schema owner's migration creates the table; the application role may not
+                // run DDL, so a failed create is fine as long as the table is there to use.
+                let usable = sqlx_store_check(&pool).await;
                 let store = PostgresStore::new(pool);
-                store.migrate().await?;
+                if let Err(e) = store.migrate().await {
+                    if !usable {
+                        return Err(e);
+                    }
+                }
                 Self::Postgres(store)
             }
         };
@@ -51,6 +58,13 @@ impl Store {
             }
         });
     }
+}
+
+async fn sqlx_store_check(pool: &tower_sessions_sqlx_store::sqlx::PgPool) -> bool {
+    tower_sessions_sqlx_store::sqlx::query("SELECT 1 FROM tower_sessions.session LIMIT 1")
+        .fetch_optional(pool)
+        .await
+        .is_ok()
 }
 
 #[async_trait]

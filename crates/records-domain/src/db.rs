@@ -117,8 +117,22 @@ impl Db {
             Engine::Sqlite => &SQLITE_MIGRATIONS,
             Engine::Postgres => &POSTGRES_MIGRATIONS,
         };
+        if self.is_up_to_date(migrator).await {
+            return Ok(());
+        }
         migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    /// Whether every embedded migration is applied. Checked first so that a portal connecting
+    /// as the unprivileged application role (no DDL rights) starts on a schema the owner
+    /// migrated; any doubt (no table yet, an error) means running the migrator.
+    async fn is_up_to_date(&self, migrator: &Migrator) -> bool {
+        let applied: Result<Vec<i64>, _> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+                .fetch_all(&self.pool)
+                .await;
+        applied.is_ok_and(|applied| migrator.iter().all(|m| applied.contains(&m.version)))
     }
 
     /// A transaction that will write. On SQLite it takes the write lock up front
