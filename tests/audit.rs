@@ -14,6 +14,21 @@ use sqlx::Row;
 use support::TestApp;
 use uuid::Uuid;
 
+/// A clinician appending audit events directly, and where they connect from.
+fn writer(name: &str) -> (Actor, RequestContext) {
+    let actor = Actor {
+        user_id: Uuid::now_v7(),
+        name: name.into(),
+        role: Role::Clinician,
+        clinic_id: None,
+        patient_id: None,
+    };
+    let ctx = RequestContext {
+        client_addr: "127.0.0.1".into(),
+    };
+    (actor, ctx)
+}
+
 fn verify_cli(app: &TestApp) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_portal"))
         .args(["audit", "verify"])
@@ -145,16 +160,7 @@ both_engines!(
             let db = app.db.clone();
             let patients = patients.clone();
             writers.push(tokio::spawn(async move {
-                let actor = Actor {
-                    user_id: Uuid::now_v7(),
-                    name: format!("Writer {w}"),
-                    role: Role::Clinician,
-                    clinic_id: None,
-                    patient_id: None,
-                };
-                let ctx = RequestContext {
-                    client_addr: "127.0.0.1".into(),
-                };
+                let (actor, ctx) = writer(&format!("Writer {w}"));
                 for i in 0..25 {
                     let mut tx = db.begin_write().await.unwrap();
                     let event = NewEvent::by(&actor, &ctx, "read summary", Outcome::Allowed)
@@ -354,16 +360,7 @@ both_engines!(
     .map(|r| PatientId(Uuid::parse_str(&r.get::<String, _>("id")).unwrap()))
     .collect();
         let (old_and_new, all_old) = (fresh[0], fresh[1]);
-        let actor = Actor {
-            user_id: Uuid::now_v7(),
-            name: "Dr. Former System".into(),
-            role: Role::Clinician,
-            clinic_id: None,
-            patient_id: None,
-        };
-        let ctx = RequestContext {
-            client_addr: "10.0.0.1".into(),
-        };
+        let (actor, ctx) = writer("Dr. Former System");
         let now = time::OffsetDateTime::now_utc();
         let mut tx = app.db.begin_write().await.unwrap();
         let event = |p: PatientId| {
@@ -481,16 +478,7 @@ both_engines!(
         let writer = {
             let db = app.db.clone();
             tokio::spawn(async move {
-                let actor = Actor {
-                    user_id: Uuid::now_v7(),
-                    name: "Writer".into(),
-                    role: Role::Clinician,
-                    clinic_id: None,
-                    patient_id: None,
-                };
-                let ctx = RequestContext {
-                    client_addr: "127.0.0.1".into(),
-                };
+                let (actor, ctx) = writer("Writer");
                 for _ in 0..150 {
                     let mut tx = db.begin_write().await.unwrap();
                     audit::append(

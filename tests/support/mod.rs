@@ -205,17 +205,11 @@ impl TestApp {
         let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
             .expect("token is a header value");
         headers.insert(reqwest::header::AUTHORIZATION, value);
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .default_headers(headers)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client");
-        Browser {
-            client,
-            base: self.base.clone(),
-            csrf: None,
-        }
+        self.browser_from(
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .default_headers(headers),
+        )
     }
 
     fn browser_with(&self, redirects: reqwest::redirect::Policy) -> Browser {
@@ -227,14 +221,19 @@ impl TestApp {
         redirects: reqwest::redirect::Policy,
         jar: std::sync::Arc<reqwest::cookie::Jar>,
     ) -> Browser {
-        let client = reqwest::Client::builder()
-            .redirect(redirects)
-            .cookie_provider(jar)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client");
+        self.browser_from(
+            reqwest::Client::builder()
+                .redirect(redirects)
+                .cookie_provider(jar),
+        )
+    }
+
+    fn browser_from(&self, builder: reqwest::ClientBuilder) -> Browser {
         Browser {
-            client,
+            client: builder
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
             base: self.base.clone(),
             csrf: None,
         }
