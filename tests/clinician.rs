@@ -348,6 +348,12 @@ both_engines!(
         let id = app
             .text("SELECT id FROM prescriptions WHERE medication_name = 'Atorvastatin 40 mg'")
             .await;
+        let named = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'write prescriptions' AND resource_id = '{id}'"
+            ))
+            .await;
+        assert_eq!(named, 1, "the prescribing event names the new prescription");
         hansen.get(&base).await;
         let stale = hansen
             .post(

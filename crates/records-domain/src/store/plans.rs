@@ -262,14 +262,15 @@ async fn write_content(
     replace_parts(conn, id, &content.goals, &content.activities).await
 }
 
+/// `id` is chosen by the caller so that the access decision's audit event can name it.
 pub async fn create(
     conn: &mut AnyConnection,
     permit: &impl WritePermit,
+    id: Uuid,
     content: &PlanContent,
 ) -> Result<Uuid, DomainError> {
     require(permit, Category::TreatmentPlans)?;
     content.validate()?;
-    let id = Uuid::now_v7();
     let plan = TreatmentPlan {
         id,
         patient_id: permit.patient_id(),

@@ -144,14 +144,15 @@ impl NewPrescription {
     }
 }
 
+/// `id` is chosen by the caller so that the access decision's audit event can name it.
 pub async fn prescribe(
     conn: &mut AnyConnection,
     permit: &impl WritePermit,
+    id: Uuid,
     new: &NewPrescription,
 ) -> Result<Prescription, DomainError> {
     require(permit, Category::Prescriptions)?;
     new.validate()?;
-    let id = Uuid::now_v7();
     let prescription = Prescription {
         id,
         patient_id: permit.patient_id(),

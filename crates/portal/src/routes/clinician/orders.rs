@@ -71,9 +71,17 @@ pub async fn prescribe(
     CsrfForm(form): CsrfForm<PrescriptionForm>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
-    let (mut tx, grant) = open_write(&state, &user, patient, Category::Prescriptions, None).await?;
+    let id = Uuid::now_v7();
+    let (mut tx, grant) = open_write(
+        &state,
+        &user,
+        patient,
+        Category::Prescriptions,
+        Some(id.to_string()),
+    )
+    .await?;
     let written = match form.parse() {
-        Ok(new) => prescriptions::prescribe(&mut tx, &grant, &new).await,
+        Ok(new) => prescriptions::prescribe(&mut tx, &grant, id, &new).await,
         Err(e) => Err(e),
     };
     match written {

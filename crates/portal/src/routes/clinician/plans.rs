@@ -173,10 +173,17 @@ pub async fn create(
     CsrfForm(form): CsrfForm<PlanForm>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
-    let (mut tx, grant) =
-        open_write(&state, &user, patient, Category::TreatmentPlans, None).await?;
+    let id = Uuid::now_v7();
+    let (mut tx, grant) = open_write(
+        &state,
+        &user,
+        patient,
+        Category::TreatmentPlans,
+        Some(id.to_string()),
+    )
+    .await?;
     let created = match form.content() {
-        Ok(content) => plans::create(&mut tx, &grant, &content).await,
+        Ok(content) => plans::create(&mut tx, &grant, id, &content).await,
         Err(e) => Err(e),
     };
     match created {
