@@ -11,6 +11,7 @@ pub use orders::PrescriptionForm;
 pub use plans::PlanForm;
 
 use access_control::{care, AccessError, Basis, ReadGrant, Request, WriteGrant};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use records_domain::model::PatientId;
@@ -135,6 +136,12 @@ async fn open_read(
     let (mut tx, grant) = opened.map_err(offer_override(patient))?;
     let banner = banner(&mut tx, user, patient, grant.basis()).await?;
     Ok((tx, grant, banner))
+}
+
+/// Commit a write and go back to the record page it was made from.
+async fn written(tx: Tx, patient: PatientId, page: &str) -> AppResult<Response> {
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/clinician/patients/{}/{page}", patient.0)).into_response())
 }
 
 /// Decide and audit a change to one category.

@@ -3,18 +3,18 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use records_domain::model::PatientId;
 use records_domain::store::{labs, prescriptions, Category};
 use records_domain::DomainError;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{open_read, open_write};
+use super::{open_read, open_write, written};
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::login::Empty;
-use crate::auth::ClinicianUser;
+use crate::auth::{ClinicianUser, CurrentUser};
 use crate::error::{AppError, AppResult};
 use crate::routes::form_fields::{optional_date, start_date};
 use crate::views::clinician as view;
@@ -36,8 +36,7 @@ pub async fn release(
     )
     .await?;
     labs::release(&mut tx, &grant, result).await?;
-    tx.commit().await?;
-    Ok(Redirect::to(&format!("/clinician/patients/{}/labs", patient.0)).into_response())
+    written(tx, patient, "labs").await
 }
 
 /// The prescribing form as sent; kept as text so a refused form comes back as it was typed.
@@ -71,6 +70,14 @@ pub async fn prescribe(
     CsrfForm(form): CsrfForm<PrescriptionForm>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
+    // Refused input comes back as typed, before anything is decided or written.
+    let new = match form.parse().and_then(|new| new.validate().map(|()| new)) {
+        Ok(new) => new,
+        Err(DomainError::Invalid(problem)) => {
+            return refused_prescription(&state, &user, patient, &form, &problem).await
+        }
+        Err(e) => return Err(e.into()),
+    };
     let id = Uuid::now_v7();
     let (mut tx, grant) = open_write(
         &state,
@@ -80,38 +87,31 @@ pub async fn prescribe(
         Some(id.to_string()),
     )
     .await?;
-    let written = match form.parse() {
-        Ok(new) => prescriptions::prescribe(&mut tx, &grant, id, &new).await,
-        Err(e) => Err(e),
-    };
-    match written {
-        Ok(_) => {
-            tx.commit().await?;
-            Ok(
-                Redirect::to(&format!("/clinician/patients/{}/prescriptions", patient.0))
-                    .into_response(),
-            )
-        }
-        Err(DomainError::Invalid(problem)) => {
-            tx.rollback().await?;
-            let (mut tx, grant, banner) =
-                open_read(&state, &user, patient, Some(Category::Prescriptions), None).await?;
-            let (active, past) =
-                split_prescriptions(prescriptions::for_patient(&mut tx, &grant).await?);
-            tx.commit().await?;
-            let page = view::prescriptions(
-                &user,
-                &user.csrf().await?,
-                banner,
-                patient,
-                &active,
-                &past,
-                Some((&problem, &form)),
-            );
-            Ok((StatusCode::BAD_REQUEST, page).into_response())
-        }
-        Err(e) => Err(e.into()),
-    }
+    prescriptions::prescribe(&mut tx, &grant, id, &new).await?;
+    written(tx, patient, "prescriptions").await
+}
+
+async fn refused_prescription(
+    state: &AppState,
+    user: &CurrentUser,
+    patient: PatientId,
+    form: &PrescriptionForm,
+    problem: &str,
+) -> AppResult<Response> {
+    let (mut tx, grant, banner) =
+        open_read(state, user, patient, Some(Category::Prescriptions), None).await?;
+    let (active, past) = split_prescriptions(prescriptions::for_patient(&mut tx, &grant).await?);
+    tx.commit().await?;
+    let page = view::prescriptions(
+        user,
+        &user.csrf().await?,
+        banner,
+        patient,
+        &active,
+        &past,
+        Some((problem, form)),
+    );
+    Ok((StatusCode::BAD_REQUEST, page).into_response())
 }
 
 #[derive(Deserialize)]
@@ -136,11 +136,7 @@ pub async fn stop(
     )
     .await?;
     match prescriptions::stop(&mut tx, &grant, prescription, form.version, &form.reason).await {
-        Ok(()) => {
-            tx.commit().await?;
-            Ok(Redirect::to(&format!("/clinician/patients/{}/prescriptions", patient.0))
-                .into_response())
-        }
+        Ok(()) => written(tx, patient, "prescriptions").await,
         Err(DomainError::Conflict) => Err(AppError::Conflict(format!(
             "Someone changed or stopped this prescription after you opened it, so nothing was changed. \
              Reload the prescriptions and check them. Your reason was: “{}”",

@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use maud::Markup;
 use records_domain::db::date_text;
 use records_domain::model::{
@@ -14,10 +14,10 @@ use records_domain::DomainError;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{open_read, open_write};
+use super::{open_read, open_write, written};
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
-use crate::auth::ClinicianUser;
+use crate::auth::{ClinicianUser, CurrentUser};
 use crate::error::{AppError, AppResult};
 use crate::routes::form_fields::{optional_date, start_date};
 use crate::views::clinician as view;
@@ -71,6 +71,13 @@ impl PlanForm {
                 .join("\n"),
             version: plan.version,
         }
+    }
+
+    /// The plan as typed, checked: refused input never reaches the access decision or a write.
+    fn valid_content(&self) -> Result<plans::PlanContent, DomainError> {
+        let content = self.content()?;
+        content.validate()?;
+        Ok(content)
     }
 
     fn content(&self) -> Result<plans::PlanContent, DomainError> {
@@ -173,6 +180,13 @@ pub async fn create(
     CsrfForm(form): CsrfForm<PlanForm>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
+    let content = match form.valid_content() {
+        Ok(content) => content,
+        Err(DomainError::Invalid(problem)) => {
+            return refused_form(&state, &user, patient, None, &form, &problem).await
+        }
+        Err(e) => return Err(e.into()),
+    };
     let id = Uuid::now_v7();
     let (mut tx, grant) = open_write(
         &state,
@@ -182,21 +196,8 @@ pub async fn create(
         Some(id.to_string()),
     )
     .await?;
-    let created = match form.content() {
-        Ok(content) => plans::create(&mut tx, &grant, id, &content).await,
-        Err(e) => Err(e),
-    };
-    match created {
-        Ok(_) => {
-            tx.commit().await?;
-            Ok(Redirect::to(&format!("/clinician/patients/{}/plans", patient.0)).into_response())
-        }
-        Err(DomainError::Invalid(problem)) => {
-            tx.rollback().await?;
-            refused_form(&state, &user, patient, None, &form, &problem).await
-        }
-        Err(e) => Err(e.into()),
-    }
+    plans::create(&mut tx, &grant, id, &content).await?;
+    written(tx, patient, "plans").await
 }
 
 pub async fn edit_form(
@@ -233,6 +234,13 @@ pub async fn update(
     CsrfForm(form): CsrfForm<PlanForm>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
+    let content = match form.valid_content() {
+        Ok(content) => content,
+        Err(DomainError::Invalid(problem)) => {
+            return refused_form(&state, &user, patient, Some(plan), &form, &problem).await
+        }
+        Err(e) => return Err(e.into()),
+    };
     let (mut tx, grant) = open_write(
         &state,
         &user,
@@ -241,19 +249,8 @@ pub async fn update(
         Some(plan.to_string()),
     )
     .await?;
-    let updated = match form.content() {
-        Ok(content) => plans::update(&mut tx, &grant, plan, form.version, &content).await,
-        Err(e) => Err(e),
-    };
-    match updated {
-        Ok(()) => {
-            tx.commit().await?;
-            Ok(Redirect::to(&format!("/clinician/patients/{}/plans", patient.0)).into_response())
-        }
-        Err(DomainError::Invalid(problem)) => {
-            tx.rollback().await?;
-            refused_form(&state, &user, patient, Some(plan), &form, &problem).await
-        }
+    match plans::update(&mut tx, &grant, plan, form.version, &content).await {
+        Ok(()) => written(tx, patient, "plans").await,
         Err(DomainError::Conflict) => {
             tx.rollback().await?;
             conflict(&state, &user, patient, plan, form).await
@@ -264,7 +261,7 @@ pub async fn update(
 
 async fn refused_form(
     state: &AppState,
-    user: &crate::auth::CurrentUser,
+    user: &CurrentUser,
     patient: PatientId,
     plan: Option<Uuid>,
     form: &PlanForm,
@@ -289,7 +286,7 @@ async fn refused_form(
 /// new version number so that saving again is a deliberate choice.
 async fn conflict(
     state: &AppState,
-    user: &crate::auth::CurrentUser,
+    user: &CurrentUser,
     patient: PatientId,
     plan: Uuid,
     mut form: PlanForm,
