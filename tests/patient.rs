@@ -126,14 +126,7 @@ both_engines!(
         assert!(!log.contains("Emergency override"));
 
         // Anne does not recognise it and tells the auditors.
-        let event = sqlx::query(
-            "SELECT id FROM audit_events WHERE patient_id = $1 AND action = 'read lab_results'",
-        )
-        .bind(anne_id.0.to_string())
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .get::<String, _>("id");
+        let event = app.text(&format!("SELECT id FROM audit_events WHERE patient_id = '{}' AND action = 'read lab_results'", anne_id.0)).await;
         let reported = anne
             .post(
                 &format!("/me/access-log/{event}/report"),
@@ -252,11 +245,7 @@ both_engines!(
             .count("SELECT COUNT(*) FROM blocks WHERE lifted_at IS NULL")
             .await;
         assert_eq!(block_id, 1);
-        let id = sqlx::query("SELECT id FROM blocks")
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap()
-            .get::<String, _>("id");
+        let id = app.text("SELECT id FROM blocks").await;
         anne.post(&format!("/me/blocks/{id}/lift"), &[])
             .await
             .assert_ok();
@@ -393,14 +382,12 @@ both_engines!(
         assert!(record.contains("Anne Jensen") && record.contains("power of attorney"));
         bo.get("/me/labs").await.assert_ok();
 
-        let proxy = sqlx::query(
-            "SELECT id FROM proxies WHERE patient_id = $1 AND kind = 'power_of_attorney'",
-        )
-        .bind(anne_id.0.to_string())
-        .fetch_one(app.db.pool())
-        .await
-        .unwrap()
-        .get::<String, _>("id");
+        let proxy = app
+            .text(&format!(
+                "SELECT id FROM proxies WHERE patient_id = '{}' AND kind = 'power_of_attorney'",
+                anne_id.0
+            ))
+            .await;
         anne.get("/me/proxies").await;
         anne.post(&format!("/me/proxies/{proxy}/revoke"), &[])
             .await
@@ -455,24 +442,19 @@ both_engines!(
         )
         .await
         .assert_ok();
-        let bo_event =
-            sqlx::query("SELECT id FROM audit_events WHERE patient_id = $1 ORDER BY seq DESC")
-                .bind(bo_id.0.to_string())
-                .fetch_one(app.db.pool())
-                .await
-                .unwrap()
-                .get::<String, _>("id");
-        let bo_block = sqlx::query("SELECT id FROM blocks")
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap()
-            .get::<String, _>("id");
-        let karen_proxy = sqlx::query("SELECT id FROM proxies WHERE patient_id = $1")
-            .bind(karen.0.to_string())
-            .fetch_one(app.db.pool())
-            .await
-            .unwrap()
-            .get::<String, _>("id");
+        let bo_event = app
+            .text(&format!(
+                "SELECT id FROM audit_events WHERE patient_id = '{}' ORDER BY seq DESC",
+                bo_id.0
+            ))
+            .await;
+        let bo_block = app.text("SELECT id FROM blocks").await;
+        let karen_proxy = app
+            .text(&format!(
+                "SELECT id FROM proxies WHERE patient_id = '{}'",
+                karen.0
+            ))
+            .await;
 
         let mut anne = app.signed_in("anne").await;
         anne.get("/me").await;
