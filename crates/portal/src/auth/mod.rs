@@ -74,8 +74,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         let Some(signed_in) = signed_in(&session).await? else {
             return Err(AppError::LoginRequired);
         };
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        if now - signed_in.signed_in_at > ABSOLUTE_TIMEOUT.whole_seconds() {
+        if absolute_timeout_passed(signed_in.signed_in_at, OffsetDateTime::now_utc()) {
             session.flush().await?;
             return Err(AppError::LoginRequired);
         }
@@ -97,6 +96,11 @@ impl FromRequestParts<AppState> for CurrentUser {
             ctx: client_context(parts, state),
         })
     }
+}
+
+/// Eight hours after signing in, a session ends however active it was.
+pub fn absolute_timeout_passed(signed_in_at: i64, now: OffsetDateTime) -> bool {
+    now.unix_timestamp() - signed_in_at > ABSOLUTE_TIMEOUT.whole_seconds()
 }
 
 pub fn client_context(parts: &Parts, state: &AppState) -> RequestContext {
@@ -165,5 +169,21 @@ pub fn home_for(role: Role) -> &'static str {
         Role::Auditor => "/audit",
         Role::Administrator => "/admin",
         Role::System => "/",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_ends_eight_hours_after_sign_in() {
+        let signed_in = OffsetDateTime::now_utc();
+        let at = signed_in.unix_timestamp();
+        assert!(!absolute_timeout_passed(at, signed_in + Duration::hours(8)));
+        assert!(absolute_timeout_passed(
+            at,
+            signed_in + Duration::hours(8) + Duration::seconds(1)
+        ));
     }
 }
