@@ -447,3 +447,160 @@ both_engines!(patient_pages_by_proxy_kind, |app: TestApp| async move {
         "proxy views are audited on behalf of the patient: {on_behalf}"
     );
 });
+
+/// What a successful IDOR would change: every row the id-taking routes can touch.
+async fn fingerprint(app: &TestApp) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for sql in [
+        "SELECT COUNT(*) FROM blocks WHERE lifted_at IS NULL",
+        "SELECT COUNT(*) FROM proxies WHERE revoked_at IS NULL",
+        "SELECT COUNT(*) FROM audit_reviews",
+        "SELECT COUNT(*) FROM prescriptions WHERE status = 'active'",
+        "SELECT COUNT(*) FROM treatment_plans",
+        "SELECT CAST(SUM(version) AS BIGINT) FROM treatment_plans",
+        "SELECT COUNT(*) FROM lab_results WHERE released_at > '2090'",
+    ] {
+        counts.push(app.count(sql).await);
+    }
+    counts
+}
+
+// IDOR sweep: every route that takes an id, filled with real ids of another patient's data
+// (Bo's), tried by a patient (Anne, on her own record) and by a clinician on a record they may
+// open (Karen's). Every answer is a refusal or "not found", and nothing changes.
+both_engines!(
+    every_id_of_another_patient_is_refused,
+    |app: TestApp| async move {
+        let bo = app
+            .text("SELECT id FROM patients WHERE given_name = 'Bo' AND family_name = 'Nielsen'")
+            .await;
+        let karen = app
+            .text("SELECT id FROM patients WHERE given_name = 'Karen' AND family_name = 'Poulsen'")
+            .await;
+        // Material of Bo's that the routes could be pointed at.
+        let mut bo_browser = app.signed_in("bo").await;
+        bo_browser.get("/me/blocks").await;
+        let hansen_id = app
+            .text("SELECT id FROM users WHERE username = 'dr.hansen'")
+            .await;
+        bo_browser
+            .post(
+                "/me/blocks",
+                &[("target", &format!("clinician:{hansen_id}"))],
+            )
+            .await
+            .assert_ok();
+        let foreign: BTreeMap<&str, String> = [
+            (
+                "event",
+                app.text(&format!(
+                    "SELECT id FROM audit_events WHERE patient_id = '{bo}'"
+                ))
+                .await,
+            ),
+            (
+                "block",
+                app.text(&format!("SELECT id FROM blocks WHERE patient_id = '{bo}'"))
+                    .await,
+            ),
+            (
+                "proxy",
+                app.text(&format!(
+                    "SELECT id FROM proxies WHERE patient_id = '{karen}'"
+                ))
+                .await,
+            ),
+            (
+                "code",
+                app.text(&format!(
+                    "SELECT code FROM lab_results WHERE patient_id = '{bo}'"
+                ))
+                .await,
+            ),
+            (
+                "plan",
+                app.text(&format!(
+                    "SELECT id FROM treatment_plans WHERE patient_id = '{bo}'"
+                ))
+                .await,
+            ),
+            (
+                "prescription",
+                app.text(&format!(
+                    "SELECT id FROM prescriptions WHERE patient_id = '{bo}' AND status = 'active'"
+                ))
+                .await,
+            ),
+            (
+                "result",
+                app.text(&format!(
+                    "SELECT id FROM lab_results WHERE patient_id = '{bo}'"
+                ))
+                .await,
+            ),
+            ("id", bo.clone()),
+        ]
+        .into_iter()
+        .collect();
+        let before = fingerprint(&app).await;
+        let mut anne = app.browser_signed_in_without_redirects("anne").await;
+        let mut hansen = app.browser_signed_in_without_redirects("dr.hansen").await;
+        anne.get("/me").await;
+        hansen
+            .get(&format!("/clinician/patients/{karen}"))
+            .await
+            .assert_ok();
+        let mut tried = 0;
+        for (path, methods) in routes() {
+            // Routes whose only id is the record itself are covered above; here, the ids in it.
+            if !path.replace("{patient}", "").contains('{') {
+                continue;
+            }
+            let browser = match area(&path) {
+                Area::Patient => &mut anne,
+                Area::Clinician => &mut hansen,
+                // Administrators and auditors act on any user or review by design; FHIR ids are
+                // swapped with scoped tokens in tests/fhir.rs.
+                _ => continue,
+            };
+            let mut ids = foreign.clone();
+            ids.insert("patient", karen.clone());
+            let url = fill(&path, &ids);
+            for method in methods {
+                let page = match method.as_str() {
+                    "GET" => browser.get(&url).await,
+                    _ => {
+                        browser
+                            .post(
+                                &url,
+                                &[
+                                    ("reason", "swapped id probe"),
+                                    ("version", "1"),
+                                    ("title", "Hijacked"),
+                                    ("status", "active"),
+                                    ("comment", "x"),
+                                ],
+                            )
+                            .await
+                    }
+                };
+                let what = format!("{method} {url}: {}", page.status);
+                if url.ends_with("/override")
+                    || url.contains(&format!("/labs/{}", ids["code"])) && method == "GET"
+                {
+                    // The override form of a record one may open anyway, and a lab code the record
+                    // also has, are not foreign data.
+                    continue;
+                }
+                assert!([403, 404].contains(&page.status), "{what}: {}", page.body);
+                tried += 1;
+            }
+        }
+        assert!(tried >= 7, "{tried} id-taking route/method pairs probed");
+        assert_eq!(
+            fingerprint(&app).await,
+            before,
+            "no swapped id changed anything"
+        );
+    }
+);
