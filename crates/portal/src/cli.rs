@@ -63,7 +63,7 @@ enum Command {
         /// Audit events to append before the audit search and verify figures.
         #[arg(long, default_value_t = 100_000)]
         audit_events: u64,
-        /// Folder of FHIR Bundles to import (e.g. ../shared/fhir-samples).
+        /// Folder of FHIR Bundles to import (e.g. samples/fhir).
         #[arg(long)]
         samples: Option<std::path::PathBuf>,
     },
