@@ -22,6 +22,7 @@ fn writer(name: &str) -> (Actor, RequestContext) {
         role: Role::Clinician,
         clinic_id: None,
         patient_id: None,
+        reach: access_control::Reach::WholeRole,
     };
     let ctx = RequestContext {
         client_addr: "127.0.0.1".into(),
@@ -350,15 +351,24 @@ fn portal_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
 both_engines!(
     pruning_past_retention_keeps_chains_verifiable,
     |app: TestApp| async move {
-        let fresh: Vec<PatientId> = sqlx::query(
-        "SELECT id FROM patients WHERE id NOT IN (SELECT chain_key FROM audit_chains) ORDER BY id LIMIT 2",
-    )
-    .fetch_all(app.db.pool())
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| PatientId(Uuid::parse_str(&r.get::<String, _>("id")).unwrap()))
-    .collect();
+        // Two patients whose chains start with the old events this test writes (every
+        // registered patient's chain starts with their registration, so these are inserted
+        // beside the portal).
+        let mut fresh = Vec::new();
+        for cpr in ["0101011234", "0202021234"] {
+            let id = Uuid::now_v7();
+            sqlx::query(
+                "INSERT INTO patients (id, national_id, given_name, family_name, birth_date, sex, \
+                 source_system, source_id, created_at) \
+                 VALUES ($1, $2, 'Old', 'Timer', '1901-01-01', 'female', 'urn:test', $1, '2026-01-01T00:00:00.000000Z')",
+            )
+            .bind(id.to_string())
+            .bind(cpr)
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+            fresh.push(PatientId(id));
+        }
         let (old_and_new, all_old) = (fresh[0], fresh[1]);
         let (actor, ctx) = writer("Dr. Former System");
         let now = time::OffsetDateTime::now_utc();

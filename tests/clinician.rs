@@ -380,7 +380,7 @@ both_engines!(
             .await,
             "stopped"
         );
-        let writes = app.count(&format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{}' AND action = 'write prescriptions' AND outcome = 'allowed'", anne.id)).await;
+        let writes = app.count(&format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{}' AND action = 'write prescriptions' AND outcome = 'allowed' AND actor_role = 'clinician'", anne.id)).await;
         assert_eq!(writes, 2, "each committed write is audited");
     }
 );

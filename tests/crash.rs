@@ -176,9 +176,9 @@ async fn crash_rounds(database_url: String) {
             "token",
             "add",
             "--name",
-            "crash-lab",
+            "crash-register",
             "--scopes",
-            "system/*.write",
+            "system/Patient.write system/*.write",
         ],
     ));
     let reader = token_from(&run_ok(
@@ -229,7 +229,7 @@ async fn crash_rounds(database_url: String) {
         .await
         .unwrap();
     let mut conn = db.pool().acquire().await.unwrap();
-    let source = "urn:portal:client:crash-lab";
+    let source = "urn:portal:client:crash-register";
     for n in &acked.bundles {
         let id = format!("crash-p{n}");
         let patient = patients::by_source(

@@ -17,7 +17,7 @@ use sqlx::AnyConnection;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::actor::{Actor, Role};
+use crate::actor::{Actor, Reach, Role};
 use crate::AccessError;
 
 /// Failures before the account starts to lock, and the longest lock.
@@ -49,6 +49,7 @@ impl User {
             role: self.role,
             patient_id: self.patient_id,
             clinic_id: self.clinic_id,
+            reach: Reach::WholeRole,
         }
     }
 

@@ -67,6 +67,34 @@ pub struct Actor {
     pub patient_id: Option<PatientId>,
     /// The clinic a clinician works at.
     pub clinic_id: Option<Uuid>,
+    /// What the way the actor signed in does to their role's reach.
+    #[serde(default)]
+    pub reach: Reach,
+}
+
+/// Signing in to the pages gives a user everything their role allows. A SMART token can narrow a
+/// patient to their own record (`patient/` scopes), and only a system client trusted as the
+/// population register may change who a patient is (name, sex, birth date, CPR number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Reach {
+    #[default]
+    WholeRole,
+    OwnRecordOnly,
+    PopulationRegister,
+}
+
+impl Actor {
+    /// A source system (a lab, a registry, the command line's operator) acting for no person.
+    pub fn system(user_id: Uuid, name: impl Into<String>, reach: Reach) -> Self {
+        Self {
+            user_id,
+            name: name.into(),
+            role: Role::System,
+            patient_id: None,
+            clinic_id: None,
+            reach,
+        }
+    }
 }
 
 /// Where a request came from, for the audit log.

@@ -2,18 +2,28 @@
 //! back the transaction together with a grant, which the record store demands as its permit.
 //! A denial is audited and committed before the caller hears of it; an allowed access is only
 //! audited if the caller's transaction commits, so what was not audited was not shown.
+//!
+//! Pages take one decision per request (`Gate::read`, `Gate::write`, ...), each opening its
+//! transaction. A Bundle or an import writes for many patients in one transaction, so it asks
+//! inside that transaction (`Gate::authorize_write`, `Gate::authorize_register`); a refusal
+//! there comes back as a `Refusal`, which the caller records with `Gate::record_refusal` after
+//! rolling its transaction back: the refusal is durable, nothing of the batch is.
+
+use std::collections::hash_map::{Entry, HashMap};
 
 use records_domain::db::{ts, RowExt};
 use records_domain::model::PatientId;
-use records_domain::store::{Category, ReadPermit, WritePermit};
+use records_domain::model::Source;
+use records_domain::store::{Category, ReadPermit, RegisterPermit, WritePermit};
 use records_domain::{Db, Tx};
 use sqlx::AnyConnection;
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 
 use crate::actor::{Actor, RequestContext, Role};
-use crate::audit::{self, AuditEvent, NewEvent, Outcome};
+use crate::audit::{self, NewEvent, Outcome};
 use crate::policy::{
-    decide, Action, Basis, BlockFact, Decision, Facts, Period, PolicySettings, ProxyFact, ProxyKind,
+    decide, Action, Basis, BlockFact, Decision, Denial, Facts, Period, PolicySettings, ProxyFact,
+    ProxyKind,
 };
 use crate::AccessError;
 
@@ -47,11 +57,13 @@ impl ReadPermit for ReadGrant {
     }
 }
 
-/// Permission to change one category of one patient's record, within one transaction.
+/// Permission to change one category of one patient's record, within one transaction, under
+/// the writer's own source namespace.
 #[derive(Debug)]
 pub struct WriteGrant {
     read: ReadGrant,
     author: String,
+    source_system: String,
 }
 
 impl WriteGrant {
@@ -79,6 +91,34 @@ impl WritePermit for WriteGrant {
     fn author_name(&self) -> &str {
         &self.author
     }
+    fn source_system(&self) -> &str {
+        &self.source_system
+    }
+}
+
+/// Permission to register one patient or change their demographics, given only to the
+/// population register.
+#[derive(Debug)]
+pub struct RegisterGrant {
+    patient: PatientId,
+    source_system: String,
+}
+
+impl RegisterPermit for RegisterGrant {
+    fn patient_id(&self) -> PatientId {
+        self.patient
+    }
+    fn source_system(&self) -> &str {
+        &self.source_system
+    }
+}
+
+/// A write refused inside a batch: what to tell the caller, and the audit events that must
+/// be made durable once the batch's transaction is rolled back.
+#[derive(Debug)]
+pub struct Refusal {
+    pub denial: Denial,
+    events: Vec<NewEvent>,
 }
 
 /// Permission to change who may see a patient's record (blocks, powers of attorney).
@@ -90,6 +130,32 @@ pub struct ConsentGrant {
 impl ConsentGrant {
     pub fn patient(&self) -> PatientId {
         self.patient
+    }
+}
+
+/// The write grants of one batch: one decision (and one audit event) per patient and category,
+/// however many resources the batch holds for them.
+#[derive(Debug, Default)]
+pub struct BatchGrants {
+    grants: HashMap<(PatientId, Category), WriteGrant>,
+}
+
+impl BatchGrants {
+    pub async fn write(
+        &mut self,
+        gate: &Gate<'_>,
+        conn: &mut AnyConnection,
+        req: &Request<'_>,
+        category: Category,
+        source_system: &str,
+    ) -> Result<Result<&WriteGrant, Refusal>, AccessError> {
+        Ok(match self.grants.entry((req.patient, category)) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(e) => gate
+                .authorize_write(conn, req, category, source_system)
+                .await?
+                .map(|grant| &*e.insert(grant)),
+        })
     }
 }
 
@@ -140,8 +206,109 @@ impl Gate<'_> {
             WriteGrant {
                 read,
                 author: req.actor.name.clone(),
+                source_system: Source::PORTAL.to_string(),
             },
         ))
+    }
+
+    /// A write of one category inside the caller's batch transaction (see the module docs).
+    pub async fn authorize_write(
+        &self,
+        conn: &mut AnyConnection,
+        req: &Request<'_>,
+        category: Category,
+        source_system: &str,
+    ) -> Result<Result<WriteGrant, Refusal>, AccessError> {
+        let now = OffsetDateTime::now_utc();
+        let facts = load_facts(conn, req.actor, req.patient, now).await?;
+        let action = Action::Write(category);
+        let decision = decide(req.actor, action, &facts, self.settings, now);
+        let event = decision_event(req, action, category.as_str(), &decision)
+            .reason(source_system_reason(&decision, source_system));
+        if let Some(denial) = decision.denial {
+            return Ok(Err(Refusal {
+                denial,
+                events: vec![event],
+            }));
+        }
+        audit::append(conn, event).await?;
+        Ok(Ok(WriteGrant {
+            read: read_grant(req, &decision)?,
+            author: req.actor.name.clone(),
+            source_system: source_system.to_string(),
+        }))
+    }
+
+    /// Registering a patient (`req.patient` is the id a new patient will get) or changing who
+    /// an existing one is, inside the caller's batch transaction.
+    pub async fn authorize_register(
+        &self,
+        conn: &mut AnyConnection,
+        req: &Request<'_>,
+        birth_date: Date,
+        source_system: &str,
+    ) -> Result<Result<RegisterGrant, Refusal>, AccessError> {
+        let now = OffsetDateTime::now_utc();
+        let facts = match load_facts(conn, req.actor, req.patient, now).await {
+            Err(AccessError::UnknownPatient) => Facts::unregistered(req.patient, birth_date),
+            other => other?,
+        };
+        let action = Action::WriteDemographics;
+        let decision = decide(req.actor, action, &facts, self.settings, now);
+        let event = decision_event(req, action, "patient", &decision)
+            .reason(source_system_reason(&decision, source_system));
+        if let Some(denial) = decision.denial {
+            return Ok(Err(Refusal {
+                denial,
+                events: vec![event],
+            }));
+        }
+        audit::append(conn, event).await?;
+        Ok(Ok(RegisterGrant {
+            patient: req.patient,
+            source_system: source_system.to_string(),
+        }))
+    }
+
+    /// An update that would move a record from one patient to another: refused, and told in
+    /// both patients' logs.
+    pub fn refuse_move(
+        &self,
+        req: &Request<'_>,
+        owner: PatientId,
+        resource_type: &str,
+    ) -> Refusal {
+        let denial = Denial::RecordOfAnotherPatient;
+        let event = |patient| {
+            NewEvent::by(req.actor, req.ctx, "write", Outcome::Denied)
+                .about(patient)
+                .resource(resource_type, req.resource_id.clone())
+                .reason(denial.as_str())
+        };
+        Refusal {
+            denial,
+            events: vec![event(req.patient), event(owner)],
+        }
+    }
+
+    /// Make a batch's refusal durable in a transaction of its own; the caller's batch has been
+    /// rolled back. Answers the refusal as the error to return.
+    pub async fn record_refusal(&self, refusal: Refusal) -> AccessError {
+        match self.append_committed(refusal.events).await {
+            Ok(()) => AccessError::Denied(refusal.denial),
+            Err(e) => e,
+        }
+    }
+
+    async fn append_committed(&self, events: Vec<NewEvent>) -> Result<(), AccessError> {
+        let mut tx = self.db.begin_write().await?;
+        for event in events {
+            audit::append(&mut tx, event).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(records_domain::DomainError::from)?;
+        Ok(())
     }
 
     pub async fn consent(&self, req: &Request<'_>) -> Result<(Tx, ConsentGrant), AccessError> {
@@ -183,26 +350,14 @@ impl Gate<'_> {
         let now = OffsetDateTime::now_utc();
         let facts = load_facts(&mut tx, req.actor, req.patient, now).await?;
         let decision = decide(req.actor, action, &facts, self.settings, now);
-        let mut event = NewEvent::by(
-            req.actor,
-            req.ctx,
-            &action.describe(),
-            if decision.allowed {
-                Outcome::Allowed
-            } else {
-                Outcome::Denied
+        let event = decision_event(req, action, resource_type, &decision).reason(
+            match decision.denial {
+                Some(d) => d.as_str().to_string(),
+                None => {
+                    override_reason(&mut tx, req.actor, req.patient, decision.basis, now).await?
+                }
             },
-        )
-        .about(req.patient)
-        .resource(resource_type, req.resource_id.clone())
-        .basis(decision.basis.map(Basis::as_str).unwrap_or(""))
-        .reason(match decision.denial {
-            Some(d) => d.as_str().to_string(),
-            None => override_reason(&mut tx, req.actor, req.patient, decision.basis, now).await?,
-        });
-        if decision.basis.is_some_and(Basis::is_proxy) {
-            event.on_behalf_of = Some(req.patient.0.to_string());
-        }
+        );
         audit::append(&mut tx, event).await?;
         match decision.denial {
             Some(denial) => {
@@ -213,6 +368,36 @@ impl Gate<'_> {
             }
             None => Ok((tx, decision)),
         }
+    }
+}
+
+/// The audit event of a decision; the caller adds the reason.
+fn decision_event(
+    req: &Request<'_>,
+    action: Action,
+    resource_type: &str,
+    decision: &Decision,
+) -> NewEvent {
+    let outcome = if decision.allowed {
+        Outcome::Allowed
+    } else {
+        Outcome::Denied
+    };
+    let mut event = NewEvent::by(req.actor, req.ctx, &action.describe(), outcome)
+        .about(req.patient)
+        .resource(resource_type, req.resource_id.clone())
+        .basis(decision.basis.map(Basis::as_str).unwrap_or(""));
+    if decision.basis.is_some_and(Basis::is_proxy) {
+        event.on_behalf_of = Some(req.patient.0.to_string());
+    }
+    event
+}
+
+/// A batch write's event names the source it came from, or why it was refused.
+fn source_system_reason(decision: &Decision, source_system: &str) -> String {
+    match decision.denial {
+        Some(d) => d.as_str().to_string(),
+        None => format!("from {source_system}"),
     }
 }
 
@@ -333,7 +518,3 @@ pub async fn load_facts(
     })
 }
 
-/// Record an event that concerns a patient but reads nothing (e.g. a search hit shown by name).
-pub async fn record(conn: &mut AnyConnection, event: NewEvent) -> Result<AuditEvent, AccessError> {
-    audit::append(conn, event).await
-}

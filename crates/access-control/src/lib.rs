@@ -15,7 +15,9 @@ pub mod gate;
 pub mod policy;
 pub mod tokens;
 
-pub use actor::{Actor, RequestContext, Role};
+pub use actor::{Actor, Reach, RequestContext, Role};
 pub use error::AccessError;
-pub use gate::{ConsentGrant, Gate, ReadGrant, Request, WriteGrant};
+pub use gate::{
+    BatchGrants, ConsentGrant, Gate, ReadGrant, Refusal, RegisterGrant, Request, WriteGrant,
+};
 pub use policy::{Action, Basis, Decision, Denial, PolicySettings};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::actor::{Actor, Role};
+use crate::actor::{Actor, Reach, Role};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
@@ -18,6 +18,8 @@ pub enum Action {
     Write(Category),
     /// Change who may see the record: blocks and powers of attorney.
     ManageConsent,
+    /// Register a patient or change who they are: name, sex, birth date, CPR number.
+    WriteDemographics,
 }
 
 impl Action {
@@ -27,6 +29,7 @@ impl Action {
             Self::Read(c) => format!("read {}", c.as_str()),
             Self::Write(c) => format!("write {}", c.as_str()),
             Self::ManageConsent => "manage consent".into(),
+            Self::WriteDemographics => "write demographics".into(),
         }
     }
 }
@@ -40,9 +43,24 @@ pub enum Basis {
     GpListing,
     CareRelationship,
     EmergencyOverride,
+    /// A lab or other source system delivering clinical data under its own namespace.
+    SourceSystem,
+    /// The register that is the authority on who a patient is.
+    PopulationRegister,
 }
 
 impl Basis {
+    const ALL: [Self; 8] = [
+        Self::OwnRecord,
+        Self::Guardian,
+        Self::PowerOfAttorney,
+        Self::GpListing,
+        Self::CareRelationship,
+        Self::EmergencyOverride,
+        Self::SourceSystem,
+        Self::PopulationRegister,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OwnRecord => "own_record",
@@ -51,6 +69,8 @@ impl Basis {
             Self::GpListing => "gp_listing",
             Self::CareRelationship => "care_relationship",
             Self::EmergencyOverride => "emergency_override",
+            Self::SourceSystem => "source_system",
+            Self::PopulationRegister => "population_register",
         }
     }
 
@@ -62,20 +82,13 @@ impl Basis {
             Self::GpListing => "patient is listed with the clinician's practice",
             Self::CareRelationship => "care relationship",
             Self::EmergencyOverride => "emergency override",
+            Self::SourceSystem => "delivered by a laboratory or other source system",
+            Self::PopulationRegister => "population register",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::OwnRecord,
-            Self::Guardian,
-            Self::PowerOfAttorney,
-            Self::GpListing,
-            Self::CareRelationship,
-            Self::EmergencyOverride,
-        ]
-        .into_iter()
-        .find(|b| b.as_str() == text)
+        Self::ALL.into_iter().find(|b| b.as_str() == text)
     }
 
     pub fn is_proxy(self) -> bool {
@@ -93,6 +106,12 @@ pub enum Denial {
     BlockedByPatient,
     NoClinicalAccessForRole,
     ReadOnlyAccess,
+    /// A `patient/` token reaches its own patient's record only.
+    OutsideTokenPatient,
+    DemographicsOnlyFromRegister,
+    /// Found by the store, not by `decide`: an update that names another patient than the
+    /// record it changes.
+    RecordOfAnotherPatient,
 }
 
 impl Denial {
@@ -105,6 +124,9 @@ impl Denial {
             Self::BlockedByPatient => "blocked_by_patient",
             Self::NoClinicalAccessForRole => "no_clinical_access_for_role",
             Self::ReadOnlyAccess => "read_only_access",
+            Self::OutsideTokenPatient => "outside_token_patient",
+            Self::DemographicsOnlyFromRegister => "demographics_only_from_register",
+            Self::RecordOfAnotherPatient => "record_of_another_patient",
         }
     }
 
@@ -119,6 +141,13 @@ impl Denial {
             Self::BlockedByPatient => "The patient has blocked your access.",
             Self::NoClinicalAccessForRole => "Your role gives no access to clinical data.",
             Self::ReadOnlyAccess => "Your access to this record is read-only.",
+            Self::OutsideTokenPatient => "This token reaches its own patient's record only.",
+            Self::DemographicsOnlyFromRegister => {
+                "Only the population register may register a patient or change who they are."
+            }
+            Self::RecordOfAnotherPatient => {
+                "The record being changed belongs to another patient; an update cannot move it."
+            }
         }
     }
 
@@ -233,6 +262,21 @@ pub struct Facts {
     pub override_expires_at: Vec<OffsetDateTime>,
 }
 
+impl Facts {
+    /// A patient the register is about to create: no proxies, relationships or blocks yet.
+    pub fn unregistered(patient_id: PatientId, birth_date: Date) -> Self {
+        Self {
+            patient_id,
+            birth_date,
+            gp_clinic_id: None,
+            proxies: Vec::new(),
+            care_relationships: Vec::new(),
+            blocks: Vec::new(),
+            override_expires_at: Vec::new(),
+        }
+    }
+}
+
 /// Configuration the law leaves to the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySettings {
@@ -265,12 +309,30 @@ pub fn decide(
     settings: &PolicySettings,
     now: OffsetDateTime,
 ) -> Decision {
+    if actor.reach == Reach::OwnRecordOnly && actor.patient_id != Some(facts.patient_id) {
+        return Decision::deny(Denial::OutsideTokenPatient);
+    }
+    if action == Action::WriteDemographics {
+        return if actor.role == Role::System && actor.reach == Reach::PopulationRegister {
+            Decision::allow(Basis::PopulationRegister, Vec::new())
+        } else {
+            Decision::deny(Denial::DemographicsOnlyFromRegister)
+        };
+    }
     match actor.role {
         Role::Patient => decide_for_patient_user(actor, action, facts, settings, now),
         Role::Clinician => decide_for_clinician(actor, action, facts, now),
-        Role::Auditor | Role::Administrator | Role::System => {
-            Decision::deny(Denial::NoClinicalAccessForRole)
-        }
+        Role::System => decide_for_source_system(action),
+        Role::Auditor | Role::Administrator => Decision::deny(Denial::NoClinicalAccessForRole),
+    }
+}
+
+/// Labs and registries deliver clinical data for any patient (results arrive by CPR number)
+/// but read nothing: what they wrote is theirs to correct, under their own source namespace.
+fn decide_for_source_system(action: Action) -> Decision {
+    match action {
+        Action::Write(c) if CLINICAL.contains(&c) => Decision::allow(Basis::SourceSystem, vec![c]),
+        _ => Decision::deny(Denial::NoClinicalAccessForRole),
     }
 }
 
@@ -286,7 +348,7 @@ fn decide_for_patient_user(
             Action::ReadSummary | Action::Read(_) | Action::ManageConsent => {
                 Decision::allow(Basis::OwnRecord, Category::ALL.to_vec())
             }
-            Action::Write(_) => Decision::deny(Denial::ReadOnlyAccess),
+            Action::Write(_) | Action::WriteDemographics => Decision::deny(Denial::ReadOnlyAccess),
         };
     }
     let holds = |kind: ProxyKind| {

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::accounts::sha256_hex;
+use crate::actor::{Actor, Reach};
 use crate::AccessError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,16 +85,44 @@ pub struct ApiToken {
 }
 
 impl ApiToken {
-    pub fn may_read(&self, resource: &str) -> bool {
-        self.scopes.iter().any(|s| s.read && s.covers(resource))
+    /// The widest context in which the token may read or write `resource`; `None` if no scope
+    /// covers it. `patient/` is the narrowest: the token's own patient only.
+    pub fn context_for(&self, resource: &str, write: bool) -> Option<ScopeContext> {
+        let granting = |s: &&Scope| s.covers(resource) && if write { s.write } else { s.read };
+        let contexts: Vec<ScopeContext> = self.scopes.iter().filter(granting).map(|s| s.context).collect();
+        [ScopeContext::System, ScopeContext::User, ScopeContext::Patient]
+            .into_iter()
+            .find(|c| contexts.contains(c))
     }
 
-    pub fn may_write(&self, resource: &str) -> bool {
-        self.scopes.iter().any(|s| s.write && s.covers(resource))
+    /// A system client trusted to register patients and keep their demographics: it must be
+    /// given `system/Patient.write` by name; a wildcard scope does not make a lab a register.
+    pub fn is_population_register(&self) -> bool {
+        self.scopes
+            .iter()
+            .any(|s| s.context == ScopeContext::System && s.resource == "Patient" && s.write)
     }
 
-    pub fn is_system(&self) -> bool {
-        self.user_id.is_none()
+    /// Who the token acts as for this resource: its user, narrowed to their own record when
+    /// only a `patient/` scope covers it; or, for a system client, the client itself.
+    pub fn actor(&self, user: Option<Actor>, resource: &str, write: bool) -> Option<Actor> {
+        let context = self.context_for(resource, write)?;
+        match (user, context) {
+            (None, ScopeContext::System) => {
+                let reach = if self.is_population_register() {
+                    Reach::PopulationRegister
+                } else {
+                    Reach::WholeRole
+                };
+                Some(Actor::system(self.id, format!("system client {}", self.name), reach))
+            }
+            (Some(user), ScopeContext::Patient) => Some(Actor {
+                reach: Reach::OwnRecordOnly,
+                ..user
+            }),
+            (Some(user), ScopeContext::User) => Some(user),
+            _ => None,
+        }
     }
 }
 
@@ -195,7 +224,30 @@ mod tests {
             scopes: parse_scopes("user/Observation.read system/CarePlan.write").unwrap(),
             user_id: None,
         };
-        assert!(token.may_read("Observation") && !token.may_read("Patient"));
-        assert!(token.may_write("CarePlan") && !token.may_write("Observation"));
+        assert_eq!(
+            token.context_for("Observation", false),
+            Some(ScopeContext::User)
+        );
+        assert_eq!(token.context_for("Patient", false), None);
+        assert_eq!(
+            token.context_for("CarePlan", true),
+            Some(ScopeContext::System)
+        );
+        assert_eq!(token.context_for("Observation", true), None);
+        assert!(!token.is_population_register());
+    }
+
+    #[test]
+    fn only_a_named_patient_write_scope_makes_a_population_register() {
+        let token = |scopes: &str| ApiToken {
+            id: Uuid::nil(),
+            name: "x".into(),
+            scopes: parse_scopes(scopes).unwrap(),
+            user_id: None,
+        };
+        assert!(token("system/Patient.write system/Observation.write").is_population_register());
+        assert!(token("system/Patient.cu").is_population_register());
+        assert!(!token("system/*.write").is_population_register());
+        assert!(!token("system/Patient.read").is_population_register());
     }
 }

@@ -204,13 +204,8 @@ pub async fn run(options: BenchOptions, base_config: Config) -> anyhow::Result<(
     let ctx = RequestContext {
         client_addr: "bench".into(),
     };
-    let actor = access_control::Actor {
-        user_id: uuid::Uuid::nil(),
-        name: "bench".into(),
-        role: access_control::Role::System,
-        patient_id: None,
-        clinic_id: None,
-    };
+    let actor =
+        access_control::Actor::system(uuid::Uuid::nil(), "bench", access_control::Reach::WholeRole);
     let patients: Vec<PatientId> = (0..50).map(|_| PatientId(uuid::Uuid::now_v7())).collect();
     let started = Instant::now();
     let batch = 500;

@@ -317,13 +317,11 @@ async fn add_user(
 
 async fn audit_prune(args: &DatabaseArgs, retention_years: i64) -> anyhow::Result<()> {
     let db = open(args).await?;
-    let operator = access_control::Actor {
-        user_id: uuid::Uuid::nil(),
-        name: "portal audit prune (operator)".into(),
-        role: access_control::Role::System,
-        patient_id: None,
-        clinic_id: None,
-    };
+    let operator = access_control::Actor::system(
+        uuid::Uuid::nil(),
+        "portal audit prune (operator)",
+        access_control::Reach::WholeRole,
+    );
     let ctx = access_control::RequestContext {
         client_addr: "command line".into(),
     };

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use access_control::{Actor, RequestContext, Role};
+use access_control::{Actor, Gate, PolicySettings, Reach, RequestContext};
 use indicatif::{ProgressBar, ProgressStyle};
 use records_domain::Db;
 use serde_json::Value;
@@ -31,14 +31,10 @@ impl Report {
     }
 }
 
+/// Whoever runs `portal import` holds the database's keys and so speaks for the population
+/// register; each write is still decided and audited as theirs.
 fn operator() -> Actor {
-    Actor {
-        user_id: Uuid::nil(),
-        name: "portal import (operator)".into(),
-        role: Role::System,
-        patient_id: None,
-        clinic_id: None,
-    }
+    Actor::system(Uuid::nil(), "portal import (operator)", Reach::PopulationRegister)
 }
 
 pub async fn import_files(
@@ -57,6 +53,9 @@ pub async fn import_files(
         ProgressStyle::with_template("{bar:40} {pos}/{len} files {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // The guardian settings play no part in a source system's writes.
+    let settings = PolicySettings::default();
+    let gate = Gate { db, settings: &settings };
     let actor = operator();
     let ctx = RequestContext {
         client_addr: "command line".into(),
@@ -73,7 +72,7 @@ pub async fn import_files(
                 .map(|n| n.to_string_lossy().to_string())
                 .unwrap_or_default(),
         );
-        import_file(db, &writer, file, &mut report).await;
+        import_file(&gate, &writer, file, &mut report).await;
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -81,14 +80,14 @@ pub async fn import_files(
     report
 }
 
-async fn import_file(db: &Db, writer: &Writer<'_>, file: &Path, report: &mut Report) {
+async fn import_file(gate: &Gate<'_>, writer: &Writer<'_>, file: &Path, report: &mut Report) {
     let name = file.display().to_string();
     let text = match tokio::fs::read_to_string(file).await {
         Ok(t) => t,
         Err(e) => return report.errors.push(format!("{name}: cannot read: {e}")),
     };
     if file.extension().is_some_and(|e| e == "ndjson") {
-        return import_ndjson(db, writer, &name, &text, report).await;
+        return import_ndjson(gate, writer, &name, &text, report).await;
     }
     let value: Value = match serde_json::from_str(&text) {
         Ok(v) => v,
@@ -96,10 +95,10 @@ async fn import_file(db: &Db, writer: &Writer<'_>, file: &Path, report: &mut Rep
     };
     let result = if value["resourceType"] == "Bundle" {
         report.resources_read += value["entry"].as_array().map_or(0, |e| e.len() as u64);
-        ingest::apply_bundle(db, writer, &value).await
+        ingest::apply_bundle(gate, writer, &value).await
     } else {
         report.resources_read += 1;
-        ingest::apply_resources(db, writer, vec![(name.clone(), &value)]).await
+        ingest::apply_resources(gate, writer, vec![(name.clone(), &value)]).await
     };
     match result {
         Ok(summary) => report.summary.merge(&summary),
@@ -109,7 +108,7 @@ async fn import_file(db: &Db, writer: &Writer<'_>, file: &Path, report: &mut Rep
     }
 }
 
-async fn import_ndjson(db: &Db, writer: &Writer<'_>, name: &str, text: &str, report: &mut Report) {
+async fn import_ndjson(gate: &Gate<'_>, writer: &Writer<'_>, name: &str, text: &str, report: &mut Report) {
     let mut parsed: Vec<(String, Value)> = Vec::new();
     for (n, line) in text
         .lines()
@@ -132,12 +131,12 @@ async fn import_ndjson(db: &Db, writer: &Writer<'_>, name: &str, text: &str, rep
             .iter()
             .map(|(location, v)| (location.clone(), v))
             .collect();
-        match ingest::apply_resources(db, writer, resources).await {
+        match ingest::apply_resources(gate, writer, resources).await {
             Ok(summary) => report.summary.merge(&summary),
             // One bad resource must not cost the chunk: retry its lines one by one.
             Err(_) => {
                 for (location, v) in chunk {
-                    match ingest::apply_resources(db, writer, vec![(location.clone(), v)]).await {
+                    match ingest::apply_resources(gate, writer, vec![(location.clone(), v)]).await {
                         Ok(summary) => report.summary.merge(&summary),
                         Err(e) => report.errors.push(format!("{e} (skipped)")),
                     }

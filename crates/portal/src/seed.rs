@@ -4,10 +4,10 @@
 use access_control::accounts::{self, NewUser};
 use access_control::consent;
 use access_control::policy::ProxyKind;
-use access_control::Role;
+use access_control::{Actor, BatchGrants, Gate, PolicySettings, Reach, Refusal, Request, RequestContext, Role};
 use records_domain::demo::{self, named};
-use records_domain::model::PatientId;
-use records_domain::store::{clinics, labs, patients, plans, prescriptions};
+use records_domain::model::{PatientId, Source};
+use records_domain::store::{clinics, labs, patients, plans, prescriptions, Category};
 use records_domain::Db;
 use sha2::{Digest, Sha256};
 use time::macros::date;
@@ -95,6 +95,68 @@ pub struct SeedReport {
     pub plans: usize,
 }
 
+/// The demo population's records go in as any source system's do: each write decided and
+/// audited, here as the population register's.
+async fn write_records(
+    db: &Db,
+    tx: &mut sqlx::AnyConnection,
+    pop: &demo::Population,
+) -> anyhow::Result<()> {
+    let settings = PolicySettings::default();
+    let gate = Gate {
+        db,
+        settings: &settings,
+    };
+    let register = Actor::system(Uuid::nil(), "demo population register", Reach::PopulationRegister);
+    let ctx = RequestContext {
+        client_addr: "command line".into(),
+    };
+    let request = |patient| Request {
+        actor: &register,
+        ctx: &ctx,
+        patient,
+        resource_id: None,
+    };
+    let refused = |r: Refusal| anyhow::anyhow!("demo data refused: {}", r.denial.describe());
+    for p in &pop.patients {
+        let source = Source {
+            system: demo::DEMO_SOURCE.into(),
+            id: p.id.0.to_string(),
+        };
+        let grant = gate
+            .authorize_register(tx, &request(p.id), p.birth_date, demo::DEMO_SOURCE)
+            .await?
+            .map_err(refused)?;
+        patients::upsert(tx, &grant, p, None, &source).await?;
+    }
+    let mut grants = BatchGrants::default();
+    for r in &pop.lab_results {
+        let req = request(r.patient_id);
+        let grant = grants
+            .write(&gate, tx, &req, Category::LabResults, demo::DEMO_SOURCE)
+            .await?
+            .map_err(refused)?;
+        labs::upsert(tx, grant, r).await?;
+    }
+    for r in &pop.prescriptions {
+        let req = request(r.patient_id);
+        let grant = grants
+            .write(&gate, tx, &req, Category::Prescriptions, demo::DEMO_SOURCE)
+            .await?
+            .map_err(refused)?;
+        prescriptions::upsert(tx, grant, r).await?;
+    }
+    for plan in &pop.plans {
+        let req = request(plan.patient_id);
+        let grant = grants
+            .write(&gate, tx, &req, Category::TreatmentPlans, demo::DEMO_SOURCE)
+            .await?
+            .map_err(refused)?;
+        plans::upsert(tx, grant, plan).await?;
+    }
+    Ok(())
+}
+
 /// Create the demo population unless the database already has users.
 pub async fn seed(db: &Db) -> anyhow::Result<SeedReport> {
     let mut tx = db.begin_write().await?;
@@ -105,27 +167,7 @@ pub async fn seed(db: &Db) -> anyhow::Result<SeedReport> {
     for clinic in &pop.clinics {
         clinics::insert(&mut tx, clinic).await?;
     }
-    for p in &pop.patients {
-        patients::upsert(
-            &mut tx,
-            p,
-            &records_domain::model::Source {
-                system: demo::DEMO_SOURCE.into(),
-                id: p.id.0.to_string(),
-            },
-            patients::SameAs::SourceKeyOrCpr,
-        )
-        .await?;
-    }
-    for r in &pop.lab_results {
-        labs::upsert(&mut tx, r).await?;
-    }
-    for r in &pop.prescriptions {
-        prescriptions::upsert(&mut tx, r).await?;
-    }
-    for plan in &pop.plans {
-        plans::upsert(&mut tx, plan).await?;
-    }
+    write_records(db, &mut tx, &pop).await?;
     let hashes = hash_demo_passwords().await?;
     let (clinic_a, clinic_b) = (pop.clinics[0].id, pop.clinics[1].id);
     let mut ids = std::collections::HashMap::new();

@@ -17,6 +17,9 @@ pub enum DomainError {
     Conflict,
     #[error("the access decision does not cover this part of the record")]
     NotPermitted,
+    /// An update named a patient other than the one the stored record belongs to.
+    #[error("the record belongs to another patient")]
+    BelongsToAnotherPatient(crate::model::PatientId),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]

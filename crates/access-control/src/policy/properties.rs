@@ -11,6 +11,7 @@ use proptest::sample::{select, subsequence};
 use time::{Date, Duration, Month, Time};
 
 use super::*;
+use crate::actor::Reach;
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -53,24 +54,49 @@ fn role() -> impl Strategy<Value = Role> {
     ])
 }
 
+/// Users as the pages see them: the whole of their role.
 fn actor_with_role(role: impl Strategy<Value = Role>) -> impl Strategy<Value = Actor> {
+    actor_with(role, Just(Reach::WholeRole))
+}
+
+fn actor_with(
+    role: impl Strategy<Value = Role>,
+    reach: impl Strategy<Value = Reach>,
+) -> impl Strategy<Value = Actor> {
     (
         user_id(),
         role,
         proptest::option::of(patient_id()),
         proptest::option::of(clinic_id()),
+        reach,
     )
-        .prop_map(|(user_id, role, patient_id, clinic_id)| Actor {
+        .prop_map(|(user_id, role, patient_id, clinic_id, reach)| Actor {
             user_id,
             name: "Generated".into(),
             role,
             patient_id,
             clinic_id,
+            reach,
         })
+}
+
+/// Mostly users signed in to the pages; sometimes narrowed by a `patient/` token or trusted as
+/// the population register.
+fn reach() -> impl Strategy<Value = Reach> {
+    prop_oneof![
+        6 => Just(Reach::WholeRole),
+        2 => Just(Reach::OwnRecordOnly),
+        2 => Just(Reach::PopulationRegister),
+    ]
 }
 
 fn actor() -> impl Strategy<Value = Actor> {
     actor_with_role(role())
+}
+
+/// Any role, signed in any way.
+fn any_actor() -> impl Strategy<Value = Actor> {
+    actor_with(role(), reach())
 }
 
 fn category() -> impl Strategy<Value = Category> {
@@ -88,6 +114,11 @@ fn action() -> impl Strategy<Value = Action> {
         category().prop_map(Action::Write),
         Just(Action::ManageConsent),
     ]
+}
+
+/// Actions on the record, and changing who the patient is.
+fn any_action() -> impl Strategy<Value = Action> {
+    prop_oneof![4 => action(), 1 => Just(Action::WriteDemographics)]
 }
 
 /// The reads an emergency override exists for.
@@ -388,7 +419,7 @@ fn case_with(
 }
 
 fn any_case() -> impl Strategy<Value = Case> {
-    case_with(actor(), action())
+    case_with(any_actor(), any_action())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -436,6 +467,8 @@ fn scope_of(basis: Basis, settings: &PolicySettings) -> Vec<Category> {
         Basis::GpListing | Basis::CareRelationship | Basis::EmergencyOverride => {
             CLINICAL_SET.to_vec()
         }
+        Basis::SourceSystem => CLINICAL_SET.to_vec(),
+        Basis::PopulationRegister => Vec::new(),
     }
 }
 
@@ -578,17 +611,63 @@ proptest! {
         }
     }
 
-    /// Auditors, administrators and system clients never see clinical data through `decide`.
+    /// Auditors and administrators never see or change clinical data through `decide`.
     #[test]
-    fn auditors_administrators_and_systems_are_always_denied(
+    fn auditors_and_administrators_are_always_denied(
         case in case_with(
-            actor_with_role(select(vec![Role::Auditor, Role::Administrator, Role::System])),
-            action(),
+            actor_with_role(select(vec![Role::Auditor, Role::Administrator])),
+            any_action(),
         )
     ) {
         let d = case.decide();
         prop_assert!(!d.allowed);
-        prop_assert_eq!(d.denial, Some(Denial::NoClinicalAccessForRole));
+        if case.action != Action::WriteDemographics && case.actor.reach != Reach::OwnRecordOnly {
+            prop_assert_eq!(d.denial, Some(Denial::NoClinicalAccessForRole));
+        }
+    }
+
+    /// System clients read nothing; they deliver clinical data, and only the population
+    /// register changes who a patient is.
+    #[test]
+    fn system_clients_only_write(
+        case in case_with(actor_with(Just(Role::System), reach()), any_action()),
+    ) {
+        let d = case.decide();
+        let Case { actor, action, facts, .. } = &case;
+        let confined =
+            actor.reach == Reach::OwnRecordOnly && actor.patient_id != Some(facts.patient_id);
+        let expected = match action {
+            Action::Write(c) => CLINICAL_SET.contains(c) && !confined,
+            Action::WriteDemographics => actor.reach == Reach::PopulationRegister,
+            _ => false,
+        };
+        prop_assert_eq!(d.allowed, expected, "{:?}", d);
+    }
+
+    /// Only a system client trusted as the population register changes demographics, whoever
+    /// else asks and whatever ties they have to the patient.
+    #[test]
+    fn only_the_population_register_writes_demographics(
+        case in case_with(any_actor(), Just(Action::WriteDemographics)),
+    ) {
+        let d = case.decide();
+        let register = case.actor.role == Role::System && case.actor.reach == Reach::PopulationRegister;
+        prop_assert_eq!(d.allowed, register, "{:?}", d);
+    }
+
+    /// A `patient/` token reaches its own patient's record and nobody else's, proxies and care
+    /// relationships notwithstanding.
+    #[test]
+    fn patient_tokens_reach_their_own_record_only(
+        case in case_with(any_actor(), any_action()),
+    ) {
+        let mut case = case;
+        case.actor.reach = Reach::OwnRecordOnly;
+        let d = case.decide();
+        if case.actor.patient_id != Some(case.facts.patient_id) {
+            prop_assert!(!d.allowed);
+            prop_assert_eq!(d.denial, Some(Denial::OutsideTokenPatient));
+        }
     }
 
     /// Facts are loaded per actor and patient (`gate::load_facts`): other users' proxies, care
@@ -769,7 +848,7 @@ proptest! {
             case.actor.patient_id = Some(case.facts.patient_id);
         }
         let d = case.decide();
-        if matches!(case.action, Action::Write(_)) {
+        if matches!(case.action, Action::Write(_) | Action::WriteDemographics) {
             prop_assert!(!d.allowed, "patient user allowed to write: {d:?}");
         } else if case.actor.patient_id == Some(case.facts.patient_id) {
             prop_assert!(d.allowed);
@@ -817,7 +896,9 @@ proptest! {
             match case.action {
                 Action::ReadSummary => prop_assert!(d.allowed),
                 Action::Read(c) => prop_assert_eq!(d.allowed, case.settings.guardian_categories.contains(&c)),
-                Action::Write(_) | Action::ManageConsent => prop_assert!(!d.allowed),
+                Action::Write(_) | Action::ManageConsent | Action::WriteDemographics => {
+                    prop_assert!(!d.allowed)
+                }
             }
         }
     }
@@ -887,7 +968,9 @@ proptest! {
         // categories for guardians (access to nothing; see the report).
         let empty_guardian_config =
             basis == Basis::Guardian && case.settings.guardian_categories.is_empty();
-        prop_assert!(!d.categories.is_empty() || empty_guardian_config, "allowed with nothing: {d:?}");
+        // Demographics are not a category of the record.
+        let demographics = case.action == Action::WriteDemographics;
+        prop_assert!(!d.categories.is_empty() || empty_guardian_config || demographics, "allowed with nothing: {d:?}");
         let scope = scope_of(basis, &case.settings);
         prop_assert!(d.categories.iter().all(|c| scope.contains(c)),
             "{:?} beyond the scope of {:?}: {:?}", d.categories, basis, scope);
@@ -901,10 +984,11 @@ proptest! {
         match case.actor.role {
             Role::Patient => prop_assert!(matches!(basis, Basis::OwnRecord | Basis::Guardian | Basis::PowerOfAttorney)),
             Role::Clinician => prop_assert!(matches!(basis, Basis::GpListing | Basis::CareRelationship | Basis::EmergencyOverride)),
+            Role::System => prop_assert!(matches!(basis, Basis::SourceSystem | Basis::PopulationRegister)),
             _ => prop_assert!(false, "non-clinical role allowed"),
         }
-        if matches!(case.action, Action::Write(_)) {
-            prop_assert_eq!(case.actor.role, Role::Clinician, "only clinicians write");
+        if matches!(case.action, Action::Write(_) | Action::WriteDemographics) {
+            prop_assert!(matches!(case.actor.role, Role::Clinician | Role::System), "only clinicians and source systems write");
         }
         if case.action == Action::ManageConsent {
             prop_assert_eq!(basis, Basis::OwnRecord, "only the patient manages consent");

@@ -2,6 +2,7 @@ use time::macros::{date, datetime};
 use time::Duration;
 
 use super::*;
+use crate::actor::Reach;
 
 const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
 
@@ -34,6 +35,7 @@ fn clinician(clinic: Uuid) -> Actor {
         role: Role::Clinician,
         patient_id: None,
         clinic_id: Some(clinic),
+        reach: Reach::WholeRole,
     }
 }
 
@@ -44,6 +46,7 @@ fn patient_user(patient: PatientId) -> Actor {
         role: Role::Patient,
         patient_id: Some(patient),
         clinic_id: None,
+        reach: Reach::WholeRole,
     }
 }
 
@@ -296,13 +299,14 @@ fn clinicians_do_not_read_the_access_log_or_manage_consent() {
 
 #[test]
 fn auditors_and_administrators_see_nothing_clinical() {
-    for role in [Role::Auditor, Role::Administrator, Role::System] {
+    for role in [Role::Auditor, Role::Administrator] {
         let actor = Actor {
             user_id: Uuid::from_u128(300),
             name: "X".into(),
             role,
             patient_id: None,
             clinic_id: Some(clinic()),
+            reach: Reach::WholeRole,
         };
         for category in Category::ALL {
             let d = run(&actor, Action::Read(category), &facts());

@@ -12,11 +12,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use access_control::audit::{self, NewEvent, Outcome};
-use access_control::{Actor, RequestContext};
+use access_control::gate::Refusal;
+use access_control::{Actor, BatchGrants, Gate, Request, RequestContext};
 use records_domain::model::*;
-use records_domain::store::{labs, patients, plans, prescriptions, Upserted};
-use records_domain::{Cpr, Db, DomainError};
+use records_domain::store::{labs, patients, plans, prescriptions, Category, Upserted};
+use records_domain::{Cpr, DomainError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
@@ -107,6 +107,17 @@ pub struct Writer<'a> {
     pub ctx: &'a RequestContext,
 }
 
+impl Writer<'_> {
+    fn request(&self, patient: PatientId, resource_id: Option<String>) -> Request<'_> {
+        Request {
+            actor: self.actor,
+            ctx: self.ctx,
+            patient,
+            resource_id,
+        }
+    }
+}
+
 /// Resources of one Bundle (or one NDJSON chunk), indexed so references between them resolve.
 pub struct Batch<'a> {
     entries: Vec<(String, &'a Value)>,
@@ -182,23 +193,23 @@ pub fn bundle_entries(bundle: &Value) -> Result<Entries<'_>, IngestError> {
 
 /// Apply a Bundle in one transaction: every stored resource is written, or none is.
 pub async fn apply_bundle(
-    db: &Db,
+    gate: &Gate<'_>,
     writer: &Writer<'_>,
     bundle: &Value,
 ) -> Result<Summary, ApplyError> {
     let (entries, urls) = bundle_entries(bundle)?;
-    apply(db, writer, Batch::new(entries, &urls)).await
+    apply(gate, writer, Batch::new(entries, &urls)).await
 }
 
 /// Apply loose resources (one NDJSON chunk) in one transaction; references between them and to
 /// earlier imports of the same source resolve.
 pub async fn apply_resources(
-    db: &Db,
+    gate: &Gate<'_>,
     writer: &Writer<'_>,
     resources: Vec<(String, &Value)>,
 ) -> Result<Summary, ApplyError> {
     let urls = vec![None; resources.len()];
-    apply(db, writer, Batch::new(resources, &urls)).await
+    apply(gate, writer, Batch::new(resources, &urls)).await
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -217,34 +228,54 @@ impl From<sqlx::Error> for ApplyError {
     }
 }
 
-/// Resource types the portal keeps; everything else is reported as skipped.
-const STORED: [&str; 4] = ["Patient", "Observation", "MedicationRequest", "CarePlan"];
+/// Inside a batch a refusal is kept apart until the batch's transaction is rolled back and the
+/// refusal recorded, so that it cannot reach a caller unaudited.
+enum BatchError {
+    Failed(ApplyError),
+    Refused(Refusal),
+}
 
-async fn apply(db: &Db, writer: &Writer<'_>, batch: Batch<'_>) -> Result<Summary, ApplyError> {
+impl<E: Into<ApplyError>> From<E> for BatchError {
+    fn from(e: E) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+async fn apply(gate: &Gate<'_>, writer: &Writer<'_>, batch: Batch<'_>) -> Result<Summary, ApplyError> {
+    let mut tx = gate.db.begin_write().await?;
+    match write_batch(gate, &mut tx, writer, &batch).await {
+        Ok(summary) => {
+            tx.commit().await?;
+            Ok(summary)
+        }
+        Err(BatchError::Failed(e)) => Err(e),
+        Err(BatchError::Refused(refusal)) => {
+            tx.rollback().await?;
+            Err(gate.record_refusal(refusal).await.into())
+        }
+    }
+}
+
+async fn write_batch(
+    gate: &Gate<'_>,
+    tx: &mut sqlx::AnyConnection,
+    writer: &Writer<'_>,
+    batch: &Batch<'_>,
+) -> Result<Summary, BatchError> {
     let mut summary = Summary::default();
-    let mut tx = db.begin_write().await?;
     // Patients first, so that the other resources can point at them wherever they stand.
     let mut patient_ids: HashMap<usize, PatientId> = HashMap::new();
-    let mut touched: BTreeMap<PatientId, Summary> = BTreeMap::new();
     for (position, (location, resource)) in batch
         .entries
         .iter()
         .enumerate()
         .filter(|(_, (_, r))| r["resourceType"] == "Patient")
     {
-        let source = source_of(writer, resource, location)?;
-        let patient = parse_patient(resource, &source, location)?;
-        let (patient, same_as) = if carries_cpr(resource) {
-            (patient, patients::SameAs::SourceKeyOrCpr)
-        } else {
-            let patient = with_free_cpr(&mut tx, patient, &source).await?;
-            (patient, patients::SameAs::SourceKeyOnly)
-        };
-        let (id, outcome) = patients::upsert(&mut tx, &patient, &source, same_as).await?;
+        let (id, outcome) = register(gate, tx, writer, resource, location).await?;
         patient_ids.insert(position, id);
         summary.count("Patient", outcome);
-        touched.entry(id).or_default().count("Patient", outcome);
     }
+    let mut grants = BatchGrants::default();
     for (location, resource) in &batch.entries {
         let kind = resource["resourceType"]
             .as_str()
@@ -256,53 +287,89 @@ async fn apply(db: &Db, writer: &Writer<'_>, batch: Batch<'_>) -> Result<Summary
             summary.skip(kind, "kept inside the CarePlan that refers to it");
             continue;
         }
-        if !STORED.contains(&kind) {
+        let Some(category) = category_of(kind) else {
             summary.skip(kind, "resource type not kept by the portal");
             continue;
-        }
-        let subject = subject_of(&mut tx, writer, &batch, &patient_ids, resource, location).await?;
+        };
+        let subject = subject_of(tx, writer, batch, &patient_ids, resource, location).await?;
         let source = source_of(writer, resource, location)?;
-        let outcomes: Vec<Upserted> = match kind {
-            "Observation" => {
+        let grant = grants
+            .write(gate, tx, &writer.request(subject, None), category, writer.source_system)
+            .await?
+            .map_err(BatchError::Refused)?;
+        let written = match category {
+            Category::LabResults => {
                 let mut outcomes = Vec::new();
                 for result in parse_observation(resource, subject, &source, location)? {
-                    outcomes.push(labs::upsert(&mut tx, &result).await?);
+                    outcomes.push(labs::upsert(tx, grant, &result).await);
                 }
-                outcomes
+                outcomes.into_iter().collect::<Result<Vec<_>, _>>()
             }
-            "MedicationRequest" => {
-                let p = parse_medication_request(resource, &batch, subject, &source, location)?;
-                vec![prescriptions::upsert(&mut tx, &p).await?]
+            Category::Prescriptions => {
+                let p = parse_medication_request(resource, batch, subject, &source, location)?;
+                prescriptions::upsert(tx, grant, &p).await.map(|o| vec![o])
             }
-            _ => match parse_care_plan(resource, &batch, subject, &source, location)? {
-                Some(plan) => vec![plans::upsert(&mut tx, &plan).await?],
+            _ => match parse_care_plan(resource, batch, subject, &source, location)? {
+                Some(plan) => plans::upsert(tx, grant, &plan).await.map(|o| vec![o]),
                 None => {
                     summary.skip(kind, "status entered-in-error or unknown");
                     continue;
                 }
             },
         };
-        let outcome = combined(&outcomes);
-        summary.count(kind, outcome);
-        touched.entry(subject).or_default().count(kind, outcome);
+        let outcomes = written.map_err(|e| match e {
+            DomainError::BelongsToAnotherPatient(owner) => BatchError::Refused(gate.refuse_move(
+                &writer.request(subject, Some(source.id.clone())),
+                owner,
+                kind,
+            )),
+            other => other.into(),
+        })?;
+        summary.count(kind, combined(&outcomes));
     }
-    for (patient, counts) in touched {
-        if counts.written() == 0 {
-            continue;
-        }
-        let detail = describe(&counts);
-        audit::append(
-            &mut tx,
-            NewEvent::by(writer.actor, writer.ctx, "import", Outcome::Success)
-                .about(patient)
-                .resource("bundle", None)
-                .basis("source_system")
-                .reason(format!("{}: {detail}", writer.source_system)),
-        )
-        .await?;
-    }
-    tx.commit().await?;
     Ok(summary)
+}
+
+fn category_of(kind: &str) -> Option<Category> {
+    match kind {
+        "Observation" => Some(Category::LabResults),
+        "MedicationRequest" => Some(Category::Prescriptions),
+        "CarePlan" => Some(Category::TreatmentPlans),
+        _ => None,
+    }
+}
+
+/// A Patient resource names who the other resources are about. Naming a patient the portal
+/// holds, exactly as it holds them, changes nothing and needs no permit; registering a patient
+/// or changing who they are is for the population register alone.
+async fn register(
+    gate: &Gate<'_>,
+    tx: &mut sqlx::AnyConnection,
+    writer: &Writer<'_>,
+    resource: &Value,
+    location: &str,
+) -> Result<(PatientId, Upserted), BatchError> {
+    let source = source_of(writer, resource, location)?;
+    let patient = parse_patient(resource, &source, location)?;
+    let (patient, same_as) = if carries_cpr(resource) {
+        (patient, patients::SameAs::SourceKeyOrCpr)
+    } else {
+        let patient = with_free_cpr(tx, patient, &source).await?;
+        (patient, patients::SameAs::SourceKeyOnly)
+    };
+    let current = patients::existing(tx, &patient, &source, same_as).await?;
+    if let Some(current) = &current {
+        if patients::same_demographics(current, &patient) {
+            return Ok((current.id, Upserted::Unchanged));
+        }
+    }
+    let id = current.as_ref().map_or(patient.id, |c| c.id);
+    let req = writer.request(id, Some(source.id.clone()));
+    let grant = gate
+        .authorize_register(tx, &req, patient.birth_date, writer.source_system)
+        .await?
+        .map_err(BatchError::Refused)?;
+    Ok(patients::upsert(tx, &grant, &patient, current.as_ref(), &source).await?)
 }
 
 fn combined(outcomes: &[Upserted]) -> Upserted {
@@ -313,18 +380,6 @@ fn combined(outcomes: &[Upserted]) -> Upserted {
     } else {
         Upserted::Unchanged
     }
-}
-
-fn describe(s: &Summary) -> String {
-    let part = |label: &str, map: &BTreeMap<String, u64>| {
-        let items: Vec<String> = map.iter().map(|(k, v)| format!("{v} {k}")).collect();
-        (!items.is_empty()).then(|| format!("{label} {}", items.join(", ")))
-    };
-    [part("inserted", &s.inserted), part("updated", &s.updated)]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The source key of a resource: its id (or, failing that, its first identifier).

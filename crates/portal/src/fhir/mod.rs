@@ -10,7 +10,7 @@ pub mod search;
 use access_control::accounts;
 use access_control::audit::{self, query as audit_query, NewEvent, Outcome};
 use access_control::tokens::{self, ApiToken};
-use access_control::{AccessError, Actor, Request, RequestContext, Role};
+use access_control::{AccessError, Actor, Reach, Request, RequestContext, Role};
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
@@ -207,9 +207,12 @@ fn fhir_json(status: StatusCode, body: &Value) -> Response {
     response
 }
 
-/// The caller of a FHIR request: a live bearer token and who it acts as.
+/// The caller of a FHIR request: a live bearer token and who it acts as. `actor` is the token's
+/// user (or system client) until `require` narrows it to what the scope for the resource at
+/// hand allows.
 pub struct FhirCaller {
     pub token: ApiToken,
+    user: Option<Actor>,
     pub actor: Actor,
     pub ctx: RequestContext,
 }
@@ -244,27 +247,31 @@ impl FromRequestParts<AppState> for FhirCaller {
                 "a valid bearer token is required",
             ));
         };
-        let actor = match token.user_id {
-            Some(user_id) => accounts::by_id(&mut conn, user_id)
-                .await?
-                .filter(|u| !u.disabled)
-                .map(|u| u.actor()),
-            None => Some(Actor {
-                user_id: token.id,
-                name: format!("system client {}", token.name),
-                role: Role::System,
-                patient_id: None,
-                clinic_id: None,
-            }),
+        let user = match token.user_id {
+            Some(user_id) => Some(
+                accounts::by_id(&mut conn, user_id)
+                    .await?
+                    .filter(|u| !u.disabled)
+                    .map(|u| u.actor())
+                    .ok_or_else(|| {
+                        FhirError::new(
+                            StatusCode::UNAUTHORIZED,
+                            "login",
+                            "the token's user is disabled",
+                        )
+                    })?,
+            ),
+            None => None,
         };
-        let actor = actor.ok_or_else(|| {
-            FhirError::new(
-                StatusCode::UNAUTHORIZED,
-                "login",
-                "the token's user is disabled",
-            )
-        })?;
-        Ok(Self { token, actor, ctx })
+        let actor = user.clone().unwrap_or_else(|| {
+            Actor::system(token.id, format!("system client {}", token.name), Reach::WholeRole)
+        });
+        Ok(Self {
+            token,
+            user,
+            actor,
+            ctx,
+        })
     }
 }
 
@@ -276,14 +283,11 @@ async fn audit_system(state: &AppState, event: NewEvent) -> Result<(), FhirError
 }
 
 impl FhirCaller {
-    /// Scope check; a refusal is audited and answered 403.
-    async fn require(&self, state: &AppState, resource: &str, write: bool) -> FhirResult<()> {
-        let allowed = if write {
-            self.token.may_write(resource)
-        } else {
-            self.token.may_read(resource)
-        };
-        if allowed {
+    /// Scope check, which also sets who the caller acts as for this resource (a `patient/`
+    /// scope confines a user to their own record); a refusal is audited and answered 403.
+    async fn require(&mut self, state: &AppState, resource: &str, write: bool) -> FhirResult<()> {
+        if let Some(actor) = self.token.actor(self.user.clone(), resource, write) {
+            self.actor = actor;
             return Ok(());
         }
         let what = if write { "write" } else { "read" };
@@ -366,7 +370,7 @@ fn uuid(id: &str) -> FhirResult<Uuid> {
 
 async fn read_patient(
     State(state): State<AppState>,
-    caller: FhirCaller,
+    mut caller: FhirCaller,
     Path(id): Path<String>,
 ) -> FhirResult<Response> {
     caller.require(&state, "Patient", false).await?;
@@ -386,7 +390,7 @@ async fn read_patient(
 /// (and that decision is audited like any other read).
 async fn search_patients(
     State(state): State<AppState>,
-    caller: FhirCaller,
+    mut caller: FhirCaller,
     RawQuery(raw): RawQuery,
 ) -> FhirResult<Response> {
     caller.require(&state, "Patient", false).await?;
@@ -456,7 +460,7 @@ async fn search_patients(
 
 async fn read_observation(
     State(state): State<AppState>,
-    caller: FhirCaller,
+    mut caller: FhirCaller,
     Path(id): Path<String>,
 ) -> FhirResult<Response> {
     caller.require(&state, "Observation", false).await?;
@@ -478,7 +482,7 @@ async fn read_observation(
 
 async fn search_observations(
     State(state): State<AppState>,
-    caller: FhirCaller,
+    mut caller: FhirCaller,
     RawQuery(raw): RawQuery,
 ) -> FhirResult<Response> {
     caller.require(&state, "Observation", false).await?;
@@ -520,7 +524,7 @@ async fn search_observations(
 
 async fn read_medication_request(
     State(state): State<AppState>,
-    caller: FhirCaller,
+    mut caller: FhirCaller,
     Path(id): Path<String>,
 ) -> FhirResult<Response> {
     caller.require(&state, "MedicationRequest", false).await?;
@@ -545,7 +549,7 @@ async fn read_medication_request(
 
 async fn search_medication_requests(
     State(state): State<AppState>,
-    caller: FhirCaller,
+    mut caller: FhirCaller,
     RawQuery(raw): RawQuery,
 ) -> FhirResult<Response> {
     caller.require(&state, "MedicationRequest", false).await?;
@@ -577,7 +581,7 @@ async fn search_medication_requests(
 
 async fn read_care_plan(
     State(state): State<AppState>,
-    caller: FhirCaller,
+    mut caller: FhirCaller,
     Path(id): Path<String>,
 ) -> FhirResult<Response> {
     caller.require(&state, "CarePlan", false).await?;
@@ -599,7 +603,7 @@ async fn read_care_plan(
 
 async fn search_care_plans(
     State(state): State<AppState>,
-    caller: FhirCaller,
+    mut caller: FhirCaller,
     RawQuery(raw): RawQuery,
 ) -> FhirResult<Response> {
     caller.require(&state, "CarePlan", false).await?;
@@ -649,7 +653,7 @@ fn paged(
 /// Auditors only; the search is itself an audited auditor action.
 async fn search_audit_events(
     State(state): State<AppState>,
-    caller: FhirCaller,
+    mut caller: FhirCaller,
     RawQuery(raw): RawQuery,
 ) -> FhirResult<Response> {
     caller.require(&state, "AuditEvent", false).await?;
@@ -750,7 +754,7 @@ fn source_system(caller: &FhirCaller) -> String {
 /// A transaction Bundle: all stored resources are written, or none.
 async fn transaction(
     State(state): State<AppState>,
-    caller: FhirCaller,
+    mut caller: FhirCaller,
     body: Bytes,
 ) -> FhirResult<Response> {
     let bundle = parse_body(&body)?;
@@ -766,7 +770,7 @@ async fn transaction(
         caller.require(&state, kind, true).await?;
     }
     let source = source_system(&caller);
-    let summary = ingest::apply_bundle(&state.db, &writer(&caller, &source), &bundle).await?;
+    let summary = ingest::apply_bundle(&state.gate(), &writer(&caller, &source), &bundle).await?;
     let entry: Vec<Value> = entries
         .iter()
         .map(|(_, r)| {
@@ -808,7 +812,7 @@ async fn update(
 /// One Observation, MedicationRequest or CarePlan from a system client, keyed on its id.
 async fn write_single(
     state: AppState,
-    caller: FhirCaller,
+    mut caller: FhirCaller,
     path_id: Option<String>,
     body: Bytes,
 ) -> FhirResult<Response> {
@@ -832,7 +836,7 @@ async fn write_single(
     }
     let source = source_system(&caller);
     let summary = ingest::apply_resources(
-        &state.db,
+        &state.gate(),
         &writer(&caller, &source),
         vec![(kind.clone(), &resource)],
     )

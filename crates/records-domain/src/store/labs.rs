@@ -5,11 +5,16 @@ use uuid::Uuid;
 
 use crate::db::{ts, RowExt};
 use crate::model::{Interpretation, LabResult, LabValue, PatientId, ResultStatus, Source};
-use crate::store::{require, Category, ReadPermit, Upserted, WritePermit};
+use crate::store::{require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit};
 use crate::DomainError;
 
 /// Insert, or update the result with the same source key; an identical re-import is a no-op.
-pub async fn upsert(conn: &mut AnyConnection, result: &LabResult) -> Result<Upserted, DomainError> {
+pub async fn upsert(
+    conn: &mut AnyConnection,
+    permit: &impl WritePermit,
+    result: &LabResult,
+) -> Result<Upserted, DomainError> {
+    require_upsert(permit, Category::LabResults, result.patient_id, &result.source)?;
     let existing =
         sqlx::query("SELECT * FROM lab_results WHERE source_system = $1 AND source_id = $2")
             .bind(&result.source.system)
@@ -23,6 +28,7 @@ pub async fn upsert(conn: &mut AnyConnection, result: &LabResult) -> Result<Upse
     match existing {
         Some(row) => {
             let current = from_row(&row)?;
+            same_patient(current.patient_id, result.patient_id)?;
             if same_content(&current, result) {
                 return Ok(Upserted::Unchanged);
             }

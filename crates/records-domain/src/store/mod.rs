@@ -1,6 +1,7 @@
-//! Storage of records. Reading or changing a patient's clinical data needs a permit, and the
-//! only permits are the grants that `access_control` issues after a decision (and an audit
-//! entry). Ingest (seed, FHIR import) writes through the `upsert` functions, which read nothing.
+//! Storage of records. Reading or changing a patient's data needs a permit, and the only
+//! permits are the grants that `access_control` issues after a decision (and an audit entry).
+//! Ingest (seed, FHIR, import) writes through the `upsert` functions, keyed on the writer's
+//! source namespace and the source's id; an upsert never moves a row to another patient.
 
 pub mod clinics;
 pub mod labs;
@@ -70,6 +71,39 @@ pub(crate) fn require(
 pub trait WritePermit: ReadPermit {
     /// Who is recorded as the author of the change.
     fn author_name(&self) -> &str;
+    /// The namespace of source keys this writer may create and update.
+    fn source_system(&self) -> &str;
+}
+
+/// Proof that registering this patient, or changing who they are, was decided and audited.
+/// Implemented by `access_control::RegisterGrant` only.
+pub trait RegisterPermit {
+    fn patient_id(&self) -> PatientId;
+    fn source_system(&self) -> &str;
+}
+
+/// An upsert stays inside its permit: the permitted category, the permitted patient and the
+/// writer's own source namespace.
+pub(crate) fn require_upsert(
+    permit: &impl WritePermit,
+    category: Category,
+    patient: PatientId,
+    source: &crate::model::Source,
+) -> Result<(), crate::DomainError> {
+    require(permit, category)?;
+    if patient != permit.patient_id() || source.system != permit.source_system() {
+        return Err(crate::DomainError::NotPermitted);
+    }
+    Ok(())
+}
+
+/// The row an upsert would update belongs to `owner`, not to the patient the write is for.
+pub(crate) fn same_patient(owner: PatientId, writing_for: PatientId) -> Result<(), crate::DomainError> {
+    if owner == writing_for {
+        Ok(())
+    } else {
+        Err(crate::DomainError::BelongsToAnotherPatient(owner))
+    }
 }
 
 /// What an upsert keyed on (source system, source id) did.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::cpr::Cpr;
 use crate::db::{date_text, ts, RowExt};
 use crate::model::{Patient, PatientId, Sex, Source};
-use crate::store::Upserted;
+use crate::store::{RegisterPermit, Upserted};
 use crate::DomainError;
 
 /// How a source's patient is recognised as one the portal already holds.
@@ -23,14 +23,14 @@ pub enum SameAs {
     SourceKeyOnly,
 }
 
-/// Insert, or update the demographics of the patient the source already sent.
-pub async fn upsert(
+/// The patient the portal already holds for this source's patient, if any.
+pub async fn existing(
     conn: &mut AnyConnection,
     patient: &Patient,
     source: &Source,
     same_as: SameAs,
-) -> Result<(PatientId, Upserted), DomainError> {
-    let existing = sqlx::query(
+) -> Result<Option<Patient>, DomainError> {
+    let row = sqlx::query(
         "SELECT * FROM patients WHERE (source_system = $1 AND source_id = $2) OR ($4 = 1 AND national_id = $3)",
     )
     .bind(&source.system)
@@ -39,37 +39,55 @@ pub async fn upsert(
     .bind(i64::from(same_as == SameAs::SourceKeyOrCpr))
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some(row) = existing {
-        let current = from_row(&row)?;
-        let same = current.given_name == patient.given_name
-            && current.family_name == patient.family_name
-            && current.birth_date == patient.birth_date
-            && current.sex == patient.sex;
-        if !same {
-            sqlx::query(
-                "UPDATE patients SET given_name = $1, family_name = $2, birth_date = $3, sex = $4 WHERE id = $5",
-            )
-            .bind(&patient.given_name)
-            .bind(&patient.family_name)
-            .bind(date_text(patient.birth_date))
-            .bind(patient.sex.as_str())
-            .bind(current.id.0.to_string())
-            .execute(&mut *conn)
-            .await?;
-        }
-        let outcome = if same {
-            Upserted::Unchanged
-        } else {
-            Upserted::Updated
-        };
-        return Ok((current.id, outcome));
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Whether storing `patient` over `current` would change who they are.
+pub fn same_demographics(current: &Patient, patient: &Patient) -> bool {
+    current.given_name == patient.given_name
+        && current.family_name == patient.family_name
+        && current.birth_date == patient.birth_date
+        && current.sex == patient.sex
+}
+
+/// Register the patient the permit names, or update the demographics of `current` (which
+/// `existing` found and the permit must name).
+pub async fn upsert(
+    conn: &mut AnyConnection,
+    permit: &impl RegisterPermit,
+    patient: &Patient,
+    current: Option<&Patient>,
+    source: &Source,
+) -> Result<(PatientId, Upserted), DomainError> {
+    if source.system != permit.source_system() {
+        return Err(DomainError::NotPermitted);
     }
+    if let Some(current) = current {
+        if current.id != permit.patient_id() {
+            return Err(DomainError::NotPermitted);
+        }
+        if same_demographics(current, patient) {
+            return Ok((current.id, Upserted::Unchanged));
+        }
+        sqlx::query(
+            "UPDATE patients SET given_name = $1, family_name = $2, birth_date = $3, sex = $4 WHERE id = $5",
+        )
+        .bind(&patient.given_name)
+        .bind(&patient.family_name)
+        .bind(date_text(patient.birth_date))
+        .bind(patient.sex.as_str())
+        .bind(current.id.0.to_string())
+        .execute(&mut *conn)
+        .await?;
+        return Ok((current.id, Upserted::Updated));
+    }
+    let id = permit.patient_id();
     sqlx::query(
         "INSERT INTO patients (id, national_id, given_name, family_name, birth_date, sex, gp_clinic_id, \
          source_system, source_id, original_identifier, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
-    .bind(patient.id.0.to_string())
+    .bind(id.0.to_string())
     .bind(patient.cpr.digits())
     .bind(&patient.given_name)
     .bind(&patient.family_name)
@@ -82,7 +100,7 @@ pub async fn upsert(
     .bind(ts(OffsetDateTime::now_utc()))
     .execute(conn)
     .await?;
-    Ok((patient.id, Upserted::Inserted))
+    Ok((id, Upserted::Inserted))
 }
 
 pub async fn by_id(

@@ -7,13 +7,15 @@ use crate::db::{date_text, parse_date, ts, RowExt};
 use crate::model::{
     Activity, ActivityStatus, Goal, GoalStatus, PatientId, PlanStatus, Source, TreatmentPlan,
 };
-use crate::store::{require, Category, ReadPermit, Upserted, WritePermit};
+use crate::store::{require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit};
 use crate::DomainError;
 
 pub async fn upsert(
     conn: &mut AnyConnection,
+    permit: &impl WritePermit,
     plan: &TreatmentPlan,
 ) -> Result<Upserted, DomainError> {
+    require_upsert(permit, Category::TreatmentPlans, plan.patient_id, &plan.source)?;
     let existing =
         sqlx::query("SELECT * FROM treatment_plans WHERE source_system = $1 AND source_id = $2")
             .bind(&plan.source.system)
@@ -27,6 +29,7 @@ pub async fn upsert(
         }
         Some(row) => {
             let mut current = from_row(&row)?;
+            same_patient(current.patient_id, plan.patient_id)?;
             load_parts(conn, std::slice::from_mut(&mut current)).await?;
             if same_content(&current, plan) {
                 return Ok(Upserted::Unchanged);

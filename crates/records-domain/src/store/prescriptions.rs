@@ -5,10 +5,15 @@ use uuid::Uuid;
 
 use crate::db::{date_text, ts, RowExt};
 use crate::model::{PatientId, Prescription, PrescriptionStatus, Source};
-use crate::store::{require, Category, ReadPermit, Upserted, WritePermit};
+use crate::store::{require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit};
 use crate::DomainError;
 
-pub async fn upsert(conn: &mut AnyConnection, p: &Prescription) -> Result<Upserted, DomainError> {
+pub async fn upsert(
+    conn: &mut AnyConnection,
+    permit: &impl WritePermit,
+    p: &Prescription,
+) -> Result<Upserted, DomainError> {
+    require_upsert(permit, Category::Prescriptions, p.patient_id, &p.source)?;
     let existing =
         sqlx::query("SELECT * FROM prescriptions WHERE source_system = $1 AND source_id = $2")
             .bind(&p.source.system)
@@ -17,6 +22,7 @@ pub async fn upsert(conn: &mut AnyConnection, p: &Prescription) -> Result<Upsert
             .await?;
     if let Some(row) = existing {
         let current = from_row(&row)?;
+        same_patient(current.patient_id, p.patient_id)?;
         if same_content(&current, p) {
             return Ok(Upserted::Unchanged);
         }
