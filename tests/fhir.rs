@@ -56,6 +56,18 @@ impl Fhir {
         (status, body)
     }
 
+    async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (status, body, _) = self
+            .send(
+                self.client
+                    .put(format!("{}{path}", self.base))
+                    .header("content-type", "application/fhir+json")
+                    .body(body.to_string()),
+            )
+            .await;
+        (status, body)
+    }
+
     async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let (status, body, _) = self
             .send(
@@ -631,3 +643,479 @@ fn ingest_total(map: &std::collections::BTreeMap<String, u64>) -> u64 {
         .map(|k| map.get(*k).copied().unwrap_or(0))
         .sum()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Writes pass the one decision: who may write what, for whom
+
+fn observation(id: &str, patient: &str, value: f64) -> Value {
+    json!({"resourceType": "Observation", "id": id, "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2823-3", "display": "Potassium"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectiveDateTime": "2026-11-20T08:00:00+00:00",
+        "valueQuantity": {"value": value, "unit": "mmol/L"},
+        "interpretation": [{"coding": [{"code": "HH"}]}]})
+}
+
+fn transaction_of(resources: Vec<Value>) -> Value {
+    let entry: Vec<Value> = resources
+        .into_iter()
+        .map(|r| json!({"resource": r}))
+        .collect();
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entry})
+}
+
+async fn lab_results_with_source_id(app: &TestApp, source_id: &str) -> i64 {
+    app.count(&format!(
+        "SELECT COUNT(*) FROM lab_results WHERE source_id = '{source_id}'"
+    ))
+    .await
+}
+
+/// Audit events about `patient` with this outcome and reason (`%` matches any reason).
+async fn events(app: &TestApp, patient: &str, outcome: &str, reason: &str) -> i64 {
+    app.count(&format!(
+        "SELECT COUNT(*) FROM audit_events WHERE patient_id = '{patient}' AND outcome = '{outcome}' AND reason LIKE '{reason}'"
+    ))
+    .await
+}
+
+both_engines!(
+    fhir_writes_pass_the_access_decision,
+    |app: TestApp| async move {
+        let (anne, karen) = (
+            patient_id(&app, "anne").await,
+            patient_id(&app, "karen").await,
+        );
+        let anne_patient_scope = Fhir::new(
+            &app,
+            Some(token(&app, "anne-app", "patient/Observation.write", Some("anne")).await),
+        );
+        // A patient token planting a critical result in someone else's record, one by one and
+        // in a transaction: refused, nothing stored, the attempt in Karen's log.
+        let (status, body) = anne_patient_scope
+            .post("/Observation", &observation("planted-1", &karen, 9.9))
+            .await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["resourceType"], "OperationOutcome");
+        let (status, _) = anne_patient_scope
+            .post(
+                "",
+                &transaction_of(vec![observation("planted-2", &karen, 9.9)]),
+            )
+            .await;
+        assert_eq!(status, 403);
+        for id in ["planted-1", "planted-2"] {
+            assert_eq!(lab_results_with_source_id(&app, id).await, 0, "{id} stored");
+        }
+        assert_eq!(
+            events(&app, &karen, "denied", "outside_token_patient").await,
+            2,
+            "both attempts are in Karen's log"
+        );
+        // Patients are read-only, in their own record too.
+        let (status, _) = anne_patient_scope
+            .post("/Observation", &observation("own-1", &anne, 4.0))
+            .await;
+        assert_eq!(status, 403);
+        assert_eq!(lab_results_with_source_id(&app, "own-1").await, 0);
+        assert_eq!(events(&app, &anne, "denied", "read_only_access").await, 1);
+        let anne_user_scope = Fhir::new(
+            &app,
+            Some(token(&app, "anne-user", "user/*.write", Some("anne")).await),
+        );
+        let (status, _) = anne_user_scope
+            .post("/Observation", &observation("planted-3", &karen, 9.9))
+            .await;
+        assert_eq!(status, 403);
+        assert_eq!(events(&app, &karen, "denied", "not_your_record").await, 1);
+
+        // A clinician's token can do what the clinician can do in the pages: Dr. Larsen has a
+        // care relationship with Karen, none with Anne.
+        let larsen = Fhir::new(
+            &app,
+            Some(
+                token(
+                    &app,
+                    "larsen-app",
+                    "user/Observation.write",
+                    Some("dr.larsen"),
+                )
+                .await,
+            ),
+        );
+        let (status, _) = larsen
+            .post("/Observation", &observation("larsen-anne", &anne, 4.1))
+            .await;
+        assert_eq!(status, 403);
+        assert_eq!(lab_results_with_source_id(&app, "larsen-anne").await, 0);
+        assert_eq!(
+            events(&app, &anne, "denied", "no_treatment_relationship").await,
+            1
+        );
+        let (status, body) = larsen
+            .post("/Observation", &observation("larsen-karen", &karen, 4.1))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(lab_results_with_source_id(&app, "larsen-karen").await, 1);
+        assert_eq!(
+            app.count(&format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{karen}' AND outcome = 'allowed' AND action = 'write lab_results' AND basis = 'care_relationship'")).await,
+            1
+        );
+
+        // A lab delivers results for any patient, under its own namespace, audited as such.
+        let lab = Fhir::new(
+            &app,
+            Some(token(&app, "lab", "system/Observation.write", None).await),
+        );
+        let (status, _) = lab
+            .post("/Observation", &observation("lab-anne", &anne, 4.2))
+            .await;
+        assert_eq!(status, 201);
+        assert_eq!(
+            app.count(&format!("SELECT COUNT(*) FROM lab_results WHERE source_id = 'lab-anne' AND source_system = 'urn:portal:client:lab' AND patient_id = '{anne}'")).await,
+            1
+        );
+        assert_eq!(
+            app.count(&format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{anne}' AND outcome = 'allowed' AND action = 'write lab_results' AND basis = 'source_system' AND reason = 'from urn:portal:client:lab'")).await,
+            1
+        );
+    }
+);
+
+both_engines!(
+    demographics_change_only_through_the_population_register,
+    |app: TestApp| async move {
+        let anne = patient_id(&app, "anne").await;
+        let anne_cpr = app
+            .text(&format!(
+                "SELECT national_id FROM patients WHERE id = '{anne}'"
+            ))
+            .await;
+        let anne_as_held = || {
+            json!({"resourceType": "Patient", "id": "p-anne",
+                "identifier": [{"system": "urn:oid:1.2.208.176.1.2", "value": anne_cpr}],
+                "name": [{"family": "Jensen", "given": ["Anne"]}], "gender": "female",
+                "birthDate": "1986-04-12"})
+        };
+        let held_birth = app
+            .text(&format!(
+                "SELECT birth_date FROM patients WHERE id = '{anne}'"
+            ))
+            .await;
+        let mut as_held = anne_as_held();
+        as_held["birthDate"] = json!(held_birth);
+        let mut hijack = as_held.clone();
+        hijack["name"] = json!([{"family": "Hijacked", "given": ["Mallory"]}]);
+        hijack["gender"] = json!("male");
+        let name = || async {
+            app.text(&format!(
+                "SELECT given_name || ' ' || family_name || ' ' || sex FROM patients WHERE id = '{anne}'"
+            ))
+            .await
+        };
+        let before = name().await;
+        assert_eq!(before, "Anne Jensen female");
+
+        // Bo, with a Patient write scope of his own, and a lab with a wildcard scope: neither
+        // may rewrite who Anne is by sending her CPR number.
+        let bo = Fhir::new(
+            &app,
+            Some(token(&app, "bo-app", "patient/Patient.write", Some("bo")).await),
+        );
+        let (status, _) = bo.post("", &transaction_of(vec![hijack.clone()])).await;
+        assert_eq!(status, 403);
+        let lab = Fhir::new(&app, Some(token(&app, "lab", "system/*.write", None).await));
+        let (status, _) = lab.post("", &transaction_of(vec![hijack.clone()])).await;
+        assert_eq!(status, 403);
+        assert_eq!(name().await, before, "Anne is still Anne");
+        assert_eq!(
+            events(&app, &anne, "denied", "demographics_only_from_register").await,
+            1,
+            "the lab's attempt is in Anne's log"
+        );
+        assert_eq!(
+            events(&app, &anne, "denied", "outside_token_patient").await,
+            1
+        );
+
+        // Naming Anne exactly as the register holds her is no change: a lab may send her
+        // Patient resource along with her results.
+        let mut result = observation("lab-with-patient", "p-anne", 4.3);
+        result["subject"] = json!({"reference": "Patient/p-anne"});
+        let (status, body) = lab
+            .post("", &transaction_of(vec![as_held.clone(), result]))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            app.count(&format!("SELECT COUNT(*) FROM lab_results WHERE source_id = 'lab-with-patient' AND patient_id = '{anne}'")).await,
+            1
+        );
+        // A patient nobody registered cannot be created by a lab either.
+        let stranger = json!({"resourceType": "Patient", "id": "p-stranger",
+            "name": [{"family": "Stranger"}], "gender": "male", "birthDate": "1990-01-01"});
+        let (status, _) = lab.post("", &transaction_of(vec![stranger.clone()])).await;
+        assert_eq!(status, 403);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM patients WHERE family_name = 'Stranger'")
+                .await,
+            0
+        );
+
+        // The population register may.
+        let register = Fhir::new(
+            &app,
+            Some(token(&app, "cpr-register", "system/Patient.write", None).await),
+        );
+        let (status, _) = register.post("", &transaction_of(vec![hijack])).await;
+        assert_eq!(status, 200);
+        assert_eq!(name().await, "Mallory Hijacked male");
+        assert_eq!(
+            app.count(&format!("SELECT COUNT(*) FROM audit_events WHERE patient_id = '{anne}' AND outcome = 'allowed' AND action = 'write demographics' AND basis = 'population_register' AND actor_name = 'system client cpr-register'")).await,
+            1
+        );
+        let (status, _) = register.post("", &transaction_of(vec![stranger])).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM patients WHERE family_name = 'Stranger'")
+                .await,
+            1
+        );
+    }
+);
+
+both_engines!(
+    an_update_never_moves_a_record_to_another_patient,
+    |app: TestApp| async move {
+        let (karen, bo) = (
+            patient_id(&app, "karen").await,
+            patient_id(&app, "bo").await,
+        );
+        let lab = Fhir::new(
+            &app,
+            Some(token(&app, "lab", "system/Observation.write", None).await),
+        );
+        let (status, _) = lab
+            .post("/Observation", &observation("lab-42", &karen, 4.0))
+            .await;
+        assert_eq!(status, 201);
+        let (status, body) = lab
+            .put("/Observation/lab-42", &observation("lab-42", &bo, 6.5))
+            .await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(
+            app.text("SELECT patient_id || ' ' || CAST(value_numeric AS TEXT) FROM lab_results WHERE source_id = 'lab-42'")
+                .await
+                .split(' ')
+                .next()
+                .unwrap(),
+            karen,
+            "the result stays Karen's"
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM lab_results WHERE source_id = 'lab-42' AND value_numeric = 4.0")
+                .await,
+            1,
+            "and unchanged"
+        );
+        for patient in [&karen, &bo] {
+            assert_eq!(
+                events(&app, patient, "denied", "record_of_another_patient").await,
+                1,
+                "the refusal is in both chains"
+            );
+        }
+        // The same in a transaction: refused whole.
+        let (status, _) = lab
+            .post(
+                "",
+                &transaction_of(vec![
+                    observation("lab-43", &bo, 4.0),
+                    observation("lab-42", &bo, 6.5),
+                ]),
+            )
+            .await;
+        assert_eq!(status, 403);
+        assert_eq!(lab_results_with_source_id(&app, "lab-43").await, 0);
+    }
+);
+
+both_engines!(
+    patient_scopes_reach_only_the_tokens_own_patient,
+    |app: TestApp| async move {
+        // Bo holds Karen's power of attorney: in the pages, and with a user/ token, he reads
+        // her results; a patient/ token is his own record's only.
+        let (bo, karen) = (
+            patient_id(&app, "bo").await,
+            patient_id(&app, "karen").await,
+        );
+        let patient_scope = Fhir::new(
+            &app,
+            Some(token(&app, "bo-app", "patient/*.read", Some("bo")).await),
+        );
+        let (status, _) = patient_scope
+            .get(&format!("/Observation?patient={bo}"))
+            .await;
+        assert_eq!(status, 200);
+        let (status, _) = patient_scope
+            .get(&format!("/MedicationRequest?patient={karen}"))
+            .await;
+        assert_eq!(status, 403);
+        assert_eq!(
+            events(&app, &karen, "denied", "outside_token_patient").await,
+            1
+        );
+        let user_scope = Fhir::new(
+            &app,
+            Some(token(&app, "bo-user", "user/*.read", Some("bo")).await),
+        );
+        let (status, _) = user_scope
+            .get(&format!("/MedicationRequest?patient={karen}"))
+            .await;
+        assert_eq!(status, 200);
+    }
+);
+
+fn medication_request(id: &str, patient: &str) -> Value {
+    json!({"resourceType": "MedicationRequest", "id": id, "status": "active", "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "C10AA05", "display": "Atorvastatin 20 mg"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "authoredOn": "2026-11-20T08:00:00+00:00",
+        "dosageInstruction": [{"text": "1 tablet in the evening"}]})
+}
+
+/// Token name, its user, its scopes, the patients it may write clinical data for, and whether
+/// it may change who a patient is.
+type MatrixCaller<'a> = (&'a str, Option<&'a str>, &'a str, Vec<&'a String>, bool);
+
+async fn writes_audited(app: &TestApp, patient: &str, actor: &str, allowed: bool) -> i64 {
+    let outcome = if allowed { "allowed" } else { "denied" };
+    app.count(&format!(
+        "SELECT COUNT(*) FROM audit_events WHERE patient_id = '{patient}' AND actor_name = '{actor}' \
+         AND outcome = '{outcome}' AND action IN ('write lab_results', 'write prescriptions')"
+    ))
+    .await
+}
+
+// The authorization matrix for FHIR writes: every role and scope kind (patient, user, system)
+// against the caller's own record, related patients and unrelated ones. Each cell checks the
+// answer, what was stored and the audit event in the target patient's chain.
+both_engines!(
+    fhir_write_matrix_every_role_and_scope_kind,
+    |app: TestApp| async move {
+        let [anne, karen, bo] = [
+            patient_id(&app, "anne").await,
+            patient_id(&app, "karen").await,
+            patient_id(&app, "bo").await,
+        ];
+        let callers: [MatrixCaller; 8] = [
+            (
+                "anne-patient",
+                Some("anne"),
+                "patient/*.write",
+                vec![],
+                false,
+            ),
+            ("anne-user", Some("anne"), "user/*.write", vec![], false),
+            (
+                "hansen-user",
+                Some("dr.hansen"),
+                "user/*.write",
+                vec![&anne, &karen],
+                false,
+            ),
+            (
+                "larsen-user",
+                Some("dr.larsen"),
+                "user/*.write",
+                vec![&bo, &karen],
+                false,
+            ),
+            (
+                "auditor-user",
+                Some("auditor"),
+                "user/*.write",
+                vec![],
+                false,
+            ),
+            ("admin-user", Some("admin"), "user/*.write", vec![], false),
+            (
+                "lab",
+                None,
+                "system/*.write",
+                vec![&anne, &karen, &bo],
+                false,
+            ),
+            (
+                "register",
+                None,
+                "system/Patient.write system/*.write",
+                vec![&anne, &karen, &bo],
+                true,
+            ),
+        ];
+        for (name, user, scopes, may_write, registers) in callers {
+            let caller = Fhir::new(&app, Some(token(&app, name, scopes, user).await));
+            let actor = match user {
+                Some(u) => {
+                    app.text(&format!(
+                        "SELECT display_name FROM users WHERE username = '{u}'"
+                    ))
+                    .await
+                }
+                None => format!("system client {name}"),
+            };
+            for target in [&anne, &karen, &bo] {
+                let allowed = may_write.contains(&target);
+                let cell = format!("{name} writing for {target}");
+                let audited_before = writes_audited(&app, target, &actor, allowed).await;
+                let obs = format!("m-{name}-{target}-obs");
+                let (status, body) = caller
+                    .post("/Observation", &observation(&obs, target, 4.0))
+                    .await;
+                assert_eq!(status, if allowed { 201 } else { 403 }, "{cell}: {body}");
+                let med = format!("m-{name}-{target}-med");
+                let (status, body) = caller
+                    .post("", &transaction_of(vec![medication_request(&med, target)]))
+                    .await;
+                assert_eq!(status, if allowed { 200 } else { 403 }, "{cell}: {body}");
+                let stored = app
+                    .count(&format!(
+                        "SELECT (SELECT COUNT(*) FROM lab_results WHERE source_id = '{obs}' AND patient_id = '{target}') \
+                         + (SELECT COUNT(*) FROM prescriptions WHERE source_id = '{med}' AND patient_id = '{target}')"
+                    ))
+                    .await;
+                assert_eq!(stored, if allowed { 2 } else { 0 }, "{cell}: rows stored");
+                let audited = writes_audited(&app, target, &actor, allowed).await - audited_before;
+                assert_eq!(
+                    audited, 2,
+                    "{cell}: each write audited in the patient's chain"
+                );
+
+                // Changing who the patient is: the population register only.
+                let cpr = app
+                    .text(&format!(
+                        "SELECT national_id FROM patients WHERE id = '{target}'"
+                    ))
+                    .await;
+                let renamed = json!({"resourceType": "Patient", "id": format!("m-{target}"),
+                    "identifier": [{"system": "urn:oid:1.2.208.176.1.2", "value": cpr}],
+                    "name": [{"family": "Renamed", "given": [name]}], "gender": "unknown",
+                    "birthDate": app.text(&format!("SELECT birth_date FROM patients WHERE id = '{target}'")).await});
+                let (status, body) = caller.post("", &transaction_of(vec![renamed])).await;
+                assert_eq!(
+                    status,
+                    if registers { 200 } else { 403 },
+                    "{cell} (demographics): {body}"
+                );
+                let renamed_by_this_caller = app
+                    .count(&format!("SELECT COUNT(*) FROM patients WHERE id = '{target}' AND family_name = 'Renamed' AND given_name = '{name}'"))
+                    .await;
+                assert_eq!(
+                    renamed_by_this_caller == 1,
+                    registers,
+                    "{cell}: demographics"
+                );
+            }
+        }
+    }
+);

@@ -272,12 +272,7 @@ impl Gate<'_> {
 
     /// An update that would move a record from one patient to another: refused, and told in
     /// both patients' logs.
-    pub fn refuse_move(
-        &self,
-        req: &Request<'_>,
-        owner: PatientId,
-        resource_type: &str,
-    ) -> Refusal {
+    pub fn refuse_move(&self, req: &Request<'_>, owner: PatientId, resource_type: &str) -> Refusal {
         let denial = Denial::RecordOfAnotherPatient;
         let event = |patient| {
             NewEvent::by(req.actor, req.ctx, "write", Outcome::Denied)
@@ -350,14 +345,13 @@ impl Gate<'_> {
         let now = OffsetDateTime::now_utc();
         let facts = load_facts(&mut tx, req.actor, req.patient, now).await?;
         let decision = decide(req.actor, action, &facts, self.settings, now);
-        let event = decision_event(req, action, resource_type, &decision).reason(
-            match decision.denial {
+        let event =
+            decision_event(req, action, resource_type, &decision).reason(match decision.denial {
                 Some(d) => d.as_str().to_string(),
                 None => {
                     override_reason(&mut tx, req.actor, req.patient, decision.basis, now).await?
                 }
-            },
-        );
+            });
         audit::append(&mut tx, event).await?;
         match decision.denial {
             Some(denial) => {
@@ -517,4 +511,3 @@ pub async fn load_facts(
         override_expires_at,
     })
 }
-

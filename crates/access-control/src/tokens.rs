@@ -89,10 +89,19 @@ impl ApiToken {
     /// covers it. `patient/` is the narrowest: the token's own patient only.
     pub fn context_for(&self, resource: &str, write: bool) -> Option<ScopeContext> {
         let granting = |s: &&Scope| s.covers(resource) && if write { s.write } else { s.read };
-        let contexts: Vec<ScopeContext> = self.scopes.iter().filter(granting).map(|s| s.context).collect();
-        [ScopeContext::System, ScopeContext::User, ScopeContext::Patient]
-            .into_iter()
-            .find(|c| contexts.contains(c))
+        let contexts: Vec<ScopeContext> = self
+            .scopes
+            .iter()
+            .filter(granting)
+            .map(|s| s.context)
+            .collect();
+        [
+            ScopeContext::System,
+            ScopeContext::User,
+            ScopeContext::Patient,
+        ]
+        .into_iter()
+        .find(|c| contexts.contains(c))
     }
 
     /// A system client trusted to register patients and keep their demographics: it must be
@@ -114,7 +123,11 @@ impl ApiToken {
                 } else {
                     Reach::WholeRole
                 };
-                Some(Actor::system(self.id, format!("system client {}", self.name), reach))
+                Some(Actor::system(
+                    self.id,
+                    format!("system client {}", self.name),
+                    reach,
+                ))
             }
             (Some(user), ScopeContext::Patient) => Some(Actor {
                 reach: Reach::OwnRecordOnly,

@@ -34,7 +34,11 @@ impl Report {
 /// Whoever runs `portal import` holds the database's keys and so speaks for the population
 /// register; each write is still decided and audited as theirs.
 fn operator() -> Actor {
-    Actor::system(Uuid::nil(), "portal import (operator)", Reach::PopulationRegister)
+    Actor::system(
+        Uuid::nil(),
+        "portal import (operator)",
+        Reach::PopulationRegister,
+    )
 }
 
 pub async fn import_files(
@@ -55,7 +59,10 @@ pub async fn import_files(
     );
     // The guardian settings play no part in a source system's writes.
     let settings = PolicySettings::default();
-    let gate = Gate { db, settings: &settings };
+    let gate = Gate {
+        db,
+        settings: &settings,
+    };
     let actor = operator();
     let ctx = RequestContext {
         client_addr: "command line".into(),
@@ -108,7 +115,13 @@ async fn import_file(gate: &Gate<'_>, writer: &Writer<'_>, file: &Path, report: 
     }
 }
 
-async fn import_ndjson(gate: &Gate<'_>, writer: &Writer<'_>, name: &str, text: &str, report: &mut Report) {
+async fn import_ndjson(
+    gate: &Gate<'_>,
+    writer: &Writer<'_>,
+    name: &str,
+    text: &str,
+    report: &mut Report,
+) {
     let mut parsed: Vec<(String, Value)> = Vec::new();
     for (n, line) in text
         .lines()

@@ -4,7 +4,9 @@
 use access_control::accounts::{self, NewUser};
 use access_control::consent;
 use access_control::policy::ProxyKind;
-use access_control::{Actor, BatchGrants, Gate, PolicySettings, Reach, Refusal, Request, RequestContext, Role};
+use access_control::{
+    Actor, BatchGrants, Gate, PolicySettings, Reach, Refusal, Request, RequestContext, Role,
+};
 use records_domain::demo::{self, named};
 use records_domain::model::{PatientId, Source};
 use records_domain::store::{clinics, labs, patients, plans, prescriptions, Category};
@@ -107,7 +109,11 @@ async fn write_records(
         db,
         settings: &settings,
     };
-    let register = Actor::system(Uuid::nil(), "demo population register", Reach::PopulationRegister);
+    let register = Actor::system(
+        Uuid::nil(),
+        "demo population register",
+        Reach::PopulationRegister,
+    );
     let ctx = RequestContext {
         client_addr: "command line".into(),
     };

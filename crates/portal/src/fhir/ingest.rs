@@ -241,7 +241,11 @@ impl<E: Into<ApplyError>> From<E> for BatchError {
     }
 }
 
-async fn apply(gate: &Gate<'_>, writer: &Writer<'_>, batch: Batch<'_>) -> Result<Summary, ApplyError> {
+async fn apply(
+    gate: &Gate<'_>,
+    writer: &Writer<'_>,
+    batch: Batch<'_>,
+) -> Result<Summary, ApplyError> {
     let mut tx = gate.db.begin_write().await?;
     match write_batch(gate, &mut tx, writer, &batch).await {
         Ok(summary) => {
@@ -294,7 +298,13 @@ async fn write_batch(
         let subject = subject_of(tx, writer, batch, &patient_ids, resource, location).await?;
         let source = source_of(writer, resource, location)?;
         let grant = grants
-            .write(gate, tx, &writer.request(subject, None), category, writer.source_system)
+            .write(
+                gate,
+                tx,
+                &writer.request(subject, None),
+                category,
+                writer.source_system,
+            )
             .await?
             .map_err(BatchError::Refused)?;
         let written = match category {

@@ -264,7 +264,11 @@ impl FromRequestParts<AppState> for FhirCaller {
             None => None,
         };
         let actor = user.clone().unwrap_or_else(|| {
-            Actor::system(token.id, format!("system client {}", token.name), Reach::WholeRole)
+            Actor::system(
+                token.id,
+                format!("system client {}", token.name),
+                Reach::WholeRole,
+            )
         });
         Ok(Self {
             token,

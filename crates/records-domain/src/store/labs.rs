@@ -5,7 +5,9 @@ use uuid::Uuid;
 
 use crate::db::{ts, RowExt};
 use crate::model::{Interpretation, LabResult, LabValue, PatientId, ResultStatus, Source};
-use crate::store::{require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit};
+use crate::store::{
+    require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit,
+};
 use crate::DomainError;
 
 /// Insert, or update the result with the same source key; an identical re-import is a no-op.
@@ -14,7 +16,12 @@ pub async fn upsert(
     permit: &impl WritePermit,
     result: &LabResult,
 ) -> Result<Upserted, DomainError> {
-    require_upsert(permit, Category::LabResults, result.patient_id, &result.source)?;
+    require_upsert(
+        permit,
+        Category::LabResults,
+        result.patient_id,
+        &result.source,
+    )?;
     let existing =
         sqlx::query("SELECT * FROM lab_results WHERE source_system = $1 AND source_id = $2")
             .bind(&result.source.system)

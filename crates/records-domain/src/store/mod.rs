@@ -98,7 +98,10 @@ pub(crate) fn require_upsert(
 }
 
 /// The row an upsert would update belongs to `owner`, not to the patient the write is for.
-pub(crate) fn same_patient(owner: PatientId, writing_for: PatientId) -> Result<(), crate::DomainError> {
+pub(crate) fn same_patient(
+    owner: PatientId,
+    writing_for: PatientId,
+) -> Result<(), crate::DomainError> {
     if owner == writing_for {
         Ok(())
     } else {

@@ -7,7 +7,9 @@ use crate::db::{date_text, parse_date, ts, RowExt};
 use crate::model::{
     Activity, ActivityStatus, Goal, GoalStatus, PatientId, PlanStatus, Source, TreatmentPlan,
 };
-use crate::store::{require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit};
+use crate::store::{
+    require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit,
+};
 use crate::DomainError;
 
 pub async fn upsert(
@@ -15,7 +17,12 @@ pub async fn upsert(
     permit: &impl WritePermit,
     plan: &TreatmentPlan,
 ) -> Result<Upserted, DomainError> {
-    require_upsert(permit, Category::TreatmentPlans, plan.patient_id, &plan.source)?;
+    require_upsert(
+        permit,
+        Category::TreatmentPlans,
+        plan.patient_id,
+        &plan.source,
+    )?;
     let existing =
         sqlx::query("SELECT * FROM treatment_plans WHERE source_system = $1 AND source_id = $2")
             .bind(&plan.source.system)

@@ -5,7 +5,9 @@ use uuid::Uuid;
 
 use crate::db::{date_text, ts, RowExt};
 use crate::model::{PatientId, Prescription, PrescriptionStatus, Source};
-use crate::store::{require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit};
+use crate::store::{
+    require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit,
+};
 use crate::DomainError;
 
 pub async fn upsert(
