@@ -177,8 +177,8 @@ pub struct Gate<'a> {
 impl Gate<'_> {
     /// The overview: one decision and one audit event for the parts of the record it covers.
     pub async fn summary(&self, req: &Request<'_>) -> Result<(Tx, ReadGrant), AccessError> {
-        let (tx, decision) = self.enter(req, Action::ReadSummary, "summary").await?;
-        Ok((tx, read_grant(req, &decision)?))
+        let (tx, basis, categories) = self.enter(req, Action::ReadSummary, "summary").await?;
+        Ok((tx, read_grant(req, basis, categories)))
     }
 
     pub async fn read(
@@ -186,10 +186,10 @@ impl Gate<'_> {
         req: &Request<'_>,
         category: Category,
     ) -> Result<(Tx, ReadGrant), AccessError> {
-        let (tx, decision) = self
+        let (tx, basis, categories) = self
             .enter(req, Action::Read(category), category.as_str())
             .await?;
-        Ok((tx, read_grant(req, &decision)?))
+        Ok((tx, read_grant(req, basis, categories)))
     }
 
     pub async fn write(
@@ -197,14 +197,13 @@ impl Gate<'_> {
         req: &Request<'_>,
         category: Category,
     ) -> Result<(Tx, WriteGrant), AccessError> {
-        let (tx, decision) = self
+        let (tx, basis, categories) = self
             .enter(req, Action::Write(category), category.as_str())
             .await?;
-        let read = read_grant(req, &decision)?;
         Ok((
             tx,
             WriteGrant {
-                read,
+                read: read_grant(req, basis, categories),
                 author: req.actor.name.clone(),
                 source_system: Source::PORTAL.to_string(),
             },
@@ -225,15 +224,18 @@ impl Gate<'_> {
         let decision = decide(req.actor, action, &facts, self.settings, now);
         let event = decision_event(req, action, category.as_str(), &decision)
             .reason(source_system_reason(&decision, source_system));
-        if let Some(denial) = decision.denial {
-            return Ok(Err(Refusal {
-                denial,
-                events: vec![event],
-            }));
-        }
+        let (basis, categories) = match decision {
+            Decision::Denied(denial) => {
+                return Ok(Err(Refusal {
+                    denial,
+                    events: vec![event],
+                }))
+            }
+            Decision::Allowed { basis, categories } => (basis, categories),
+        };
         audit::append(conn, event).await?;
         Ok(Ok(WriteGrant {
-            read: read_grant(req, &decision)?,
+            read: read_grant(req, basis, categories),
             author: req.actor.name.clone(),
             source_system: source_system.to_string(),
         }))
@@ -257,7 +259,7 @@ impl Gate<'_> {
         let decision = decide(req.actor, action, &facts, self.settings, now);
         let event = decision_event(req, action, "patient", &decision)
             .reason(source_system_reason(&decision, source_system));
-        if let Some(denial) = decision.denial {
+        if let Decision::Denied(denial) = decision {
             return Ok(Err(Refusal {
                 denial,
                 events: vec![event],
@@ -307,7 +309,7 @@ impl Gate<'_> {
     }
 
     pub async fn consent(&self, req: &Request<'_>) -> Result<(Tx, ConsentGrant), AccessError> {
-        let (tx, _) = self.enter(req, Action::ManageConsent, "consent").await?;
+        let (tx, _, _) = self.enter(req, Action::ManageConsent, "consent").await?;
         Ok((
             tx,
             ConsentGrant {
@@ -329,8 +331,8 @@ impl Gate<'_> {
         let event = NewEvent::by(req.actor, req.ctx, "lookup", Outcome::Success)
             .about(req.patient)
             .resource("patient", None)
-            .basis(decision.basis.map(Basis::as_str).unwrap_or(""))
-            .reason(decision.denial.map(|d| d.as_str()).unwrap_or(""));
+            .basis(decision.basis().map(Basis::as_str).unwrap_or(""))
+            .reason(decision.denial().map(Denial::as_str).unwrap_or(""));
         audit::append(conn, event).await?;
         Ok(decision)
     }
@@ -340,27 +342,26 @@ impl Gate<'_> {
         req: &Request<'_>,
         action: Action,
         resource_type: &str,
-    ) -> Result<(Tx, Decision), AccessError> {
+    ) -> Result<(Tx, Basis, Vec<Category>), AccessError> {
         let mut tx = self.db.begin_write().await?;
         let now = OffsetDateTime::now_utc();
         let facts = load_facts(&mut tx, req.actor, req.patient, now).await?;
         let decision = decide(req.actor, action, &facts, self.settings, now);
-        let event =
-            decision_event(req, action, resource_type, &decision).reason(match decision.denial {
-                Some(d) => d.as_str().to_string(),
-                None => {
-                    override_reason(&mut tx, req.actor, req.patient, decision.basis, now).await?
-                }
-            });
+        let event = decision_event(req, action, resource_type, &decision).reason(match &decision {
+            Decision::Denied(d) => d.as_str().to_string(),
+            Decision::Allowed { basis, .. } => {
+                override_reason(&mut tx, req.actor, req.patient, *basis, now).await?
+            }
+        });
         audit::append(&mut tx, event).await?;
-        match decision.denial {
-            Some(denial) => {
+        match decision {
+            Decision::Denied(denial) => {
                 tx.commit()
                     .await
                     .map_err(records_domain::DomainError::from)?;
                 Err(AccessError::Denied(denial))
             }
-            None => Ok((tx, decision)),
+            Decision::Allowed { basis, categories } => Ok((tx, basis, categories)),
         }
     }
 }
@@ -372,7 +373,7 @@ fn decision_event(
     resource_type: &str,
     decision: &Decision,
 ) -> NewEvent {
-    let outcome = if decision.allowed {
+    let outcome = if decision.is_allowed() {
         Outcome::Allowed
     } else {
         Outcome::Denied
@@ -380,8 +381,8 @@ fn decision_event(
     let mut event = NewEvent::by(req.actor, req.ctx, &action.describe(), outcome)
         .about(req.patient)
         .resource(resource_type, req.resource_id.clone())
-        .basis(decision.basis.map(Basis::as_str).unwrap_or(""));
-    if decision.basis.is_some_and(Basis::is_proxy) {
+        .basis(decision.basis().map(Basis::as_str).unwrap_or(""));
+    if decision.basis().is_some_and(Basis::is_proxy) {
         event.on_behalf_of = Some(req.patient.0.to_string());
     }
     event
@@ -389,22 +390,19 @@ fn decision_event(
 
 /// A batch write's event names the source it came from, or why it was refused.
 fn source_system_reason(decision: &Decision, source_system: &str) -> String {
-    match decision.denial {
-        Some(d) => d.as_str().to_string(),
-        None => format!("from {source_system}"),
+    match decision {
+        Decision::Denied(d) => d.as_str().to_string(),
+        Decision::Allowed { .. } => format!("from {source_system}"),
     }
 }
 
-fn read_grant(req: &Request<'_>, decision: &Decision) -> Result<ReadGrant, AccessError> {
-    let basis = decision
-        .basis
-        .ok_or(AccessError::Denied(crate::policy::Denial::NotYourRecord))?;
-    Ok(ReadGrant {
+fn read_grant(req: &Request<'_>, basis: Basis, categories: Vec<Category>) -> ReadGrant {
+    ReadGrant {
         patient: req.patient,
         basis,
-        categories: decision.categories.clone(),
+        categories,
         role: req.actor.role,
-    })
+    }
 }
 
 /// Under an emergency override every access event repeats the clinician's stated reason.
@@ -412,10 +410,10 @@ async fn override_reason(
     conn: &mut AnyConnection,
     actor: &Actor,
     patient: PatientId,
-    basis: Option<Basis>,
+    basis: Basis,
     now: OffsetDateTime,
 ) -> Result<String, AccessError> {
-    if basis != Some(Basis::EmergencyOverride) {
+    if basis != Basis::EmergencyOverride {
         return Ok(String::new());
     }
     let row = sqlx::query(

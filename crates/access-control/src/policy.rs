@@ -157,39 +157,56 @@ impl Denial {
     }
 }
 
+/// What `decide` answers: allowed on a basis, for the parts of the record it covers, or denied
+/// with a reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    pub basis: Option<Basis>,
-    pub denial: Option<Denial>,
-    /// The parts of the record the decision covers.
-    pub categories: Vec<Category>,
+pub enum Decision {
+    Allowed {
+        basis: Basis,
+        categories: Vec<Category>,
+    },
+    Denied(Denial),
 }
 
 impl Decision {
     fn allow(basis: Basis, categories: Vec<Category>) -> Self {
-        Self {
-            allowed: true,
-            basis: Some(basis),
-            denial: None,
-            categories,
-        }
+        Self::Allowed { basis, categories }
     }
 
     fn deny(denial: Denial) -> Self {
-        Self {
-            allowed: false,
-            basis: None,
-            denial: Some(denial),
-            categories: Vec::new(),
+        Self::Denied(denial)
+    }
+
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Self::Allowed { .. })
+    }
+
+    pub fn basis(&self) -> Option<Basis> {
+        match self {
+            Self::Allowed { basis, .. } => Some(*basis),
+            Self::Denied(_) => None,
+        }
+    }
+
+    pub fn denial(&self) -> Option<Denial> {
+        match self {
+            Self::Allowed { .. } => None,
+            Self::Denied(d) => Some(*d),
+        }
+    }
+
+    /// The parts of the record the decision covers; none when denied.
+    pub fn categories(&self) -> &[Category] {
+        match self {
+            Self::Allowed { categories, .. } => categories,
+            Self::Denied(_) => &[],
         }
     }
 
     pub fn reason(&self) -> &'static str {
-        match (self.basis, self.denial) {
-            (Some(b), _) => b.describe(),
-            (None, Some(d)) => d.describe(),
-            (None, None) => "",
+        match self {
+            Self::Allowed { basis, .. } => basis.describe(),
+            Self::Denied(d) => d.describe(),
         }
     }
 }

@@ -90,10 +90,6 @@ fn reach() -> impl Strategy<Value = Reach> {
     ]
 }
 
-fn actor() -> impl Strategy<Value = Actor> {
-    actor_with_role(role())
-}
-
 /// Any role, signed in any way.
 fn any_actor() -> impl Strategy<Value = Actor> {
     actor_with(role(), reach())
@@ -601,13 +597,13 @@ proptest! {
     #[test]
     fn decision_fields_are_consistent(case in any_case()) {
         let d = case.decide();
-        if d.allowed {
-            prop_assert!(d.basis.is_some(), "allowed without a basis: {d:?}");
-            prop_assert!(d.denial.is_none(), "allowed with a denial: {d:?}");
+        if d.is_allowed() {
+            prop_assert!(d.basis().is_some(), "allowed without a basis: {d:?}");
+            prop_assert!(d.denial().is_none(), "allowed with a denial: {d:?}");
         } else {
-            prop_assert!(d.basis.is_none(), "denied with a basis: {d:?}");
-            prop_assert!(d.denial.is_some(), "denied without a reason: {d:?}");
-            prop_assert!(d.categories.is_empty(), "denied with categories: {d:?}");
+            prop_assert!(d.basis().is_none(), "denied with a basis: {d:?}");
+            prop_assert!(d.denial().is_some(), "denied without a reason: {d:?}");
+            prop_assert!(d.categories().is_empty(), "denied with categories: {d:?}");
         }
     }
 
@@ -620,9 +616,9 @@ proptest! {
         )
     ) {
         let d = case.decide();
-        prop_assert!(!d.allowed);
+        prop_assert!(!d.is_allowed());
         if case.action != Action::WriteDemographics && case.actor.reach != Reach::OwnRecordOnly {
-            prop_assert_eq!(d.denial, Some(Denial::NoClinicalAccessForRole));
+            prop_assert_eq!(d.denial(), Some(Denial::NoClinicalAccessForRole));
         }
     }
 
@@ -641,7 +637,7 @@ proptest! {
             Action::WriteDemographics => actor.reach == Reach::PopulationRegister,
             _ => false,
         };
-        prop_assert_eq!(d.allowed, expected, "{:?}", d);
+        prop_assert_eq!(d.is_allowed(), expected, "{:?}", d);
     }
 
     /// Only a system client trusted as the population register changes demographics, whoever
@@ -652,7 +648,7 @@ proptest! {
     ) {
         let d = case.decide();
         let register = case.actor.role == Role::System && case.actor.reach == Reach::PopulationRegister;
-        prop_assert_eq!(d.allowed, register, "{:?}", d);
+        prop_assert_eq!(d.is_allowed(), register, "{:?}", d);
     }
 
     /// A `patient/` token reaches its own patient's record and nobody else's, proxies and care
@@ -665,8 +661,8 @@ proptest! {
         case.actor.reach = Reach::OwnRecordOnly;
         let d = case.decide();
         if case.actor.patient_id != Some(case.facts.patient_id) {
-            prop_assert!(!d.allowed);
-            prop_assert_eq!(d.denial, Some(Denial::OutsideTokenPatient));
+            prop_assert!(!d.is_allowed());
+            prop_assert_eq!(d.denial(), Some(Denial::OutsideTokenPatient));
         }
     }
 
@@ -719,7 +715,7 @@ proptest! {
         let crowded = decide(actor, *action, &world.load(actor, patient, *now), settings, *now);
         prop_assert_eq!(&given, &loaded, "deciding on loaded facts differs from the facts as given");
         prop_assert!(
-            loaded.allowed || !crowded.allowed,
+            loaded.is_allowed() || !crowded.is_allowed(),
             "another actor's or patient's rows turned a denial into access: {:?} -> {:?}",
             loaded,
             crowded
@@ -757,19 +753,19 @@ proptest! {
         }
 
         let d = case.decide();
-        prop_assert!(!d.allowed, "blocked clinician allowed: {d:?}");
-        prop_assert_eq!(d.denial, Some(Denial::BlockedByPatient));
+        prop_assert!(!d.is_allowed(), "blocked clinician allowed: {d:?}");
+        prop_assert_eq!(d.denial(), Some(Denial::BlockedByPatient));
 
         // And for any action at all, never allowed.
         case.action = any_action;
-        prop_assert!(!case.decide().allowed);
+        prop_assert!(!case.decide().is_allowed());
     }
 
     /// `BlockedByPatient` is only ever given when a block actually applies to this clinician.
     #[test]
     fn blocked_by_patient_only_when_a_block_applies(case in any_case()) {
         let d = case.decide();
-        if d.denial == Some(Denial::BlockedByPatient) {
+        if d.denial() == Some(Denial::BlockedByPatient) {
             prop_assert!(
                 case.facts.blocks.iter().any(|b| block_applies(b, &case.actor, case.now)),
                 "BlockedByPatient without an applicable block"
@@ -797,9 +793,9 @@ proptest! {
             });
         }
         let d = case.decide();
-        prop_assert!(d.allowed, "override did not allow: {d:?}");
-        prop_assert_eq!(d.basis, Some(Basis::EmergencyOverride));
-        prop_assert_eq!(d.categories, CLINICAL_SET.to_vec());
+        prop_assert!(d.is_allowed(), "override did not allow: {d:?}");
+        prop_assert_eq!(d.basis(), Some(Basis::EmergencyOverride));
+        prop_assert_eq!(d.categories(), CLINICAL_SET.to_vec());
     }
 
     /// An override whose expiry is at or before `now` contributes nothing: the decision is the
@@ -815,7 +811,7 @@ proptest! {
         let with_expired = case.decide();
         case.facts.override_expires_at.clear();
         let without = case.decide();
-        prop_assert_ne!(with_expired.basis, Some(Basis::EmergencyOverride));
+        prop_assert_ne!(with_expired.basis(), Some(Basis::EmergencyOverride));
         prop_assert_eq!(with_expired, without);
     }
 
@@ -826,11 +822,11 @@ proptest! {
         case in case_with(actor_with_role(Just(Role::Clinician)), action()),
     ) {
         let d = case.decide();
-        prop_assert!(d.categories.iter().all(|c| CLINICAL_SET.contains(c)), "{d:?}");
+        prop_assert!(d.categories().iter().all(|c| CLINICAL_SET.contains(c)), "{d:?}");
         match case.action {
-            Action::ManageConsent => prop_assert!(!d.allowed),
+            Action::ManageConsent => prop_assert!(!d.is_allowed()),
             Action::Read(c) | Action::Write(c) if !CLINICAL_SET.contains(&c) => {
-                prop_assert!(!d.allowed)
+                prop_assert!(!d.is_allowed())
             }
             _ => {}
         }
@@ -849,11 +845,11 @@ proptest! {
         }
         let d = case.decide();
         if matches!(case.action, Action::Write(_) | Action::WriteDemographics) {
-            prop_assert!(!d.allowed, "patient user allowed to write: {d:?}");
+            prop_assert!(!d.is_allowed(), "patient user allowed to write: {d:?}");
         } else if case.actor.patient_id == Some(case.facts.patient_id) {
-            prop_assert!(d.allowed);
-            prop_assert_eq!(d.basis, Some(Basis::OwnRecord));
-            prop_assert!(Category::ALL.iter().all(|c| d.categories.contains(c)), "{d:?}");
+            prop_assert!(d.is_allowed());
+            prop_assert_eq!(d.basis(), Some(Basis::OwnRecord));
+            prop_assert!(Category::ALL.iter().all(|c| d.categories().contains(c)), "{d:?}");
         }
     }
 
@@ -876,28 +872,28 @@ proptest! {
         });
         let d = case.decide();
         let poa = holds_active(&case.facts, ProxyKind::PowerOfAttorney, case.now);
-        if d.basis == Some(Basis::Guardian) {
+        if d.basis() == Some(Basis::Guardian) {
             prop_assert!(!is_15_or_older(case.facts.birth_date, case.now),
                 "guardian access to a child of 15 or older: born {}, now {}", case.facts.birth_date, case.now);
             prop_assert!(
-                d.categories.iter().all(|c| case.settings.guardian_categories.contains(c)),
-                "guardian got {:?} with {:?} configured", d.categories, case.settings.guardian_categories
+                d.categories().iter().all(|c| case.settings.guardian_categories.contains(c)),
+                "guardian got {:?} with {:?} configured", d.categories(), case.settings.guardian_categories
             );
             if let Action::Read(c) = case.action {
                 prop_assert!(case.settings.guardian_categories.contains(&c));
             }
         }
         if !poa && is_15_or_older(case.facts.birth_date, case.now) {
-            prop_assert!(!d.allowed, "guardian allowed on or after the 15th birthday: {d:?}");
-            prop_assert_eq!(d.denial, Some(Denial::ChildTurned15));
+            prop_assert!(!d.is_allowed(), "guardian allowed on or after the 15th birthday: {d:?}");
+            prop_assert_eq!(d.denial(), Some(Denial::ChildTurned15));
         }
         if !poa && !is_15_or_older(case.facts.birth_date, case.now) {
             // Below 15 a guardian reads, within the configured categories, and nothing else.
             match case.action {
-                Action::ReadSummary => prop_assert!(d.allowed),
-                Action::Read(c) => prop_assert_eq!(d.allowed, case.settings.guardian_categories.contains(&c)),
+                Action::ReadSummary => prop_assert!(d.is_allowed()),
+                Action::Read(c) => prop_assert_eq!(d.is_allowed(), case.settings.guardian_categories.contains(&c)),
                 Action::Write(_) | Action::ManageConsent | Action::WriteDemographics => {
-                    prop_assert!(!d.allowed)
+                    prop_assert!(!d.is_allowed())
                 }
             }
         }
@@ -937,8 +933,8 @@ proptest! {
 
         case.facts.proxies = dead;
         let d = case.decide();
-        prop_assert!(!d.allowed);
-        prop_assert_eq!(d.denial, Some(Denial::NotYourRecord));
+        prop_assert!(!d.is_allowed());
+        prop_assert_eq!(d.denial(), Some(Denial::NotYourRecord));
     }
 
     /// A clinician with no active override, no active care relationship and whose clinic is
@@ -951,7 +947,7 @@ proptest! {
         let listed = facts.gp_clinic_id.is_some() && facts.gp_clinic_id == actor.clinic_id;
         let related = facts.care_relationships.iter().any(|r| active(r, *now));
         if !listed && !related && !has_active_override(facts, *now) {
-            prop_assert!(!case.decide().allowed);
+            prop_assert!(!case.decide().is_allowed());
         }
     }
 
@@ -960,26 +956,26 @@ proptest! {
     #[test]
     fn allowed_categories_are_non_empty_cover_the_request_and_stay_in_scope(case in any_case()) {
         let d = case.decide();
-        if !d.allowed {
+        if !d.is_allowed() {
             return Ok(());
         }
-        let basis = d.basis.unwrap();
+        let basis = d.basis().unwrap();
         // The one way to an empty list: a guardian's summary when the operator configured no
         // categories for guardians (access to nothing; see the report).
         let empty_guardian_config =
             basis == Basis::Guardian && case.settings.guardian_categories.is_empty();
         // Demographics are not a category of the record.
         let demographics = case.action == Action::WriteDemographics;
-        prop_assert!(!d.categories.is_empty() || empty_guardian_config || demographics, "allowed with nothing: {d:?}");
+        prop_assert!(!d.categories().is_empty() || empty_guardian_config || demographics, "allowed with nothing: {d:?}");
         let scope = scope_of(basis, &case.settings);
-        prop_assert!(d.categories.iter().all(|c| scope.contains(c)),
-            "{:?} beyond the scope of {:?}: {:?}", d.categories, basis, scope);
-        let mut unique = d.categories.clone();
+        prop_assert!(d.categories().iter().all(|c| scope.contains(c)),
+            "{:?} beyond the scope of {:?}: {:?}", d.categories(), basis, scope);
+        let mut unique = d.categories().to_vec();
         unique.sort_by_key(|c| c.as_str());
         unique.dedup();
-        prop_assert_eq!(unique.len(), d.categories.len(), "duplicate categories");
+        prop_assert_eq!(unique.len(), d.categories().len(), "duplicate categories");
         if let Action::Read(c) | Action::Write(c) = case.action {
-            prop_assert!(d.categories.contains(&c), "asked for {c:?}, covered {:?}", d.categories);
+            prop_assert!(d.categories().contains(&c), "asked for {c:?}, covered {:?}", d.categories());
         }
         match case.actor.role {
             Role::Patient => prop_assert!(matches!(basis, Basis::OwnRecord | Basis::Guardian | Basis::PowerOfAttorney)),

@@ -67,10 +67,10 @@ const READ_LABS: Action = Action::Read(Category::LabResults);
 fn patient_reads_own_record_but_cannot_write_it() {
     let me = patient_user(patient_id());
     let d = run(&me, READ_LABS, &facts());
-    assert_eq!((d.allowed, d.basis), (true, Some(Basis::OwnRecord)));
-    assert!(run(&me, Action::ManageConsent, &facts()).allowed);
+    assert_eq!((d.is_allowed(), d.basis()), (true, Some(Basis::OwnRecord)));
+    assert!(run(&me, Action::ManageConsent, &facts()).is_allowed());
     assert_eq!(
-        run(&me, Action::Write(Category::Prescriptions), &facts()).denial,
+        run(&me, Action::Write(Category::Prescriptions), &facts()).denial(),
         Some(Denial::ReadOnlyAccess)
     );
 }
@@ -79,8 +79,8 @@ fn patient_reads_own_record_but_cannot_write_it() {
 fn patient_cannot_read_another_patient() {
     let other = patient_user(PatientId(Uuid::from_u128(11)));
     let d = run(&other, READ_LABS, &facts());
-    assert_eq!(d.denial, Some(Denial::NotYourRecord));
-    assert!(!d.allowed);
+    assert_eq!(d.denial(), Some(Denial::NotYourRecord));
+    assert!(!d.is_allowed());
 }
 
 #[test]
@@ -94,15 +94,15 @@ fn guardian_sees_configured_categories_until_the_15th_birthday() {
         revoked: false,
     }];
     let d = run(&parent, Action::Read(Category::Prescriptions), &child);
-    assert_eq!(d.basis, Some(Basis::Guardian));
-    assert!(!d.categories.contains(&Category::LabResults));
+    assert_eq!(d.basis(), Some(Basis::Guardian));
+    assert!(!d.categories().contains(&Category::LabResults));
     assert_eq!(
-        run(&parent, READ_LABS, &child).denial,
+        run(&parent, READ_LABS, &child).denial(),
         Some(Denial::CategoryNotForGuardians)
     );
     child.birth_date = date!(2011 - 11 - 25);
     assert_eq!(
-        run(&parent, Action::Read(Category::Prescriptions), &child).denial,
+        run(&parent, Action::Read(Category::Prescriptions), &child).denial(),
         Some(Denial::ChildTurned15)
     );
 }
@@ -120,7 +120,7 @@ fn guardian_categories_are_configurable() {
     let settings = PolicySettings {
         guardian_categories: Category::ALL.to_vec(),
     };
-    assert!(decide(&parent, READ_LABS, &child, &settings, NOW).allowed);
+    assert!(decide(&parent, READ_LABS, &child, &settings, NOW).is_allowed());
 }
 
 #[test]
@@ -137,16 +137,16 @@ fn power_of_attorney_only_while_valid_and_not_revoked() {
         revoked: false,
     }];
     assert_eq!(
-        run(&holder, READ_LABS, &f).basis,
+        run(&holder, READ_LABS, &f).basis(),
         Some(Basis::PowerOfAttorney)
     );
     assert_eq!(
-        run(&holder, Action::ManageConsent, &f).denial,
+        run(&holder, Action::ManageConsent, &f).denial(),
         Some(Denial::ReadOnlyAccess)
     );
     f.proxies[0].revoked = true;
     assert_eq!(
-        run(&holder, READ_LABS, &f).denial,
+        run(&holder, READ_LABS, &f).denial(),
         Some(Denial::NotYourRecord)
     );
     f.proxies[0] = ProxyFact {
@@ -157,33 +157,31 @@ fn power_of_attorney_only_while_valid_and_not_revoked() {
         },
         revoked: false,
     };
-    assert!(!run(&holder, READ_LABS, &f).allowed);
+    assert!(!run(&holder, READ_LABS, &f).is_allowed());
     f.proxies[0].period = Period {
         from: NOW + Duration::days(1),
         until: None,
     };
-    assert!(!run(&holder, READ_LABS, &f).allowed, "not yet valid");
+    assert!(!run(&holder, READ_LABS, &f).is_allowed(), "not yet valid");
 }
 
 #[test]
 fn clinician_of_the_listed_practice_is_allowed() {
     let d = run(&clinician(clinic()), READ_LABS, &facts());
-    assert_eq!(d.basis, Some(Basis::GpListing));
-    assert!(
-        run(
-            &clinician(clinic()),
-            Action::Write(Category::TreatmentPlans),
-            &facts()
-        )
-        .allowed
-    );
+    assert_eq!(d.basis(), Some(Basis::GpListing));
+    assert!(run(
+        &clinician(clinic()),
+        Action::Write(Category::TreatmentPlans),
+        &facts()
+    )
+    .is_allowed());
 }
 
 #[test]
 fn clinician_without_listing_or_relationship_is_denied_with_override_offer() {
     let d = run(&clinician(other_clinic()), READ_LABS, &facts());
-    assert_eq!(d.denial, Some(Denial::NoTreatmentRelationship));
-    assert!(d.denial.is_some_and(Denial::override_possible));
+    assert_eq!(d.denial(), Some(Denial::NoTreatmentRelationship));
+    assert!(d.denial().is_some_and(Denial::override_possible));
 }
 
 #[test]
@@ -194,19 +192,19 @@ fn care_relationship_counts_only_within_its_period() {
         until: Some(NOW + Duration::days(10)),
     }];
     assert_eq!(
-        run(&clinician(other_clinic()), READ_LABS, &f).basis,
+        run(&clinician(other_clinic()), READ_LABS, &f).basis(),
         Some(Basis::CareRelationship)
     );
     f.care_relationships = vec![Period {
         from: NOW - Duration::days(10),
         until: Some(NOW - Duration::days(1)),
     }];
-    assert!(!run(&clinician(other_clinic()), READ_LABS, &f).allowed);
+    assert!(!run(&clinician(other_clinic()), READ_LABS, &f).is_allowed());
     f.care_relationships = vec![Period {
         from: NOW + Duration::days(1),
         until: None,
     }];
-    assert!(!run(&clinician(other_clinic()), READ_LABS, &f).allowed);
+    assert!(!run(&clinician(other_clinic()), READ_LABS, &f).is_allowed());
 }
 
 #[test]
@@ -220,7 +218,7 @@ fn block_on_clinician_or_clinic_denies_even_the_listed_practice() {
         lifted: false,
     }];
     assert_eq!(
-        run(&doctor, READ_LABS, &f).denial,
+        run(&doctor, READ_LABS, &f).denial(),
         Some(Denial::BlockedByPatient)
     );
     f.blocks = vec![BlockFact {
@@ -230,11 +228,11 @@ fn block_on_clinician_or_clinic_denies_even_the_listed_practice() {
         lifted: false,
     }];
     assert_eq!(
-        run(&doctor, READ_LABS, &f).denial,
+        run(&doctor, READ_LABS, &f).denial(),
         Some(Denial::BlockedByPatient)
     );
     f.blocks[0].lifted = true;
-    assert!(run(&doctor, READ_LABS, &f).allowed);
+    assert!(run(&doctor, READ_LABS, &f).is_allowed());
     f.blocks[0] = BlockFact {
         clinician_id: Some(doctor.user_id),
         clinic_id: None,
@@ -245,7 +243,7 @@ fn block_on_clinician_or_clinic_denies_even_the_listed_practice() {
         lifted: false,
     };
     assert!(
-        run(&doctor, READ_LABS, &f).allowed,
+        run(&doctor, READ_LABS, &f).is_allowed(),
         "a block for a past period no longer holds"
     );
 }
@@ -259,7 +257,7 @@ fn block_of_another_clinician_does_not_apply() {
         period: open_from(1),
         lifted: false,
     }];
-    assert!(run(&clinician(clinic()), READ_LABS, &f).allowed);
+    assert!(run(&clinician(clinic()), READ_LABS, &f).is_allowed());
 }
 
 #[test]
@@ -274,27 +272,25 @@ fn emergency_override_yields_to_nothing_but_expiry() {
     }];
     f.override_expires_at = vec![NOW + Duration::minutes(30)];
     assert_eq!(
-        run(&doctor, READ_LABS, &f).basis,
+        run(&doctor, READ_LABS, &f).basis(),
         Some(Basis::EmergencyOverride)
     );
     f.override_expires_at = vec![NOW - Duration::minutes(1)];
     assert_eq!(
-        run(&doctor, READ_LABS, &f).denial,
+        run(&doctor, READ_LABS, &f).denial(),
         Some(Denial::BlockedByPatient)
     );
 }
 
 #[test]
 fn clinicians_do_not_read_the_access_log_or_manage_consent() {
-    assert!(
-        !run(
-            &clinician(clinic()),
-            Action::Read(Category::AccessLog),
-            &facts()
-        )
-        .allowed
-    );
-    assert!(!run(&clinician(clinic()), Action::ManageConsent, &facts()).allowed);
+    assert!(!run(
+        &clinician(clinic()),
+        Action::Read(Category::AccessLog),
+        &facts()
+    )
+    .is_allowed());
+    assert!(!run(&clinician(clinic()), Action::ManageConsent, &facts()).is_allowed());
 }
 
 #[test]
@@ -311,7 +307,7 @@ fn auditors_and_administrators_see_nothing_clinical() {
         for category in Category::ALL {
             let d = run(&actor, Action::Read(category), &facts());
             assert_eq!(
-                d.denial,
+                d.denial(),
                 Some(Denial::NoClinicalAccessForRole),
                 "{role} {category:?}"
             );
@@ -330,8 +326,11 @@ fn summary_covers_what_the_basis_allows() {
         revoked: false,
     }];
     let d = run(&parent, Action::ReadSummary, &child);
-    assert_eq!(d.categories, PolicySettings::default().guardian_categories);
+    assert_eq!(
+        d.categories(),
+        PolicySettings::default().guardian_categories
+    );
     let d = run(&clinician(clinic()), Action::ReadSummary, &facts());
-    assert!(d.allowed && !d.categories.contains(&Category::AccessLog));
-    assert!(!run(&clinician(other_clinic()), Action::ReadSummary, &facts()).allowed);
+    assert!(d.is_allowed() && !d.categories().contains(&Category::AccessLog));
+    assert!(!run(&clinician(other_clinic()), Action::ReadSummary, &facts()).is_allowed());
 }

@@ -155,12 +155,13 @@ pub async fn history(
 /// Whether results exist that are held back from this reader (they may be pending a talk).
 pub async fn has_unreleased(
     conn: &mut AnyConnection,
-    patient: PatientId,
+    permit: &impl ReadPermit,
 ) -> Result<bool, DomainError> {
+    require(permit, Category::LabResults)?;
     let row = sqlx::query(
         "SELECT COUNT(*) AS n FROM lab_results WHERE patient_id = $1 AND released_at > $2",
     )
-    .bind(patient.0.to_string())
+    .bind(permit.patient_id().0.to_string())
     .bind(ts(OffsetDateTime::now_utc()))
     .fetch_one(conn)
     .await?;

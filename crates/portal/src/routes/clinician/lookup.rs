@@ -56,7 +56,7 @@ pub async fn search(
         let req = request(&actor, &user, patient.id, None);
         let decision = gate.lookup(&mut tx, &req).await?;
         hits.push(Hit {
-            may_open: decision.allowed,
+            may_open: decision.is_allowed(),
             basis: decision.reason(),
             patient,
         });

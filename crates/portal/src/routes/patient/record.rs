@@ -36,7 +36,7 @@ pub async fn overview(
     };
     if grant.covers(Category::LabResults) {
         summary.labs = Some(latest_per_test(&labs::for_patient(&mut tx, &grant).await?));
-        summary.results_pending = labs::has_unreleased(&mut tx, patient).await?;
+        summary.results_pending = labs::has_unreleased(&mut tx, &grant).await?;
     }
     if grant.covers(Category::Prescriptions) {
         let all = prescriptions::for_patient(&mut tx, &grant).await?;
@@ -66,7 +66,7 @@ pub async fn labs(
 ) -> AppResult<Markup> {
     let (mut tx, grant, banner) = open(&state, &user, Category::LabResults, None).await?;
     let results = labs::for_patient(&mut tx, &grant).await?;
-    let pending = labs::has_unreleased(&mut tx, grant.patient()).await?;
+    let pending = labs::has_unreleased(&mut tx, &grant).await?;
     tx.commit().await?;
     Ok(view::labs(
         &user,
