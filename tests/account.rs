@@ -1,5 +1,6 @@
 //! The account a user meets: changing the password under the rules, a patient turning on the
-//! second factor (QR code, recovery codes shown once, each usable once), and the idle timeout.
+//! second factor (QR code, recovery codes shown once, each usable once), the idle timeout; each
+//! TOTP code signs in once, and a new password or second factor ends every other session.
 
 mod support;
 
@@ -66,7 +67,12 @@ both_engines!(
     |app: TestApp| async move {
         let mut anne = app.signed_in("anne").await;
         anne.get("/account/security").await.assert_ok();
-        let enrol = anne.post("/account/totp/start", &[]).await;
+        let enrol = anne
+            .post(
+                "/account/totp/start",
+                &[("password", support::demo("anne").password)],
+            )
+            .await;
         enrol.assert_ok();
         assert!(enrol.contains("<svg"), "QR code drawn server-side");
         let start = enrol
@@ -110,6 +116,170 @@ both_engines!(
             "a recovery code works only once"
         );
         assert!(app.browser().get("/account/security").await.is_login_page());
+    }
+);
+
+/// The secret shown on the set-up page.
+fn enrolment_secret(page: &support::Page) -> String {
+    let start = page
+        .body
+        .find("Or type this key into the app: <code>")
+        .expect("key")
+        + 37;
+    page.body[start..start + page.body[start..].find('<').unwrap()].to_string()
+}
+
+fn current_step() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 30
+}
+
+both_engines!(
+    a_totp_code_signs_in_once,
+    with | c | c.trusted_proxies = 1,
+    |app: TestApp| async move {
+        let hansen = support::demo("dr.hansen");
+        let secret = hansen.totp.as_deref().unwrap();
+        let code = portal::auth::totp::code_of_step(secret, "dr.hansen", current_step()).unwrap();
+        // Two sign-ins with the same code, one after the other: the second is refused.
+        let mut first = app.browser_forwarded_for("192.0.2.1");
+        first.login_with("dr.hansen", hansen.password).await;
+        let signed_in = first.post("/login/second-factor", &[("code", &code)]).await;
+        assert!(signed_in.url.ends_with("/clinician"), "{}", signed_in.url);
+        let mut second = app.browser_forwarded_for("192.0.2.2");
+        second.login_with("dr.hansen", hansen.password).await;
+        let replay = second
+            .post("/login/second-factor", &[("code", &code)])
+            .await;
+        assert_eq!(replay.status, 401, "a used code is refused");
+        assert!(second.get("/clinician").await.is_login_page());
+
+        // Several at once with one fresh code: exactly one gets in.
+        let larsen = support::demo("dr.larsen");
+        let secret = larsen.totp.as_deref().unwrap();
+        let code =
+            portal::auth::totp::code_of_step(secret, "dr.larsen", current_step() + 1).unwrap();
+        let mut racers = Vec::new();
+        for i in 0..6 {
+            let mut b = app.browser_forwarded_for(&format!("192.0.2.{}", 10 + i));
+            b.login_with("dr.larsen", larsen.password).await;
+            racers.push(b);
+        }
+        let fields = [("code", code.as_str())];
+        let answers = futures::future::join_all(
+            racers
+                .iter_mut()
+                .map(|b| b.post("/login/second-factor", &fields)),
+        )
+        .await;
+        let in_ = answers
+            .iter()
+            .filter(|p| p.url.ends_with("/clinician"))
+            .count();
+        assert_eq!(
+            in_,
+            1,
+            "{:?}",
+            answers.iter().map(|p| p.status).collect::<Vec<_>>()
+        );
+
+        // The code that confirmed a new second factor cannot sign in again.
+        let mut anne = app.signed_in("anne").await;
+        let setup = anne
+            .post(
+                "/account/totp/start",
+                &[("password", support::demo("anne").password)],
+            )
+            .await;
+        let secret = enrolment_secret(&setup);
+        let code = portal::auth::totp::code_of_step(&secret, "anne", current_step()).unwrap();
+        anne.post("/account/totp/confirm", &[("code", &code)])
+            .await
+            .assert_ok();
+        let mut again = app.browser();
+        again
+            .login_with("anne", support::demo("anne").password)
+            .await;
+        let replay = again.post("/login/second-factor", &[("code", &code)]).await;
+        assert_eq!(replay.status, 401, "the enrolment code is used up");
+    }
+);
+
+both_engines!(
+    changing_the_password_ends_every_other_session,
+    |app: TestApp| async move {
+        let mut here = app.signed_in("karen").await;
+        let mut elsewhere = app.signed_in("karen").await;
+        elsewhere.get("/me").await.assert_ok();
+        here.get("/account/password").await;
+        let new = "a-fine-new-passphrase";
+        here.post(
+            "/account/password",
+            &[
+                ("current", support::demo("karen").password),
+                ("new", new),
+                ("confirm", new),
+            ],
+        )
+        .await
+        .assert_ok();
+        assert!(elsewhere.get("/me").await.is_login_page(), "signed out");
+        here.get("/me").await.assert_ok();
+    }
+);
+
+both_engines!(
+    setting_up_the_second_factor_again_needs_the_password_and_ends_other_sessions,
+    |app: TestApp| async move {
+        let password = support::demo("anne").password;
+        let mut here = app.signed_in("anne").await;
+        let mut elsewhere = app.signed_in("anne").await;
+        here.get("/account/security").await;
+        let refused = here
+            .post("/account/totp/start", &[("password", "not-my-password")])
+            .await;
+        assert_eq!(refused.status, 400);
+        assert!(refused.contains("current password is not right"));
+        assert!(!refused.contains("Or type this key"), "no new secret");
+        let setup = here
+            .post("/account/totp/start", &[("password", password)])
+            .await;
+        let secret = enrolment_secret(&setup);
+        let code = portal::auth::totp::code_of_step(&secret, "anne", current_step()).unwrap();
+        here.post("/account/totp/confirm", &[("code", &code)])
+            .await
+            .assert_ok();
+        assert!(elsewhere.get("/me").await.is_login_page(), "signed out");
+        here.get("/me").await.assert_ok();
+
+        // Again with the second factor on: the same rules.
+        let mut third = app.browser();
+        third.login_with("anne", password).await;
+        let next = portal::auth::totp::code_of_step(&secret, "anne", current_step() + 1).unwrap();
+        third
+            .post("/login/second-factor", &[("code", &next)])
+            .await
+            .assert_ok();
+        here.get("/account/security").await;
+        assert_eq!(
+            here.post("/account/totp/start", &[("password", "not-my-password")])
+                .await
+                .status,
+            400
+        );
+        let setup = here
+            .post("/account/totp/start", &[("password", password)])
+            .await;
+        let secret = enrolment_secret(&setup);
+        let code = portal::auth::totp::code_of_step(&secret, "anne", current_step()).unwrap();
+        here.post("/account/totp/confirm", &[("code", &code)])
+            .await
+            .assert_ok();
+        assert!(third.get("/me").await.is_login_page(), "signed out");
+        here.get("/me").await.assert_ok();
     }
 );
 

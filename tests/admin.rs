@@ -326,3 +326,132 @@ both_engines!(
         }
     }
 );
+
+both_engines!(
+    an_administrators_reset_or_disable_ends_the_users_sessions,
+    |app: TestApp| async move {
+        let bo_user = app.text("SELECT id FROM users WHERE username = 'bo'").await;
+        let mut admin = app.signed_in("admin").await;
+        admin.get("/admin/users").await;
+
+        // Disabled and enabled again while the session sat unused: it must not come back.
+        let mut bo = app.signed_in("bo").await;
+        bo.get("/me").await.assert_ok();
+        for action in ["disable", "enable"] {
+            admin
+                .post(&format!("/admin/users/{bo_user}/{action}"), &[])
+                .await
+                .assert_ok();
+        }
+        assert!(bo.get("/me").await.is_login_page(), "ended by disabling");
+
+        let mut bo = app.signed_in("bo").await;
+        bo.get("/me").await.assert_ok();
+        admin
+            .post(&format!("/admin/users/{bo_user}/reset-password"), &[])
+            .await
+            .assert_ok();
+        assert!(bo.get("/me").await.is_login_page(), "ended by the reset");
+
+        // A sign-in halfway through (password given, code not yet) cannot be finished either.
+        let larsen_user = app
+            .text("SELECT id FROM users WHERE username = 'dr.larsen'")
+            .await;
+        let larsen = support::demo("dr.larsen");
+        let mut halfway = app.browser();
+        let asked = halfway.login_with("dr.larsen", larsen.password).await;
+        assert!(asked.url.ends_with("/login/second-factor"));
+        admin
+            .post(&format!("/admin/users/{larsen_user}/reset-password"), &[])
+            .await
+            .assert_ok();
+        let code =
+            support::fresh_totp(&app.base, "dr.larsen", larsen.totp.as_deref().unwrap()).await;
+        let finished = halfway
+            .post("/login/second-factor", &[("code", &code)])
+            .await;
+        assert!(finished.is_login_page(), "{}", finished.url);
+    }
+);
+
+both_engines!(
+    a_sign_in_with_an_administrators_password_is_shown_to_the_citizen,
+    |app: TestApp| async move {
+        let karen_user = app
+            .text("SELECT id FROM users WHERE username = 'karen'")
+            .await;
+        let karen_patient = app
+            .text("SELECT patient_id FROM users WHERE username = 'karen'")
+            .await;
+        let admin_name = app
+            .text("SELECT display_name FROM users WHERE username = 'admin'")
+            .await;
+        let mut admin = app.signed_in("admin").await;
+        admin.get("/admin/users").await;
+        let reset = admin
+            .post(&format!("/admin/users/{karen_user}/reset-password"), &[])
+            .await;
+        let issued = one_time_password(&reset);
+
+        // Whoever holds the one-time password (here: the administrator) signs in as Karen.
+        let mut holder = app.browser();
+        holder.login_with("karen", &issued).await;
+        let chosen = "a-password-someone-chose";
+        holder
+            .post(
+                "/account/password",
+                &[("current", &issued), ("new", chosen), ("confirm", chosen)],
+            )
+            .await
+            .assert_ok();
+        let overview = holder.get("/me").await;
+        overview.assert_ok();
+        assert!(overview.contains("Signed in with a password from an administrator"));
+        assert!(
+            !overview.contains("I have seen this"),
+            "the session that used the password cannot dismiss the notice"
+        );
+        assert_eq!(holder.post("/me/sign-in-notice", &[]).await.status, 400);
+        let events = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM audit_events WHERE patient_id = '{karen_patient}' \
+                 AND action = '{}'",
+                access_control::accounts::ISSUED_SIGN_IN
+            ))
+            .await;
+        assert_eq!(events, 1, "in the citizen's own chain");
+
+        // Karen's next sign-in with a password of her own: told on the overview, and the
+        // sign-in is in "who looked at my record", naming the administrator.
+        let mut karen = app.browser();
+        karen.login_with("karen", chosen).await.assert_ok();
+        let overview = karen.get("/me").await;
+        assert!(overview.contains("Signed in with a password from an administrator"));
+        assert!(overview.contains(&admin_name));
+        let log = karen.get("/me/access-log").await;
+        log.assert_ok();
+        assert!(log.contains(access_control::accounts::ISSUED_SIGN_IN));
+        assert!(log.contains(&admin_name));
+        karen.get("/me").await;
+        karen.post("/me/sign-in-notice", &[]).await.assert_ok();
+        assert!(!karen
+            .get("/me")
+            .await
+            .contains("Signed in with a password from an administrator"));
+        // An ordinary sign-in is no news.
+        let mut later = app.browser();
+        later.login_with("karen", chosen).await.assert_ok();
+        assert!(!later
+            .get("/me")
+            .await
+            .contains("Signed in with a password from an administrator"));
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM audit_events WHERE action = '{}'",
+                access_control::accounts::ISSUED_SIGN_IN
+            ))
+            .await,
+            1
+        );
+    }
+);

@@ -426,3 +426,149 @@ both_engines!(oversized_bodies_are_refused, |app: TestApp| async move {
         }
     }
 });
+
+both_engines!(
+    concurrent_wrong_codes_get_no_more_verdicts_than_the_lock_out_allows,
+    with | c | c.trusted_proxies = 1,
+    |app: TestApp| async move {
+        // The attacker has the password and many addresses; 30 guesses at once.
+        let hansen = support::demo("dr.hansen");
+        let mut attacker = app.browser_forwarded_for("198.51.100.1");
+        let asked = attacker.login_with("dr.hansen", hansen.password).await;
+        assert!(asked.url.ends_with("/login/second-factor"));
+        let token = attacker.csrf.clone().unwrap();
+        let guesses = (0..30).map(|i| {
+            let request = attacker
+                .client
+                .post(format!("{}/login/second-factor", app.base))
+                .header("x-forwarded-for", format!("198.51.100.{}", 10 + i))
+                .form(&[
+                    ("csrf", token.as_str()),
+                    ("code", &format!("{:06}", 100_000 + i)),
+                ]);
+            async move { request.send().await.unwrap().status().as_u16() }
+        });
+        let statuses = futures::future::join_all(guesses).await;
+        assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+        let lock_after = access_control::accounts::LOCK_AFTER_FAILURES;
+        let counted = app
+            .count("SELECT failed_logins FROM users WHERE username = 'dr.hansen'")
+            .await;
+        assert!(counted <= lock_after, "{counted} failures counted");
+        let evaluated = app
+            .count(
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'login' \
+                 AND reason LIKE 'wrong second-factor code%'",
+            )
+            .await;
+        assert!(
+            evaluated <= lock_after,
+            "{evaluated} codes evaluated, the lock-out allows {lock_after}"
+        );
+        let refused = app
+            .count("SELECT COUNT(*) FROM audit_events WHERE reason = 'account locked'")
+            .await;
+        assert_eq!(evaluated + refused, 30, "every guess is audited");
+        // Locked: even the right code is refused now.
+        let code =
+            support::fresh_totp(&app.base, "dr.hansen", hansen.totp.as_deref().unwrap()).await;
+        let right = attacker
+            .post("/login/second-factor", &[("code", &code)])
+            .await;
+        assert_eq!(right.status, 401);
+    }
+);
+
+both_engines!(
+    the_second_factor_step_is_throttled_per_address,
+    |app: TestApp| async move {
+        let hansen = support::demo("dr.hansen");
+        let mut attacker = app.browser();
+        attacker.login_with("dr.hansen", hansen.password).await;
+        let mut statuses = Vec::new();
+        for _ in 0..(portal::auth::throttle::BURST as usize) + 2 {
+            let page = attacker
+                .post("/login/second-factor", &[("code", "000000")])
+                .await;
+            statuses.push(page.status);
+            if page.status == 429 {
+                assert!(page.headers.contains_key("retry-after"));
+            }
+        }
+        assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+        assert!(statuses[..5].iter().all(|s| *s == 401), "{statuses:?}");
+        // The address is spent for sign-in as well: the throttle is one per address.
+        assert_eq!(app.browser().login("anne").await.status, 429);
+    }
+);
+
+both_engines!(
+    a_spoofed_forwarded_for_entry_changes_neither_audit_nor_throttle,
+    with | c | c.trusted_proxies = 1,
+    |app: TestApp| async move {
+        // The proxy appends the address it saw (203.0.113.9) to whatever the client sent.
+        let mut b = app.browser_forwarded_for("6.6.6.6, 203.0.113.9");
+        assert_eq!(b.login_with("anne", "wrong-password-123").await.status, 401);
+        let recorded = app
+            .text("SELECT client_addr FROM audit_events WHERE action = 'login' ORDER BY seq DESC")
+            .await;
+        assert_eq!(recorded, "203.0.113.9");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM audit_events WHERE client_addr = '6.6.6.6'")
+                .await,
+            0
+        );
+        // A new spoofed entry each time buys no new attempts.
+        let mut statuses = Vec::new();
+        for i in 0..(portal::auth::throttle::BURST as usize) {
+            let mut b = app.browser_forwarded_for(&format!("10.9.9.{i}, 203.0.113.9"));
+            statuses.push(b.login_with("nobody", "wrong-password-123").await.status);
+        }
+        assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+        // Another client behind the same proxy is not affected.
+        let mut other = app.browser_forwarded_for("6.6.6.6, 203.0.113.10");
+        assert_eq!(
+            other
+                .login_with("nobody", "wrong-password-123")
+                .await
+                .status,
+            401
+        );
+    }
+);
+
+both_engines!(
+    unauthenticated_fhir_calls_are_throttled_and_recorded_once_per_address,
+    |app: TestApp| async move {
+        let before = app.count("SELECT COUNT(*) FROM audit_events").await;
+        let client = reqwest::Client::new();
+        let mut statuses = Vec::new();
+        for i in 0..40 {
+            let mut request = client.get(format!("{}/fhir/r4/Patient", app.base));
+            if i % 2 == 1 {
+                request = request.bearer_auth("pp_not-a-token");
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response.headers().contains_key("retry-after");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["resourceType"], "OperationOutcome");
+            if status == 429 {
+                assert!(retry_after, "429 says when to come back");
+            }
+            statuses.push(status);
+        }
+        assert_eq!(statuses[0], 401);
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 401).count(),
+            portal::auth::throttle::BURST as usize,
+            "{statuses:?}"
+        );
+        assert_eq!(statuses.last(), Some(&429));
+        let written = app.count("SELECT COUNT(*) FROM audit_events").await - before;
+        assert_eq!(
+            written, 1,
+            "one audit event for the address, not one per call"
+        );
+    }
+);

@@ -148,45 +148,135 @@ both_engines!(
 both_engines!(
     session_cookie_is_http_only_and_strict,
     |app: TestApp| async move {
-        let page = app.browser().get("/login").await;
-        let cookie = page
-            .headers
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        assert!(
-            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-            "{cookie}"
+        let set_cookie = |page: &support::Page| {
+            page.headers
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let mut b = app.browser_without_redirects();
+        let form = set_cookie(&b.get("/login").await);
+        let signed_in = set_cookie(
+            &b.post(
+                "/login",
+                &[
+                    ("username", "anne"),
+                    ("password", support::demo("anne").password),
+                ],
+            )
+            .await,
         );
+        assert!(
+            signed_in.iter().any(|c| c.starts_with("portal=")),
+            "{signed_in:?}"
+        );
+        for cookie in form.iter().chain(&signed_in) {
+            assert!(
+                cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+                "{cookie}"
+            );
+        }
     }
 );
 
 both_engines!(session_id_changes_at_sign_in, |app: TestApp| async move {
+    // The session before sign-in is the one that waits for the second factor.
     let mut b = app.browser_without_redirects();
-    let cookie = |page: &support::Page| {
-        let header = page
-            .headers
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        header.split(';').next().unwrap_or("").to_string()
+    let session = |page: &support::Page| {
+        page.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("portal="))
+            .map(|c| c.split(';').next().unwrap_or("").to_string())
     };
-    let before = cookie(&b.get("/login").await);
-    let signed_in = b
+    b.get("/login").await;
+    let hansen = support::demo("dr.hansen");
+    let pending = b
         .post(
             "/login",
-            &[
-                ("username", "anne"),
-                ("password", support::demo("anne").password),
-            ],
+            &[("username", "dr.hansen"), ("password", hansen.password)],
         )
         .await;
+    assert_eq!(pending.status, 303);
+    let before = session(&pending).expect("a session for the second step");
+    b.get("/login/second-factor").await;
+    let code = support::fresh_totp(&app.base, "dr.hansen", hansen.totp.as_deref().unwrap()).await;
+    let signed_in = b.post("/login/second-factor", &[("code", &code)]).await;
     assert_eq!(signed_in.status, 303);
-    let after = cookie(&signed_in);
-    assert!(!before.is_empty() && !after.is_empty());
+    let after = session(&signed_in).expect("the signed-in session");
     assert_ne!(
         before, after,
         "the pre-login session id must not survive sign-in"
     );
 });
+
+both_engines!(
+    the_sign_in_form_stores_nothing_and_its_token_is_signed,
+    |app: TestApp| async move {
+        let sessions = app.sessions().await;
+        let audit = app.count("SELECT COUNT(*) FROM audit_events").await;
+        for _ in 0..50 {
+            app.browser().get("/login").await.assert_ok();
+        }
+        let mut b = app.browser();
+        b.get("/login").await;
+        assert_eq!(b.login_with("nobody", "wrong-password-1").await.status, 401);
+        assert_eq!(
+            app.sessions().await,
+            sessions,
+            "no session row for anyone not signed in"
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM audit_events").await,
+            audit + 1,
+            "only the failed sign-in is audited"
+        );
+
+        // The token is bound to the browser's own cookie, signed, and expires.
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let mut b = app.browser_with_cookies(jar.clone());
+        b.get("/login").await;
+        let good = b.csrf.clone().unwrap();
+        let credentials = [
+            ("username", "anne"),
+            ("password", support::demo("anne").password),
+        ];
+        let mut other = app.browser();
+        other.get("/login").await;
+        let others = other.csrf.clone().unwrap();
+        let (expiry, mac) = good.split_once('.').unwrap();
+        let stretched = format!("{}.{mac}", expiry.parse::<i64>().unwrap() + 86_400);
+        let url: reqwest::Url = app.base.parse().unwrap();
+        let cookies = reqwest::cookie::CookieStore::cookies(&*jar, &url).unwrap();
+        let nonce = cookies
+            .to_str()
+            .unwrap()
+            .split("; ")
+            .find_map(|c| c.strip_prefix("portal-login="))
+            .unwrap()
+            .to_string();
+        let key = portal::auth::csrf::LoginKey::from_hex(
+            &app.text("SELECT secret FROM server_keys WHERE name = 'login_csrf'")
+                .await,
+        )
+        .unwrap();
+        let expired = key.token(&nonce, time::OffsetDateTime::now_utc().unix_timestamp() - 1);
+        for forged in [others.as_str(), &stretched, &expired, "1.forged"] {
+            let mut form = vec![("csrf", forged)];
+            form.extend_from_slice(&credentials);
+            assert_eq!(b.post_raw("/login", &form).await.status, 403, "{forged}");
+        }
+        let mut without_cookie = app.browser();
+        let mut form = vec![("csrf", good.as_str())];
+        form.extend_from_slice(&credentials);
+        assert_eq!(without_cookie.post_raw("/login", &form).await.status, 403);
+        assert_eq!(app.sessions().await, sessions);
+
+        let page = b.post_raw("/login", &form).await;
+        assert!(page.url.ends_with("/me"), "signs in: {}", page.url);
+        assert_eq!(app.sessions().await, sessions + 1);
+    }
+);

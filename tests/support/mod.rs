@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -15,8 +16,27 @@ use records_domain::{Db, Engine, PoolSettings};
 use tokio::sync::{Mutex, OnceCell};
 
 /// Run an async test body against SQLite and, when TEST_DATABASE_URL is set, PostgreSQL.
+/// `both_engines!(name, with |config| ..., body)` changes the portal's configuration first.
 #[macro_export]
 macro_rules! both_engines {
+    ($name:ident, with $setup:expr, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app =
+                    support::TestApp::spawn_with(records_domain::Engine::Sqlite, $setup).await;
+                ($body)(app).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(app) = support::TestApp::spawn_postgres_with($setup).await else {
+                    return;
+                };
+                ($body)(app).await;
+            }
+        }
+    };
     ($name:ident, $body:expr) => {
         mod $name {
             use super::*;
@@ -61,7 +81,7 @@ fn config(database_url: &str) -> Config {
         override_window: time::Duration::hours(2),
         policy: Default::default(),
         audit_retention_years: 10,
-        trust_proxy: false,
+        trusted_proxies: 0,
     }
 }
 
@@ -74,15 +94,24 @@ async fn seeded(url: &str) {
     db.close().await;
 }
 
+/// A change to the test portal's configuration.
+pub type Setup = fn(&mut Config);
+
 impl TestApp {
     pub async fn spawn(engine: Engine) -> Self {
+        Self::spawn_with(engine, |_| {}).await
+    }
+
+    pub async fn spawn_with(engine: Engine, setup: Setup) -> Self {
         match engine {
-            Engine::Sqlite => Self::spawn_sqlite().await,
-            Engine::Postgres => Self::spawn_postgres().await.expect("TEST_DATABASE_URL"),
+            Engine::Sqlite => Self::spawn_sqlite(setup).await,
+            Engine::Postgres => Self::spawn_postgres_with(setup)
+                .await
+                .expect("TEST_DATABASE_URL"),
         }
     }
 
-    async fn spawn_sqlite() -> Self {
+    async fn spawn_sqlite(setup: Setup) -> Self {
         // The demo population is seeded once per test binary and copied for each test.
         let (_, template) = SQLITE_TEMPLATE
             .get_or_init(|| async {
@@ -107,17 +136,25 @@ impl TestApp {
         let path = dir.path().join("portal.db");
         std::fs::copy(template, &path).expect("copy template");
         let url = format!("sqlite://{}", path.display());
-        Self::start(url, Engine::Sqlite, Some(dir)).await
+        Self::start(url, Engine::Sqlite, Some(dir), setup).await
     }
 
     /// `None` (and a note) when TEST_DATABASE_URL is not set: CI always sets it.
     pub async fn spawn_postgres() -> Option<Self> {
-        Self::spawn_postgres_as(None).await
+        Self::spawn_postgres_with(|_| {}).await
+    }
+
+    pub async fn spawn_postgres_with(setup: Setup) -> Option<Self> {
+        Self::spawn_postgres_as_with(None, setup).await
     }
 
     /// A fresh PostgreSQL database served by the portal logged in as `login_role` (created as
     /// a member of the application role `portal_app` if missing) instead of the owner.
     pub async fn spawn_postgres_as(login_role: Option<&str>) -> Option<Self> {
+        Self::spawn_postgres_as_with(login_role, |_| {}).await
+    }
+
+    async fn spawn_postgres_as_with(login_role: Option<&str>, setup: Setup) -> Option<Self> {
         let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
             eprintln!("TEST_DATABASE_URL not set: PostgreSQL variant skipped");
             return None;
@@ -174,13 +211,18 @@ impl TestApp {
                 format!("{scheme}//{role}@{host}")
             }
         };
-        Some(Self::start(format!("{served_by}/{name}"), Engine::Postgres, None).await)
+        Some(Self::start(format!("{served_by}/{name}"), Engine::Postgres, None, setup).await)
     }
 
-    async fn start(url: String, engine: Engine, dir: Option<tempfile::TempDir>) -> Self {
-        let (addr, _server, db) = portal::app::spawn(config(&url))
-            .await
-            .expect("portal starts");
+    async fn start(
+        url: String,
+        engine: Engine,
+        dir: Option<tempfile::TempDir>,
+        setup: Setup,
+    ) -> Self {
+        let mut config = config(&url);
+        setup(&mut config);
+        let (addr, _server, db) = portal::app::spawn(config).await.expect("portal starts");
         Self {
             base: format!("http://{addr}"),
             db,
@@ -210,6 +252,35 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .default_headers(headers),
         )
+    }
+
+    /// A browser whose requests reach the portal through a reverse proxy that saw them come
+    /// from `forwarded_for` (an `X-Forwarded-For` header on every request; the portal believes
+    /// it when configured with `trusted_proxies`).
+    pub fn browser_forwarded_for(&self, forwarded_for: &str) -> Browser {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = reqwest::header::HeaderValue::from_str(forwarded_for).expect("header value");
+        headers.insert("x-forwarded-for", value);
+        self.browser_from(
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::limited(10))
+                .cookie_store(true)
+                .default_headers(headers),
+        )
+    }
+
+    /// A browser with a cookie jar the test can read.
+    pub fn browser_with_cookies(&self, jar: std::sync::Arc<reqwest::cookie::Jar>) -> Browser {
+        self.browser_with_jar(reqwest::redirect::Policy::limited(10), jar)
+    }
+
+    /// The number of stored sessions.
+    pub async fn sessions(&self) -> i64 {
+        self.count(match self.engine {
+            Engine::Sqlite => "SELECT COUNT(*) FROM tower_sessions",
+            Engine::Postgres => "SELECT COUNT(*) FROM tower_sessions.session",
+        })
+        .await
     }
 
     fn browser_with(&self, redirects: reqwest::redirect::Policy) -> Browser {
@@ -288,6 +359,41 @@ async fn admin(url: &str, sql: &str) {
         .await
         .expect("connect to TEST_DATABASE_URL");
     sqlx::Executor::execute(&mut conn, sql).await.expect(sql);
+}
+
+/// The TOTP time step last used per (portal, user): the portal takes each step once.
+static TOTP_STEPS: std::sync::Mutex<BTreeMap<(String, String), u64>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// A code the portal at `base` has not seen yet for `username`: the current step's, or the
+/// next step's (the portal allows one step of clock drift), or after waiting for a new step.
+pub async fn fresh_totp(base: &str, username: &str, secret: &str) -> String {
+    let key = (base.to_string(), username.to_string());
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let current = now.as_secs() / 30;
+        let chosen = {
+            let mut steps = TOTP_STEPS.lock().unwrap();
+            let step = steps
+                .get(&key)
+                .map_or(current, |last| current.max(last + 1));
+            (step <= current + 1).then(|| {
+                steps.insert(key.clone(), step);
+                step
+            })
+        };
+        match chosen {
+            Some(step) => {
+                return portal::auth::totp::code_of_step(secret, username, step).expect("totp")
+            }
+            None => {
+                let into_step = now.as_millis() % 30_000;
+                tokio::time::sleep(Duration::from_millis((30_000 - into_step) as u64 + 50)).await
+            }
+        }
+    }
 }
 
 pub fn demo(username: &str) -> DemoLogin {
@@ -419,7 +525,7 @@ impl Browser {
         let page = self.login_with(username, user.password).await;
         match (&user.totp, page.url.ends_with("/login/second-factor")) {
             (Some(secret), true) => {
-                let code = portal::auth::totp::current_code(secret, username).expect("totp");
+                let code = fresh_totp(&self.base, username, secret).await;
                 self.post("/login/second-factor", &[("code", &code)]).await
             }
             _ => page,

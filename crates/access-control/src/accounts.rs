@@ -24,6 +24,8 @@ use crate::AccessError;
 pub const LOCK_AFTER_FAILURES: i64 = 5;
 pub const MAX_LOCK: Duration = Duration::hours(1);
 pub const MIN_PASSWORD_LENGTH: usize = 12;
+/// The audit action of a sign-in with a one-time password an administrator issued.
+pub const ISSUED_SIGN_IN: &str = "sign-in with administrator-issued password";
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -39,6 +41,13 @@ pub struct User {
     pub locked_until: Option<OffsetDateTime>,
     pub disabled: bool,
     pub must_change_password: bool,
+    /// Raised whenever the password, the second factor or the account's standing changes; a
+    /// session signed in under an older epoch is over.
+    pub session_epoch: i64,
+    /// The administrator who issued the current one-time password, until the user sets their own.
+    pub password_issued_by: Option<Uuid>,
+    /// Sign-ins with an administrator's password up to this time have been acknowledged.
+    pub issued_sign_ins_seen_at: Option<OffsetDateTime>,
 }
 
 impl User {
@@ -196,18 +205,42 @@ pub fn lock_duration(failures: i64) -> Option<Duration> {
     Some((Duration::minutes(1) * 2_i32.pow(exponent)).min(MAX_LOCK))
 }
 
-/// Count a failed login; returns when the account is locked until, if it now is.
+/// What became of a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Counted; the account is now locked until then, if it is.
+    Counted {
+        locked_until: Option<OffsetDateTime>,
+    },
+    /// The account was already locked: the attempt was not evaluated and is not counted.
+    AlreadyLocked,
+}
+
+/// `locked_until` is text in fixed-width UTC, so comparing text compares times.
+const NOT_LOCKED: &str = "(locked_until IS NULL OR locked_until <= $2)";
+
+/// Count a failed sign-in attempt, unless the account is already locked.
+///
+/// Run it in a write transaction: the count is raised and read in one statement and the lock
+/// set before the transaction ends, so of any number of concurrent failures at most
+/// `LOCK_AFTER_FAILURES` are counted before the lock holds (the next writer waits for the row
+/// on PostgreSQL, for the database on SQLite, and then sees the lock).
 pub async fn record_failure(
     conn: &mut AnyConnection,
     id: Uuid,
     now: OffsetDateTime,
-) -> Result<Option<OffsetDateTime>, AccessError> {
-    let row = sqlx::query(
-        "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
-    )
+) -> Result<Failure, AccessError> {
+    let row = sqlx::query(&format!(
+        "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 AND {NOT_LOCKED} \
+         RETURNING failed_logins"
+    ))
     .bind(id.to_string())
-    .fetch_one(&mut *conn)
+    .bind(ts(now))
+    .fetch_optional(&mut *conn)
     .await?;
+    let Some(row) = row else {
+        return Ok(Failure::AlreadyLocked);
+    };
     let locked_until = lock_duration(row.int("failed_logins")?).map(|d| now + d);
     if let Some(until) = locked_until {
         sqlx::query("UPDATE users SET locked_until = $1 WHERE id = $2")
@@ -216,62 +249,178 @@ pub async fn record_failure(
             .execute(conn)
             .await?;
     }
-    Ok(locked_until)
+    Ok(Failure::Counted { locked_until })
 }
 
-pub async fn record_success(conn: &mut AnyConnection, id: Uuid) -> Result<(), AccessError> {
-    sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
-        .bind(id.to_string())
-        .execute(conn)
-        .await?;
-    Ok(())
+/// A sign-in succeeded: clear the failure count, unless the account is locked by now, in
+/// which case nothing changes and the answer is `false` (the sign-in must be refused).
+pub async fn record_success(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> Result<bool, AccessError> {
+    let done = sqlx::query(&format!(
+        "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND {NOT_LOCKED}"
+    ))
+    .bind(id.to_string())
+    .bind(ts(now))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
+/// Accept a TOTP code of time step `step`: only if no code of this or a later step was accepted
+/// before (RFC 6238, section 5.2) and the account is not locked; clears the failure count.
+/// One conditional UPDATE, so two concurrent sign-ins with the same code cannot both pass.
+pub async fn accept_totp_step(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    step: i64,
+    now: OffsetDateTime,
+) -> Result<bool, AccessError> {
+    let done = sqlx::query(&format!(
+        "UPDATE users SET totp_last_step = $3, failed_logins = 0, locked_until = NULL \
+         WHERE id = $1 AND {NOT_LOCKED} AND (totp_last_step IS NULL OR totp_last_step < $3)"
+    ))
+    .bind(id.to_string())
+    .bind(ts(now))
+    .bind(step)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Who set a password: the user themself, or an administrator handing out a one-time password
+/// that must be changed at the next sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordSetBy {
+    User,
+    Administrator(Uuid),
+}
+
+/// Set the password and end every session of the user; returns the new session epoch, which
+/// the caller's own session adopts if it is to go on.
 pub async fn set_password(
     conn: &mut AnyConnection,
     id: Uuid,
     hash: &str,
-    must_change: bool,
-) -> Result<(), AccessError> {
-    let done = sqlx::query("UPDATE users SET password_hash = $1, must_change_password = $2, failed_logins = 0, locked_until = NULL WHERE id = $3")
-        .bind(hash)
-        .bind(i64::from(must_change))
-        .bind(id.to_string())
-        .execute(conn)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(AccessError::Domain(DomainError::NotFound));
-    }
-    Ok(())
+    by: PasswordSetBy,
+) -> Result<i64, AccessError> {
+    let issued_by = match by {
+        PasswordSetBy::User => None,
+        PasswordSetBy::Administrator(admin) => Some(admin.to_string()),
+    };
+    let row = sqlx::query(
+        "UPDATE users SET password_hash = $1, must_change_password = $2, password_issued_by = $3, \
+         failed_logins = 0, locked_until = NULL, session_epoch = session_epoch + 1 \
+         WHERE id = $4 RETURNING session_epoch",
+    )
+    .bind(hash)
+    .bind(i64::from(issued_by.is_some()))
+    .bind(issued_by)
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row
+        .ok_or(AccessError::Domain(DomainError::NotFound))?
+        .int("session_epoch")?)
 }
 
-pub async fn set_totp_secret(
+/// Record that an administrator issued the one-time password of a user they just created.
+pub async fn set_password_issuer(
     conn: &mut AnyConnection,
     id: Uuid,
-    secret: Option<&str>,
+    admin: Uuid,
 ) -> Result<(), AccessError> {
-    sqlx::query("UPDATE users SET totp_secret = $1 WHERE id = $2")
-        .bind(secret)
+    sqlx::query("UPDATE users SET password_issued_by = $1 WHERE id = $2")
+        .bind(admin.to_string())
         .bind(id.to_string())
         .execute(conn)
         .await?;
     Ok(())
 }
 
+/// Store a newly confirmed TOTP secret with the time step of the code that confirmed it, and
+/// end every session of the user; returns the new session epoch. `false` in place of an epoch
+/// when the same secret was already confirmed with this or a later step (a replayed
+/// confirmation), or when `only_if_none` and the user already has a secret (two enrolments at
+/// sign-in racing each other: the first one wins).
+pub async fn enrol_totp(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    secret: &str,
+    step: i64,
+    only_if_none: bool,
+) -> Result<Option<i64>, AccessError> {
+    let row = sqlx::query(
+        "UPDATE users SET totp_secret = $2, totp_last_step = $3, session_epoch = session_epoch + 1 \
+         WHERE id = $1 AND (totp_secret IS NULL OR ($4 = 0 AND (totp_secret <> $2 \
+         OR totp_last_step IS NULL OR totp_last_step < $3))) RETURNING session_epoch",
+    )
+    .bind(id.to_string())
+    .bind(secret)
+    .bind(step)
+    .bind(i64::from(only_if_none))
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| r.int("session_epoch"))
+        .transpose()
+        .map_err(Into::into)
+}
+
+/// Disable or enable an account. Either way every session of the user ends: a session must not
+/// come back to life when a disabled account is enabled again.
 pub async fn set_disabled(
     conn: &mut AnyConnection,
     id: Uuid,
     disabled: bool,
 ) -> Result<(), AccessError> {
-    let done = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
-        .bind(i64::from(disabled))
-        .bind(id.to_string())
-        .execute(conn)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE users SET disabled = $1, session_epoch = session_epoch + 1 WHERE id = $2",
+    )
+    .bind(i64::from(disabled))
+    .bind(id.to_string())
+    .execute(conn)
+    .await?;
     if done.rows_affected() == 0 {
         return Err(AccessError::Domain(DomainError::NotFound));
     }
     Ok(())
+}
+
+/// The citizen has seen the notice of sign-ins with an administrator's password up to `until`.
+pub async fn acknowledge_issued_sign_ins(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    until: OffsetDateTime,
+) -> Result<(), AccessError> {
+    sqlx::query("UPDATE users SET issued_sign_ins_seen_at = $1 WHERE id = $2")
+        .bind(ts(until))
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A key the server generated once, shared by every instance: the stored one, or `fresh` if
+/// none was stored yet (the first instance to start stores its own; the others read it).
+pub async fn server_key(
+    conn: &mut AnyConnection,
+    name: &str,
+    fresh: &str,
+) -> Result<String, AccessError> {
+    sqlx::query(
+        "INSERT INTO server_keys (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(fresh)
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query("SELECT secret FROM server_keys WHERE name = $1")
+        .bind(name)
+        .fetch_one(conn)
+        .await?;
+    Ok(row.text("secret")?)
 }
 
 /// Replace the user's recovery codes; only their hashes are stored.
@@ -294,7 +443,8 @@ pub async fn replace_recovery_codes(
     Ok(())
 }
 
-/// Spend a recovery code; each works once.
+/// Spend a recovery code; each works once (a conditional UPDATE: of two concurrent uses of
+/// the same code, one finds it spent).
 pub async fn use_recovery_code(
     conn: &mut AnyConnection,
     id: Uuid,
@@ -398,6 +548,9 @@ fn from_row(row: &AnyRow) -> Result<User, AccessError> {
         locked_until: row.opt_time("locked_until")?,
         disabled: row.int("disabled")? != 0,
         must_change_password: row.int("must_change_password")? != 0,
+        session_epoch: row.int("session_epoch")?,
+        password_issued_by: row.opt_uuid("password_issued_by")?,
+        issued_sign_ins_seen_at: row.opt_time("issued_sign_ins_seen_at")?,
     })
 }
 

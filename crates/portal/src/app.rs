@@ -17,7 +17,9 @@ use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
-use crate::auth::{self, hashing::Hasher, login, throttle::AddressThrottle};
+use crate::auth::csrf::{self, LoginKey};
+use crate::auth::throttle::{AddressThrottle, AnonymousAudit};
+use crate::auth::{self, hashing::Hasher, login};
 use crate::config::Config;
 use crate::error::AppError;
 use crate::routes;
@@ -34,7 +36,14 @@ pub struct AppState {
     pub replica: Db,
     pub config: Arc<Config>,
     pub hasher: Hasher,
+    /// Sign-in attempts per client address.
     pub throttle: AddressThrottle,
+    /// FHIR calls without a valid bearer token, per client address.
+    pub fhir_throttle: AddressThrottle,
+    /// Which events of unauthenticated traffic reach the audit log.
+    pub anonymous_audit: AnonymousAudit,
+    /// Signs the sign-in form's CSRF tokens.
+    pub login_key: LoginKey,
 }
 
 impl AppState {
@@ -187,6 +196,16 @@ pub async fn spawn(
         }
         None => db.clone(),
     };
+    let login_key = {
+        let mut conn = db.pool().acquire().await?;
+        let stored = access_control::accounts::server_key(
+            &mut conn,
+            csrf::LOGIN_KEY_NAME,
+            &LoginKey::generate_hex(),
+        )
+        .await?;
+        LoginKey::from_hex(&stored)?
+    };
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
     let state = AppState {
@@ -199,6 +218,9 @@ pub async fn spawn(
                 .unwrap_or(2),
         ),
         throttle: AddressThrottle::default(),
+        fhir_throttle: AddressThrottle::default(),
+        anonymous_audit: AnonymousAudit::default(),
+        login_key,
     };
     let app = router(state, store).into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move {

@@ -37,7 +37,9 @@ pub struct ServeArgs {
     /// Years the audit log is kept (never less than 10: the log must outlive what patients are shown).
     #[arg(long, env = "PORTAL_AUDIT_RETENTION_YEARS", default_value = "10")]
     pub audit_retention_years: String,
-    /// Take the client address from X-Forwarded-For (only behind a reverse proxy you run).
+    /// How many reverse proxies of yours stand in front of the portal, each appending to
+    /// X-Forwarded-For: the client address is that many entries from the right. "false" = 0
+    /// (ignore the header), "true" = 1.
     #[arg(long, env = "PORTAL_TRUST_PROXY", default_value = "false")]
     pub trust_proxy: String,
 }
@@ -70,7 +72,8 @@ pub struct Config {
     pub override_window: Duration,
     pub policy: PolicySettings,
     pub audit_retention_years: u32,
-    pub trust_proxy: bool,
+    /// Reverse proxies in front of the portal whose X-Forwarded-For entries are believed.
+    pub trusted_proxies: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -127,6 +130,24 @@ fn flag(setting: &'static str, value: &str) -> Result<Option<bool>, ConfigError>
         other => Err(bad(
             setting,
             format!("{other:?} is not true, false or auto"),
+        )),
+    }
+}
+
+/// `PORTAL_TRUST_PROXY`: a number of proxies, or the flag it used to be (false = 0, true = 1).
+fn trusted_proxies(value: &str) -> Result<usize, ConfigError> {
+    const SETTING: &str = "PORTAL_TRUST_PROXY (--trust-proxy)";
+    if let Ok(n) = value.trim().parse::<usize>() {
+        return match n {
+            0..=10 => Ok(n),
+            _ => Err(bad(SETTING, "at most 10 proxies")),
+        };
+    }
+    match flag(SETTING, value) {
+        Ok(Some(on)) => Ok(usize::from(on)),
+        _ => Err(bad(
+            SETTING,
+            format!("{value:?} is not a number of proxies (0 to 10), true or false"),
         )),
     }
 }
@@ -192,8 +213,7 @@ impl ServeArgs {
         )?
         .unwrap_or(!bind.ip().is_loopback());
         let demo = flag("PORTAL_DEMO (--demo)", &self.demo)?.unwrap_or(engine == Engine::Sqlite);
-        let trust_proxy =
-            flag("PORTAL_TRUST_PROXY (--trust-proxy)", &self.trust_proxy)?.unwrap_or(false);
+        let trusted_proxies = trusted_proxies(&self.trust_proxy)?;
         let override_minutes: i64 = match self.override_minutes.trim().parse() {
             Ok(m) if (5..=24 * 60).contains(&m) => m,
             _ => {
@@ -232,7 +252,7 @@ impl ServeArgs {
                 guardian_categories,
             },
             audit_retention_years,
-            trust_proxy,
+            trusted_proxies,
         })
     }
 }
@@ -288,6 +308,21 @@ mod tests {
         assert!(!format!("{c:?}").contains("pw"));
         let c = parse(&["--database-url", "postgres://u@h/db", "--demo", "true"]).unwrap();
         assert!(c.demo);
+    }
+
+    #[test]
+    fn trust_proxy_counts_proxies_and_keeps_its_old_flags() {
+        let proxies = |v: &str| parse(&[&format!("--trust-proxy={v}")]).map(|c| c.trusted_proxies);
+        assert_eq!(parse(&[]).unwrap().trusted_proxies, 0);
+        assert_eq!(proxies("false").unwrap(), 0);
+        assert_eq!(proxies("true").unwrap(), 1);
+        assert_eq!(proxies("0").unwrap(), 0);
+        assert_eq!(proxies("1").unwrap(), 1);
+        assert_eq!(proxies("2").unwrap(), 2);
+        for bad in ["auto", "-1", "11", "many"] {
+            let e = proxies(bad).unwrap_err();
+            assert!(e.to_string().contains("PORTAL_TRUST_PROXY"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -63,6 +63,25 @@ pub async fn count_accesses_since(
     Ok(row.int("n")?)
 }
 
+/// Events of one action about a patient after `since` (all of them without), oldest first.
+pub async fn about_patient_since(
+    conn: &mut AnyConnection,
+    patient: PatientId,
+    action: &str,
+    since: Option<OffsetDateTime>,
+) -> Result<Vec<AuditEvent>, AccessError> {
+    let rows = sqlx::query(
+        "SELECT * FROM audit_events WHERE patient_id = $1 AND action = $2 AND occurred_at > $3 \
+         ORDER BY occurred_at, id",
+    )
+    .bind(patient.0.to_string())
+    .bind(action)
+    .bind(since.map(ts).unwrap_or_default())
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
 /// Remember that `viewer` opened the record now; returns their previous visit (or the epoch),
 /// so the overview can say how many accesses are new since then.
 pub async fn record_visit(

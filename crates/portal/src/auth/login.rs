@@ -1,18 +1,27 @@
 //! Signing in and out, the second factor, and changing one's password.
+//!
+//! Every verdict on a credential is taken by the database in a conditional write (see
+//! `accounts::record_failure`, `record_success`, `accept_totp_step`): of any number of
+//! concurrent attempts no more get a verdict than the lock-out allows, a TOTP code is accepted
+//! once, and an attempt that is refused leaves nothing behind. A change of password or second
+//! factor raises the account's session epoch, which ends every other session.
 
-use access_control::accounts::{self, User};
+use access_control::accounts::{self, Failure, PasswordSetBy, User};
 use access_control::audit::{self, NewEvent, Outcome};
 use access_control::RequestContext;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::CookieJar;
 use maud::Markup;
+use records_domain::Tx;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use super::csrf::{self, CsrfForm};
+use super::csrf::{self, CsrfForm, LoginCsrfForm};
 use super::{client_context, home_for, set_signed_in, totp, CurrentUser, SignedIn};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
@@ -24,6 +33,8 @@ const ENROL_KEY: &str = "totp_enrolment";
 /// must not tell which user names exist.
 pub const LOGIN_FAILED: &str =
     "Wrong user name or password, or the account is locked for a while. Try again.";
+const THROTTLED: &str = "throttled: too many attempts from this address \
+                         (recorded once a minute per address)";
 
 /// The client's address, for handlers that have no signed-in user yet.
 pub struct Client(pub RequestContext);
@@ -39,6 +50,9 @@ impl FromRequestParts<AppState> for Client {
 struct PendingSecondFactor {
     user_id: Uuid,
     since: i64,
+    /// The account's session epoch when the password was right: a reset in between ends this.
+    #[serde(default)]
+    epoch: i64,
 }
 
 #[derive(Deserialize)]
@@ -47,35 +61,48 @@ pub struct LoginForm {
     password: String,
 }
 
-pub async fn login_page(session: Session) -> AppResult<Markup> {
-    Ok(view::login(&csrf::token(&session).await?, None))
+/// The sign-in form. It stores nothing: its token is signed, not kept in a session.
+pub async fn login_page(State(state): State<AppState>, jar: CookieJar) -> (CookieJar, Markup) {
+    let (jar, token) = csrf::login_token(&state, jar);
+    (jar, view::login(&token, None))
 }
 
 pub async fn login(
     State(state): State<AppState>,
     Client(ctx): Client,
     session: Session,
-    CsrfForm(form): CsrfForm<LoginForm>,
+    jar: CookieJar,
+    LoginCsrfForm(form): LoginCsrfForm<LoginForm>,
 ) -> AppResult<Response> {
-    let csrf = csrf::token(&session).await?;
-    if let Err(retry_after_secs) = state.throttle.attempt(&ctx.client_addr) {
-        append_system(
-            &state,
-            NewEvent::anonymous(&short(&form.username), &ctx, "login", Outcome::Failure)
-                .reason("throttled: too many attempts from this address"),
+    let (jar, csrf) = csrf::login_token(&state, jar);
+    let failed = move || {
+        (
+            StatusCode::UNAUTHORIZED,
+            jar,
+            view::login(&csrf, Some(LOGIN_FAILED)),
         )
-        .await?;
+            .into_response()
+    };
+    if let Err(retry_after_secs) = state.throttle.attempt(&ctx.client_addr) {
+        if state.anonymous_audit.should_record(&ctx.client_addr) {
+            append_system(
+                &state,
+                NewEvent::anonymous(&short(&form.username), &ctx, "login", Outcome::Failure)
+                    .reason(THROTTLED),
+            )
+            .await?;
+        }
         return Err(AppError::TooManyRequests { retry_after_secs });
     }
-    let now = OffsetDateTime::now_utc();
     let user = {
         let mut conn = state.db.pool().acquire().await?;
         accounts::by_username(&mut conn, &form.username).await?
     };
-    let (hash, usable) = match &user {
-        Some(u) => (u.password_hash.clone(), !u.disabled && !u.is_locked(now)),
-        None => (accounts::dummy_hash().to_string(), false),
+    let hash = match &user {
+        Some(u) => u.password_hash.clone(),
+        None => accounts::dummy_hash().to_string(),
     };
+    // Hashed whatever the account's state, so that the time taken tells nothing.
     let password_ok = state.hasher.verify(hash, form.password).await?;
     let Some(user) = user else {
         append_system(
@@ -84,52 +111,59 @@ pub async fn login(
                 .reason("unknown user name"),
         )
         .await?;
-        return Ok(failed(&csrf));
+        return Ok(failed());
     };
-    if !usable {
-        let why = if user.disabled {
-            "account disabled"
-        } else {
-            "account locked"
-        };
-        append_system(
-            &state,
-            NewEvent::by(&user.actor(), &ctx, "login", Outcome::Failure).reason(why),
-        )
-        .await?;
-        return Ok(failed(&csrf));
+    if user.disabled {
+        refuse_unevaluated(&state, &user, &ctx, "account disabled").await?;
+        return Ok(failed());
     }
     if !password_ok {
         record_failure(&state, &user, &ctx, "wrong password").await?;
-        return Ok(failed(&csrf));
+        return Ok(failed());
     }
+    let now = OffsetDateTime::now_utc();
     if user.role.requires_second_factor() || user.totp_secret.is_some() {
+        // Read again after hashing: failures counted meanwhile may have locked the account, and
+        // a locked account must not confirm that a password is right.
+        let fresh = {
+            let mut conn = state.db.pool().acquire().await?;
+            accounts::by_id(&mut conn, user.id).await?
+        };
+        let Some(fresh) = fresh.filter(|u| !u.disabled) else {
+            refuse_unevaluated(&state, &user, &ctx, "account disabled").await?;
+            return Ok(failed());
+        };
+        if fresh.is_locked(now) {
+            refuse_unevaluated(&state, &user, &ctx, "account locked").await?;
+            return Ok(failed());
+        }
         session
             .insert(
                 PENDING_KEY,
                 PendingSecondFactor {
-                    user_id: user.id,
+                    user_id: fresh.id,
                     since: now.unix_timestamp(),
+                    epoch: fresh.session_epoch,
                 },
             )
             .await?;
         return Ok(Redirect::to("/login/second-factor").into_response());
     }
-    complete_login(&state, &session, &user, &ctx).await
-}
-
-fn failed(csrf: &str) -> Response {
-    (
-        axum::http::StatusCode::UNAUTHORIZED,
-        view::login(csrf, Some(LOGIN_FAILED)),
-    )
-        .into_response()
+    let mut tx = state.db.begin_write().await?;
+    if !accounts::record_success(&mut tx, user.id, now).await? {
+        tx.rollback().await?;
+        refuse_unevaluated(&state, &user, &ctx, "account locked").await?;
+        return Ok(failed());
+    }
+    complete_login(&session, &user, user.session_epoch, &ctx, tx).await
 }
 
 fn short(name: &str) -> String {
     name.chars().take(64).collect()
 }
 
+/// Count a failed attempt (unless the account is already locked: then it is not evaluated)
+/// and audit it.
 async fn record_failure(
     state: &AppState,
     user: &User,
@@ -137,14 +171,16 @@ async fn record_failure(
     why: &str,
 ) -> AppResult<()> {
     let mut tx = state.db.begin_write().await?;
-    let locked_until =
-        accounts::record_failure(&mut tx, user.id, OffsetDateTime::now_utc()).await?;
-    let reason = match locked_until {
-        Some(until) => format!(
+    let reason = match accounts::record_failure(&mut tx, user.id, OffsetDateTime::now_utc()).await?
+    {
+        Failure::AlreadyLocked => "account locked".to_string(),
+        Failure::Counted {
+            locked_until: Some(until),
+        } => format!(
             "{why}; account locked until {}",
             records_domain::db::ts(until)
         ),
-        None => why.to_string(),
+        Failure::Counted { locked_until: None } => why.to_string(),
     };
     audit::append(
         &mut tx,
@@ -155,6 +191,20 @@ async fn record_failure(
     Ok(())
 }
 
+/// Audit an attempt refused whatever the credentials, without counting it.
+async fn refuse_unevaluated(
+    state: &AppState,
+    user: &User,
+    ctx: &RequestContext,
+    why: &str,
+) -> AppResult<()> {
+    append_system(
+        state,
+        NewEvent::by(&user.actor(), ctx, "login", Outcome::Failure).reason(why),
+    )
+    .await
+}
+
 async fn append_system(state: &AppState, event: NewEvent) -> AppResult<()> {
     let mut tx = state.db.begin_write().await?;
     audit::append(&mut tx, event).await?;
@@ -162,12 +212,25 @@ async fn append_system(state: &AppState, event: NewEvent) -> AppResult<()> {
     Ok(())
 }
 
+/// Finish a sign-in whose last step `tx` accepted: audit it, commit, and only then make the
+/// session a signed-in one.
 async fn complete_login(
-    state: &AppState,
     session: &Session,
     user: &User,
+    epoch: i64,
     ctx: &RequestContext,
+    mut tx: Tx,
 ) -> AppResult<Response> {
+    audit::append(
+        &mut tx,
+        NewEvent::by(&user.actor(), ctx, "login", Outcome::Success),
+    )
+    .await?;
+    if let Some(admin) = user.password_issued_by {
+        let event = issued_sign_in(&mut tx, user, admin, ctx).await?;
+        audit::append(&mut tx, event).await?;
+    }
+    tx.commit().await?;
     // A new session id at sign-in defeats session fixation.
     session.cycle_id().await?;
     session.remove_value(PENDING_KEY).await?;
@@ -178,19 +241,50 @@ async fn complete_login(
             user_id: user.id,
             signed_in_at: OffsetDateTime::now_utc().unix_timestamp(),
             acting_for: None,
+            epoch,
+            issued_password: user.password_issued_by.is_some(),
         },
     )
     .await?;
     csrf::rotate(session).await?;
-    let mut tx = state.db.begin_write().await?;
-    accounts::record_success(&mut tx, user.id).await?;
-    audit::append(
-        &mut tx,
-        NewEvent::by(&user.actor(), ctx, "login", Outcome::Success),
-    )
-    .await?;
-    tx.commit().await?;
     Ok(Redirect::to(home_for(user.role)).into_response())
+}
+
+/// A sign-in with a password an administrator issued. The portal cannot tell the user from the
+/// administrator who knows that password, so the event names the administrator as actor and
+/// goes into the citizen's chain, where "who looked at my record" shows it (the citizen's own
+/// events are not shown there).
+async fn issued_sign_in(
+    tx: &mut Tx,
+    user: &User,
+    admin: Uuid,
+    ctx: &RequestContext,
+) -> AppResult<NewEvent> {
+    let reason = format!(
+        "{} signed in with the one-time password this administrator issued: \
+         it was the account holder or whoever else knew that password",
+        user.username
+    );
+    let event = match accounts::by_id(tx, admin).await? {
+        Some(admin) => NewEvent::by(
+            &admin.actor(),
+            ctx,
+            accounts::ISSUED_SIGN_IN,
+            Outcome::Success,
+        ),
+        None => NewEvent::anonymous(
+            "an administrator",
+            ctx,
+            accounts::ISSUED_SIGN_IN,
+            Outcome::Success,
+        ),
+    }
+    .resource("user", Some(user.id.to_string()))
+    .reason(reason);
+    Ok(match user.patient_id {
+        Some(patient) => event.about(patient),
+        None => event,
+    })
 }
 
 async fn pending_user(state: &AppState, session: &Session) -> AppResult<User> {
@@ -205,7 +299,7 @@ async fn pending_user(state: &AppState, session: &Session) -> AppResult<User> {
     let mut conn = state.db.pool().acquire().await?;
     accounts::by_id(&mut conn, pending.user_id)
         .await?
-        .filter(|u| !u.disabled)
+        .filter(|u| !u.disabled && u.session_epoch == pending.epoch)
         .ok_or(AppError::LoginRequired)
 }
 
@@ -250,49 +344,74 @@ pub async fn second_factor(
     CsrfForm(form): CsrfForm<CodeForm>,
 ) -> AppResult<Response> {
     let user = pending_user(&state, &session).await?;
-    let csrf = csrf::token(&session).await?;
-    if user.is_locked(OffsetDateTime::now_utc()) {
-        return Ok((
-            axum::http::StatusCode::UNAUTHORIZED,
-            view::second_factor(&csrf, Some(LOGIN_FAILED)),
-        )
-            .into_response());
-    }
-    let verified = match &user.totp_secret {
-        Some(secret) => {
-            totp::check(secret, &user.username, &form.code)?
-                || accounts::use_recovery_code(
-                    &mut *state.db.pool().acquire().await?,
-                    user.id,
-                    &form.code,
-                )
-                .await?
+    // Only failures spend the address's attempts here: staff behind one hospital address sign
+    // in by the dozen, and the account's lock-out already bounds concurrent guessing.
+    if let Err(retry_after_secs) = state.throttle.check(&ctx.client_addr) {
+        if state.anonymous_audit.should_record(&ctx.client_addr) {
+            append_system(
+                &state,
+                NewEvent::by(&user.actor(), &ctx, "login", Outcome::Failure).reason(THROTTLED),
+            )
+            .await?;
         }
-        None => {
-            let secret = session
+        return Err(AppError::TooManyRequests { retry_after_secs });
+    }
+    let csrf = csrf::token(&session).await?;
+    let enrolling = match &user.totp_secret {
+        Some(_) => None,
+        None => Some(
+            session
                 .get::<String>(ENROL_KEY)
                 .await?
-                .ok_or(AppError::LoginRequired)?;
-            let ok = totp::check(&secret, &user.username, &form.code)?;
-            if ok {
-                let mut conn = state.db.pool().acquire().await?;
-                accounts::set_totp_secret(&mut conn, user.id, Some(&secret)).await?;
-            }
-            ok
+                .ok_or(AppError::LoginRequired)?,
+        ),
+    };
+    let now = OffsetDateTime::now_utc();
+    let mut tx = state.db.begin_write().await?;
+    // A locked account's codes are not evaluated at all.
+    let accepted_epoch = if user.is_locked(now) {
+        None
+    } else {
+        match (&user.totp_secret, &enrolling) {
+            (Some(secret), _) => match totp::current_step(secret, &user.username, &form.code)? {
+                Some(step) => accounts::accept_totp_step(&mut tx, user.id, step, now)
+                    .await?
+                    .then_some(user.session_epoch),
+                None => (accounts::use_recovery_code(&mut tx, user.id, &form.code).await?
+                    && accounts::record_success(&mut tx, user.id, now).await?)
+                    .then_some(user.session_epoch),
+            },
+            (None, Some(secret)) => match totp::current_step(secret, &user.username, &form.code)? {
+                Some(step) if accounts::record_success(&mut tx, user.id, now).await? => {
+                    accounts::enrol_totp(&mut tx, user.id, secret, step, true).await?
+                }
+                _ => None,
+            },
+            (None, None) => None,
         }
     };
-    if !verified {
-        record_failure(&state, &user, &ctx, "wrong second-factor code").await?;
-        let page = match &user.totp_secret {
-            Some(_) => view::second_factor(&csrf, Some("That code is not right. Use the current code from your app, or a recovery code.")),
-            None => {
-                let secret = session.get::<String>(ENROL_KEY).await?.unwrap_or_default();
-                view::enrol_second_factor(&csrf, &totp::qr_svg(&secret, &user.username)?, &secret, Some("That code is not right. Check the time on your phone."), "/login/second-factor")
-            }
-        };
-        return Ok((axum::http::StatusCode::UNAUTHORIZED, page).into_response());
+    if let Some(epoch) = accepted_epoch {
+        return complete_login(&session, &user, epoch, &ctx, tx).await;
     }
-    complete_login(&state, &session, &user, &ctx).await
+    // Nothing of a refused attempt stays (a recovery code spent on a locked account, say).
+    tx.rollback().await?;
+    // The address pays for the failure; the answer is 401 either way.
+    let _ = state.throttle.attempt(&ctx.client_addr);
+    record_failure(&state, &user, &ctx, "wrong second-factor code").await?;
+    let page = match &enrolling {
+        None => view::second_factor(
+            &csrf,
+            Some("That code is not right. Use the current code from your app, or a recovery code."),
+        ),
+        Some(secret) => view::enrol_second_factor(
+            &csrf,
+            &totp::qr_svg(secret, &user.username)?,
+            secret,
+            Some("That code is not right. Check the time on your phone."),
+            "/login/second-factor",
+        ),
+    };
+    Ok((StatusCode::UNAUTHORIZED, page).into_response())
 }
 
 #[derive(Deserialize)]
@@ -345,14 +464,14 @@ pub async fn change_password(
     };
     if let Some(problem) = problem {
         return Ok((
-            axum::http::StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST,
             view::change_password(&user, &csrf, Some(&problem)),
         )
             .into_response());
     }
     let hash = state.hasher.hash(form.new).await?;
     let mut tx = state.db.begin_write().await?;
-    accounts::set_password(&mut tx, user.user.id, &hash, false).await?;
+    let epoch = accounts::set_password(&mut tx, user.user.id, &hash, PasswordSetBy::User).await?;
     audit::append(
         &mut tx,
         NewEvent::by(
@@ -364,26 +483,65 @@ pub async fn change_password(
     )
     .await?;
     tx.commit().await?;
-    // A privilege-relevant change: new session id.
-    user.session.cycle_id().await?;
+    // Every other session of the user has just ended; this one goes on, under a new id.
+    keep_session(&user, epoch).await?;
     Ok(view::password_changed(&user, &csrf).into_response())
 }
 
-pub async fn security_page(user: CurrentUser) -> AppResult<Markup> {
-    Ok(view::security(&user, &user.csrf().await?))
+/// The user's own session survives a change that ended all the others: it adopts the new
+/// epoch, and gets a new id as at any change of privilege.
+async fn keep_session(user: &CurrentUser, epoch: i64) -> AppResult<()> {
+    user.session.cycle_id().await?;
+    set_signed_in(
+        &user.session,
+        &SignedIn {
+            epoch,
+            ..user.signed_in.clone()
+        },
+    )
+    .await
 }
 
-/// A patient starts optional TOTP enrolment: a new secret waits in the session until confirmed.
-pub async fn start_totp(user: CurrentUser, CsrfForm(_): CsrfForm<Empty>) -> AppResult<Markup> {
+pub async fn security_page(user: CurrentUser) -> AppResult<Markup> {
+    Ok(view::security(&user, &user.csrf().await?, None))
+}
+
+#[derive(Deserialize)]
+pub struct StartTotpForm {
+    #[serde(default)]
+    password: String,
+}
+
+/// Set up a second factor (or replace it): the current password first, so that a session left
+/// open somewhere cannot take over the account's second factor. A new secret then waits in the
+/// session until a code confirms it.
+pub async fn start_totp(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    CsrfForm(form): CsrfForm<StartTotpForm>,
+) -> AppResult<Response> {
+    let csrf = user.csrf().await?;
+    if !state
+        .hasher
+        .verify(user.user.password_hash.clone(), form.password)
+        .await?
+    {
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            view::security(&user, &csrf, Some("Your current password is not right.")),
+        )
+            .into_response());
+    }
     let secret = totp::new_secret();
     user.session.insert(ENROL_KEY, &secret).await?;
     Ok(view::enrol_page(
         &user,
-        &user.csrf().await?,
+        &csrf,
         &totp::qr_svg(&secret, &user.user.username)?,
         &secret,
         None,
-    ))
+    )
+    .into_response())
 }
 
 pub async fn confirm_totp(
@@ -397,31 +555,38 @@ pub async fn confirm_totp(
         .get::<String>(ENROL_KEY)
         .await?
         .ok_or_else(|| AppError::bad_request("Start the set-up again."))?;
-    if !totp::check(&secret, &user.user.username, &form.code)? {
+    let refuse = |problem: &str| -> AppResult<Response> {
         let page = view::enrol_page(
             &user,
             &csrf,
             &totp::qr_svg(&secret, &user.user.username)?,
             &secret,
-            Some("That code is not right. Check the time on your phone."),
+            Some(problem),
         );
-        return Ok((axum::http::StatusCode::BAD_REQUEST, page).into_response());
-    }
+        Ok((StatusCode::BAD_REQUEST, page).into_response())
+    };
+    let Some(step) = totp::current_step(&secret, &user.user.username, &form.code)? else {
+        return refuse("That code is not right. Check the time on your phone.");
+    };
     let codes = totp::recovery_codes();
     let mut tx = state.db.begin_write().await?;
-    accounts::set_totp_secret(&mut tx, user.user.id, Some(&secret)).await?;
+    let Some(epoch) = accounts::enrol_totp(&mut tx, user.user.id, &secret, step, false).await?
+    else {
+        tx.rollback().await?;
+        return refuse("That code has been used already. Enter the next code your app shows.");
+    };
     accounts::replace_recovery_codes(&mut tx, user.user.id, &codes).await?;
+    let action = match user.user.totp_secret {
+        Some(_) => "replace second factor",
+        None => "enable second factor",
+    };
     audit::append(
         &mut tx,
-        NewEvent::by(
-            &user.actor(),
-            &user.ctx,
-            "enable second factor",
-            Outcome::Success,
-        ),
+        NewEvent::by(&user.actor(), &user.ctx, action, Outcome::Success),
     )
     .await?;
     tx.commit().await?;
     user.session.remove_value(ENROL_KEY).await?;
+    keep_session(&user, epoch).await?;
     Ok(view::recovery_codes(&user, &csrf, &codes).into_response())
 }

@@ -14,7 +14,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use records_domain::model::PatientId;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use time::{Duration, OffsetDateTime};
 use tower_sessions::Session;
 use uuid::Uuid;
@@ -34,6 +34,14 @@ pub struct SignedIn {
     pub signed_in_at: i64,
     /// The record a patient user is looking at: their own, or one they hold a proxy for.
     pub acting_for: Option<PatientId>,
+    /// The user's session epoch at sign-in: once the account's epoch moves on (a new password
+    /// or second factor, an administrator's reset, disabling), this session is over.
+    #[serde(default)]
+    pub epoch: i64,
+    /// Signed in with a one-time password an administrator issued: whoever holds this session
+    /// may be that administrator, so it cannot dismiss the notice of such sign-ins.
+    #[serde(default)]
+    pub issued_password: bool,
 }
 
 pub async fn signed_in(session: &Session) -> Result<Option<SignedIn>, AppError> {
@@ -80,7 +88,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         }
         let mut conn = state.db.pool().acquire().await?;
         let user = accounts::by_id(&mut conn, signed_in.user_id).await?;
-        let Some(user) = user.filter(|u| !u.disabled) else {
+        let Some(user) = user.filter(|u| !u.disabled && u.session_epoch == signed_in.epoch) else {
             session.flush().await?;
             return Err(AppError::LoginRequired);
         };
@@ -104,25 +112,48 @@ pub fn absolute_timeout_passed(signed_in_at: i64, now: OffsetDateTime) -> bool {
 }
 
 pub fn client_context(parts: &Parts, state: &AppState) -> RequestContext {
-    let forwarded = state
-        .config
-        .trust_proxy
-        .then(|| {
-            parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-        })
-        .flatten()
-        .and_then(|v| v.split(',').next())
-        .map(|s| s.trim().to_string());
+    let forwarded = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .map(|c| c.0.ip());
+    let addr = forwarded_client(forwarded, state.config.trusted_proxies).or(peer);
     RequestContext {
-        client_addr: forwarded.or(peer).unwrap_or_else(|| "unknown".into()),
+        client_addr: addr.map_or_else(|| "unknown".into(), |a| a.to_string()),
     }
+}
+
+/// The client's address as the outermost of `trusted_proxies` proxies saw it. Each proxy
+/// appends the address it received the request from to X-Forwarded-For, so the last
+/// `trusted_proxies` entries are written by our own proxies and the one furthest left of them
+/// is the client's; anything further left was sent by the client and proves nothing. `None`
+/// (use the peer address) with no trusted proxy, or when the header has fewer entries than
+/// there are proxies (the request did not come through them all) or an entry is no address.
+pub fn forwarded_client<'a>(
+    headers: impl Iterator<Item = &'a str>,
+    trusted_proxies: usize,
+) -> Option<IpAddr> {
+    if trusted_proxies == 0 {
+        return None;
+    }
+    // Several X-Forwarded-For headers read as one list, in order (RFC 9110, section 5.3).
+    let entries: Vec<&str> = headers
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    let entry = entries
+        .len()
+        .checked_sub(trusted_proxies)
+        .map(|i| entries[i])?;
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
 }
 
 macro_rules! role_extractor {
@@ -175,6 +206,35 @@ pub fn home_for(role: Role) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client(headers: &[&str], proxies: usize) -> Option<String> {
+        forwarded_client(headers.iter().copied(), proxies).map(|a| a.to_string())
+    }
+
+    #[test]
+    fn the_client_is_the_address_the_outermost_trusted_proxy_saw() {
+        let spoofed = ["6.6.6.6, 203.0.113.7"];
+        assert_eq!(client(&spoofed, 0), None, "no proxy trusted: the peer");
+        assert_eq!(client(&spoofed, 1).as_deref(), Some("203.0.113.7"));
+        assert_eq!(client(&spoofed, 2).as_deref(), Some("6.6.6.6"));
+        assert_eq!(client(&spoofed, 3), None, "fewer entries than proxies");
+        assert_eq!(
+            client(&["1.1.1.1, 2.2.2.2", "198.51.100.1 , 10.0.0.2"], 2).as_deref(),
+            Some("198.51.100.1"),
+            "several headers are one list"
+        );
+        assert_eq!(client(&["2001:db8::1"], 1).as_deref(), Some("2001:db8::1"));
+        assert_eq!(
+            client(&["[2001:db8::1]:4711"], 1).as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(
+            client(&["203.0.113.7:4711"], 1).as_deref(),
+            Some("203.0.113.7")
+        );
+        assert_eq!(client(&["1.1.1.1, not-an-address"], 1), None);
+        assert_eq!(client(&[], 1), None);
+    }
 
     #[test]
     fn a_session_ends_eight_hours_after_sign_in() {

@@ -3,6 +3,7 @@
 //! The same access policy and audit log as the pages: every read goes through the gate with the
 //! token's user as the actor. Errors are OperationOutcomes.
 
+mod anonymous;
 pub mod ingest;
 pub mod resources;
 pub mod search;
@@ -118,6 +119,13 @@ impl IntoResponse for FhirError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                // The address throttle frees one call at least this often.
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::auth::throttle::REFILL_SECS.ceil() as u64),
+                );
             }
             _ => {}
         }
@@ -235,17 +243,7 @@ impl FromRequestParts<AppState> for FhirCaller {
         };
         let Some(token) = token else {
             drop(conn);
-            audit_system(
-                state,
-                NewEvent::anonymous("FHIR client", &ctx, "fhir authenticate", Outcome::Failure)
-                    .reason("missing or unknown bearer token"),
-            )
-            .await?;
-            return Err(FhirError::new(
-                StatusCode::UNAUTHORIZED,
-                "login",
-                "a valid bearer token is required",
-            ));
+            return Err(anonymous::refuse(state, &ctx).await);
         };
         let user = match token.user_id {
             Some(user_id) => Some(

@@ -135,6 +135,7 @@ async fn create_user(
     let hash = state.hasher.hash(password.clone()).await?;
     let mut tx = state.db.begin_write().await?;
     let id = accounts::create(&mut tx, &new, &hash).await?;
+    accounts::set_password_issuer(&mut tx, id, admin.user.id).await?;
     // A citizen's account is part of their record's story: it goes into their chain and log.
     let mut event = audit_event(&admin, "create user")
         .resource("user", Some(id.to_string()))
@@ -176,6 +177,7 @@ async fn set_disabled(
         ));
     }
     let mut tx = state.db.begin_write().await?;
+    // Either way every session of the user ends (see `accounts::set_disabled`).
     accounts::set_disabled(&mut tx, user, disabled).await?;
     let action = if disabled {
         "disable user"
@@ -221,7 +223,15 @@ async fn reset_password(
     let target = accounts::by_id(&mut tx, user)
         .await?
         .ok_or(AppError::NotFound)?;
-    accounts::set_password(&mut tx, user, &hash, true).await?;
+    // Ends every session of the user, and marks the password as issued by this administrator:
+    // the next sign-in with it shows in the citizen's access log.
+    accounts::set_password(
+        &mut tx,
+        user,
+        &hash,
+        accounts::PasswordSetBy::Administrator(admin.user.id),
+    )
+    .await?;
     let mut event = audit_event(&admin, "reset password").resource("user", Some(user.to_string()));
     if let Some(patient) = target.patient_id {
         event = event.about(patient);

@@ -114,7 +114,7 @@ pub fn recovery_codes(user: &CurrentUser, csrf: &str, codes: &[String]) -> Marku
     )
 }
 
-pub fn security(user: &CurrentUser, csrf: &str) -> Markup {
+pub fn security(user: &CurrentUser, csrf: &str, problem: Option<&str>) -> Markup {
     let frame = Frame {
         user,
         csrf,
@@ -126,13 +126,18 @@ pub fn security(user: &CurrentUser, csrf: &str) -> Markup {
         html! {
             section {
                 h2 { "Second factor" }
+                (notice(problem))
                 @if user.user.totp_secret.is_some() {
-                    p { "Sign-in is confirmed with a code from your authenticator app." }
+                    p { "Sign-in is confirmed with a code from your authenticator app. New phone? Set up the app again: the old codes and recovery codes stop working, and you are signed out everywhere else." }
                 } @else {
                     p { "Protect your account with a code from an authenticator app at every sign-in." }
-                    form method="post" action="/account/totp/start" {
-                        (csrf_field(csrf))
-                        button type="submit" { "Set up a second factor" }
+                }
+                form.card method="post" action="/account/totp/start" {
+                    (csrf_field(csrf))
+                    label for="password" { "Current password" }
+                    input #password name="password" type="password" autocomplete="current-password" required;
+                    button type="submit" {
+                        @if user.user.totp_secret.is_some() { "Set up the app again" } @else { "Set up a second factor" }
                     }
                 }
             }

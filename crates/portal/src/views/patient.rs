@@ -26,6 +26,10 @@ pub struct Summary {
     pub prescriptions: Option<Vec<Prescription>>,
     pub plans: Option<Vec<TreatmentPlan>>,
     pub new_accesses: Option<i64>,
+    /// Sign-ins to the citizen's own account with an administrator's one-time password that
+    /// they have not acknowledged, and whether this session may acknowledge them.
+    pub issued_sign_ins: Vec<AuditEvent>,
+    pub may_acknowledge: bool,
 }
 
 pub fn pending_note() -> Markup {
@@ -42,6 +46,21 @@ pub fn overview(user: &CurrentUser, csrf: &str, s: Summary) -> Markup {
         "Overview",
         Some(&frame),
         html! {
+            @if !s.issued_sign_ins.is_empty() {
+                section.notice.error role="alert" {
+                    h2 { "Signed in with a password from an administrator" }
+                    p { "Your account was signed in to with a one-time password that an administrator issued. If you did not do this yourself, report it in " a href="/me/access-log" { "who looked at my record" } ", where each of these sign-ins is listed." }
+                    ul { @for e in &s.issued_sign_ins { li { time datetime=(e.occurred_at) { (e.occurred_at.get(..16).unwrap_or(&e.occurred_at).replace('T', " ")) " UTC" } " (administrator: " (e.actor_name) ")" } } }
+                    @if s.may_acknowledge {
+                        form method="post" action="/me/sign-in-notice" {
+                            (csrf_field(csrf))
+                            button type="submit" { "I have seen this" }
+                        }
+                    } @else {
+                        p.hint { "This notice stays until you sign in with a password you chose yourself and confirm you have seen it." }
+                    }
+                }
+            }
             @if let Some(n) = s.new_accesses {
                 @if n > 0 {
                     p.notice role="status" { a href="/me/access-log" { (n) " new " (if n == 1 { "access" } else { "accesses" }) " to this record since the last visit." } }

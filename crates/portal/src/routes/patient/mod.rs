@@ -21,6 +21,10 @@ use crate::views::layout::RecordBanner;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/me", get(record::overview))
+        .route(
+            "/me/sign-in-notice",
+            post(record::acknowledge_issued_sign_ins),
+        )
         .route("/me/labs", get(record::labs))
         .route("/me/labs/{code}", get(record::lab_history))
         .route("/me/prescriptions", get(record::prescriptions))

@@ -1,14 +1,19 @@
 //! The record pages: overview, lab results (with a page per test), prescriptions and plans.
 
+use access_control::accounts;
 use access_control::audit::query as audit_query;
 use access_control::Request;
 use axum::extract::{Path, State};
+use axum::response::Redirect;
 use maud::Markup;
 use records_domain::store::{labs, plans, prescriptions, Category, ReadPermit};
+use time::OffsetDateTime;
 
 use super::access_log::record_owner;
 use super::{banner, open, proxy_ended, whose_record};
 use crate::app::AppState;
+use crate::auth::csrf::CsrfForm;
+use crate::auth::login::Empty;
 use crate::auth::PatientUser;
 use crate::error::{AppError, AppResult};
 use crate::views::components::{latest_per_test, split_prescriptions};
@@ -50,6 +55,16 @@ pub async fn overview(
                 .collect(),
         );
     }
+    if user.user.patient_id == Some(patient) {
+        summary.issued_sign_ins = audit_query::about_patient_since(
+            &mut tx,
+            patient,
+            accounts::ISSUED_SIGN_IN,
+            user.user.issued_sign_ins_seen_at,
+        )
+        .await?;
+        summary.may_acknowledge = !user.signed_in.issued_password;
+    }
     if grant.covers(Category::AccessLog) {
         let since = audit_query::record_visit(&mut tx, user.user.id, patient).await?;
         let owner = record_owner(&mut tx, patient).await?;
@@ -58,6 +73,24 @@ pub async fn overview(
     }
     tx.commit().await?;
     Ok(view::overview(&user, &user.csrf().await?, summary))
+}
+
+/// The citizen has seen the notice of sign-ins with an administrator's password. Not from a
+/// session that itself began with such a password: that may be the administrator's.
+pub async fn acknowledge_issued_sign_ins(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> AppResult<Redirect> {
+    if user.signed_in.issued_password {
+        return Err(AppError::bad_request(
+            "Sign in with a password you chose yourself to dismiss this notice.",
+        ));
+    }
+    let mut conn = state.db.pool().acquire().await?;
+    accounts::acknowledge_issued_sign_ins(&mut conn, user.user.id, OffsetDateTime::now_utc())
+        .await?;
+    Ok(Redirect::to("/me"))
 }
 
 pub async fn labs(
