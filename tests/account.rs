@@ -296,3 +296,28 @@ both_engines!(an_idle_session_ends, |app: TestApp| async move {
     sqlx::query(expire).execute(app.db.pool()).await.unwrap();
     assert!(bo.get("/me").await.is_login_page());
 });
+
+// The idle timeout slides with activity, but a page view does not write the session each
+// time: within a minute of the last save the stored session is left alone.
+both_engines!(
+    page_views_do_not_rewrite_the_session,
+    |app: TestApp| async move {
+        let mut anne = app.signed_in("anne").await;
+        let stored = match app.engine {
+        Engine::Sqlite => "SELECT CAST(expiry_date AS TEXT) || hex(data) FROM tower_sessions",
+        Engine::Postgres => {
+            "SELECT CAST(expiry_date AS TEXT) || encode(data, 'hex') FROM tower_sessions.session"
+        }
+    };
+        let before = app.text(stored).await;
+        for _ in 0..5 {
+            anne.get("/me").await.assert_ok();
+            anne.get("/me/labs").await.assert_ok();
+        }
+        assert_eq!(
+            app.text(stored).await,
+            before,
+            "the session was saved again"
+        );
+    }
+);

@@ -540,3 +540,48 @@ async fn the_application_role_serves_and_cannot_touch_the_audit_log() {
             >= 1
     );
 }
+
+// Reads are audited through the group-committing writer: a page is shown only after its event
+// is durable. When the database refuses the event, the page is an error and shows nothing.
+both_engines!(
+    no_audit_no_access_when_the_event_cannot_be_written,
+    |app: TestApp| async move {
+        let mut anne = app.signed_in("anne").await;
+        let labs = anne.get("/me/labs").await;
+        labs.assert_ok();
+        assert!(labs.contains("HbA1c"));
+        let mut hansen = app.signed_in("dr.hansen").await;
+        let refuse = match app.engine {
+        Engine::Sqlite => vec![
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit store down'); END",
+        ],
+        Engine::Postgres => vec![
+            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'audit store down'; END$$",
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+        ],
+    };
+        for sql in refuse {
+            sqlx::query(sql).execute(app.db.pool()).await.unwrap();
+        }
+        let refused = anne.get("/me/labs").await;
+        assert_eq!(refused.status, 500);
+        assert!(
+            !refused.contains("HbA1c"),
+            "nothing of the record without its audit event"
+        );
+        let anne_id = app
+            .text("SELECT patient_id FROM users WHERE username = 'anne'")
+            .await;
+        let record = hansen
+            .get(&format!("/clinician/patients/{anne_id}/labs"))
+            .await;
+        assert_eq!(record.status, 500);
+        assert!(!record.contains("HbA1c"));
+        let restore = match app.engine {
+            Engine::Sqlite => "DROP TRIGGER refuse_audit",
+            Engine::Postgres => "DROP TRIGGER refuse_audit ON audit_events",
+        };
+        sqlx::query(restore).execute(app.db.pool()).await.unwrap();
+        anne.get("/me/labs").await.assert_ok();
+    }
+);

@@ -38,9 +38,11 @@ async fn clinician_reads(
         .actor();
     drop(conn);
     let settings = PolicySettings::default();
+    let audit = access_control::audit::writer::AuditWriter::start(app.db.clone());
     let gate = Gate {
         db: &app.db,
         settings: &settings,
+        audit: &audit,
     };
     let ctx = RequestContext {
         client_addr: "10.0.0.7".into(),

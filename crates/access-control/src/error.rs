@@ -15,6 +15,9 @@ pub enum AccessError {
     Domain(#[from] DomainError),
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    /// The audit event could not be made durable, so nothing may be shown.
+    #[error("the audit log could not be written: {0}")]
+    AuditUnavailable(String),
 }
 
 impl From<sqlx::Error> for AccessError {

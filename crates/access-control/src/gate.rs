@@ -20,6 +20,7 @@ use sqlx::AnyConnection;
 use time::{Date, OffsetDateTime};
 
 use crate::actor::{Actor, RequestContext, Role};
+use crate::audit::writer::AuditWriter;
 use crate::audit::{self, NewEvent, Outcome};
 use crate::policy::{
     decide, Action, Basis, BlockFact, Decision, Denial, Facts, Period, PolicySettings, ProxyFact,
@@ -34,9 +35,14 @@ pub struct ReadGrant {
     basis: Basis,
     categories: Vec<Category>,
     role: Role,
+    /// The sequence number of this access's own event in the patient's chain.
+    event_seq: i64,
 }
 
 impl ReadGrant {
+    pub fn event_seq(&self) -> i64 {
+        self.event_seq
+    }
     pub fn basis(&self) -> Basis {
         self.basis
     }
@@ -172,13 +178,14 @@ pub struct Request<'a> {
 pub struct Gate<'a> {
     pub db: &'a Db,
     pub settings: &'a PolicySettings,
+    pub audit: &'a AuditWriter,
 }
 
 impl Gate<'_> {
     /// The overview: one decision and one audit event for the parts of the record it covers.
     pub async fn summary(&self, req: &Request<'_>) -> Result<(Tx, ReadGrant), AccessError> {
-        let (tx, basis, categories) = self.enter(req, Action::ReadSummary, "summary").await?;
-        Ok((tx, read_grant(req, basis, categories)))
+        let entered = self.enter_read(req, Action::ReadSummary, "summary").await?;
+        Ok(entered.read_grant(req))
     }
 
     pub async fn read(
@@ -186,10 +193,24 @@ impl Gate<'_> {
         req: &Request<'_>,
         category: Category,
     ) -> Result<(Tx, ReadGrant), AccessError> {
-        let (tx, basis, categories) = self
+        let entered = self
+            .enter_read(req, Action::Read(category), category.as_str())
+            .await?;
+        Ok(entered.read_grant(req))
+    }
+
+    /// A read whose handler also records something of its own in the same transaction (a
+    /// patient's report about an entry of their access log): decided as a read, audited in the
+    /// write transaction like a change.
+    pub async fn read_to_record(
+        &self,
+        req: &Request<'_>,
+        category: Category,
+    ) -> Result<(Tx, ReadGrant), AccessError> {
+        let entered = self
             .enter(req, Action::Read(category), category.as_str())
             .await?;
-        Ok((tx, read_grant(req, basis, categories)))
+        Ok(entered.read_grant(req))
     }
 
     pub async fn write(
@@ -197,13 +218,14 @@ impl Gate<'_> {
         req: &Request<'_>,
         category: Category,
     ) -> Result<(Tx, WriteGrant), AccessError> {
-        let (tx, basis, categories) = self
+        let entered = self
             .enter(req, Action::Write(category), category.as_str())
             .await?;
+        let (tx, read) = entered.read_grant(req);
         Ok((
             tx,
             WriteGrant {
-                read: read_grant(req, basis, categories),
+                read,
                 author: req.actor.name.clone(),
                 source_system: Source::PORTAL.to_string(),
             },
@@ -233,9 +255,9 @@ impl Gate<'_> {
             }
             Decision::Allowed { basis, categories } => (basis, categories),
         };
-        audit::append(conn, event).await?;
+        let stored = audit::append(conn, event).await?;
         Ok(Ok(WriteGrant {
-            read: read_grant(req, basis, categories),
+            read: read_grant(req, basis, categories, stored.seq),
             author: req.actor.name.clone(),
             source_system: source_system.to_string(),
         }))
@@ -309,9 +331,9 @@ impl Gate<'_> {
     }
 
     pub async fn consent(&self, req: &Request<'_>) -> Result<(Tx, ConsentGrant), AccessError> {
-        let (tx, _, _) = self.enter(req, Action::ManageConsent, "consent").await?;
+        let entered = self.enter(req, Action::ManageConsent, "consent").await?;
         Ok((
-            tx,
+            entered.tx,
             ConsentGrant {
                 patient: req.patient,
             },
@@ -337,23 +359,43 @@ impl Gate<'_> {
         Ok(decision)
     }
 
+    /// A read: decided in a read transaction (many readers at once, also on SQLite), its
+    /// event made durable by the group-committing writer before anything of the record is read.
+    async fn enter_read(
+        &self,
+        req: &Request<'_>,
+        action: Action,
+        resource_type: &str,
+    ) -> Result<Entered, AccessError> {
+        let mut tx = self.db.begin_read().await?;
+        let (decision, event) = self
+            .decide_with_event(&mut tx, req, action, resource_type)
+            .await?;
+        let stored = self.audit.append(event).await?;
+        match decision {
+            Decision::Denied(denial) => Err(AccessError::Denied(denial)),
+            Decision::Allowed { basis, categories } => Ok(Entered {
+                tx,
+                basis,
+                categories,
+                event_seq: stored.seq,
+            }),
+        }
+    }
+
+    /// A change: decided and audited in the write transaction that will carry it, so the event
+    /// exists exactly if the change does. A denial is committed on its own.
     async fn enter(
         &self,
         req: &Request<'_>,
         action: Action,
         resource_type: &str,
-    ) -> Result<(Tx, Basis, Vec<Category>), AccessError> {
+    ) -> Result<Entered, AccessError> {
         let mut tx = self.db.begin_write().await?;
-        let now = OffsetDateTime::now_utc();
-        let facts = load_facts(&mut tx, req.actor, req.patient, now).await?;
-        let decision = decide(req.actor, action, &facts, self.settings, now);
-        let event = decision_event(req, action, resource_type, &decision).reason(match &decision {
-            Decision::Denied(d) => d.as_str().to_string(),
-            Decision::Allowed { basis, .. } => {
-                override_reason(&mut tx, req.actor, req.patient, *basis, now).await?
-            }
-        });
-        audit::append(&mut tx, event).await?;
+        let (decision, event) = self
+            .decide_with_event(&mut tx, req, action, resource_type)
+            .await?;
+        let stored = audit::append(&mut tx, event).await?;
         match decision {
             Decision::Denied(denial) => {
                 tx.commit()
@@ -361,8 +403,33 @@ impl Gate<'_> {
                     .map_err(records_domain::DomainError::from)?;
                 Err(AccessError::Denied(denial))
             }
-            Decision::Allowed { basis, categories } => Ok((tx, basis, categories)),
+            Decision::Allowed { basis, categories } => Ok(Entered {
+                tx,
+                basis,
+                categories,
+                event_seq: stored.seq,
+            }),
         }
+    }
+
+    async fn decide_with_event(
+        &self,
+        conn: &mut AnyConnection,
+        req: &Request<'_>,
+        action: Action,
+        resource_type: &str,
+    ) -> Result<(Decision, NewEvent), AccessError> {
+        let now = OffsetDateTime::now_utc();
+        let facts = load_facts(conn, req.actor, req.patient, now).await?;
+        let decision = decide(req.actor, action, &facts, self.settings, now);
+        let reason = match &decision {
+            Decision::Denied(d) => d.as_str().to_string(),
+            Decision::Allowed { basis, .. } => {
+                override_reason(conn, req.actor, req.patient, *basis, now).await?
+            }
+        };
+        let event = decision_event(req, action, resource_type, &decision).reason(reason);
+        Ok((decision, event))
     }
 }
 
@@ -396,12 +463,33 @@ fn source_system_reason(decision: &Decision, source_system: &str) -> String {
     }
 }
 
-fn read_grant(req: &Request<'_>, basis: Basis, categories: Vec<Category>) -> ReadGrant {
+/// What a gate hands out once the decision allowed the access and its event is recorded.
+struct Entered {
+    tx: Tx,
+    basis: Basis,
+    categories: Vec<Category>,
+    event_seq: i64,
+}
+
+impl Entered {
+    fn read_grant(self, req: &Request<'_>) -> (Tx, ReadGrant) {
+        let grant = read_grant(req, self.basis, self.categories, self.event_seq);
+        (self.tx, grant)
+    }
+}
+
+fn read_grant(
+    req: &Request<'_>,
+    basis: Basis,
+    categories: Vec<Category>,
+    event_seq: i64,
+) -> ReadGrant {
     ReadGrant {
         patient: req.patient,
         basis,
         categories,
         role: req.actor.role,
+        event_seq,
     }
 }
 

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use access_control::audit::writer::AuditWriter;
 use access_control::Gate;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue};
@@ -44,6 +45,8 @@ pub struct AppState {
     pub anonymous_audit: AnonymousAudit,
     /// Signs the sign-in form's CSRF tokens.
     pub login_key: LoginKey,
+    /// Group-commits the audit events of reads.
+    pub audit: AuditWriter,
 }
 
 impl AppState {
@@ -55,6 +58,7 @@ impl AppState {
         Gate {
             db: &self.db,
             settings: &self.config.policy,
+            audit: &self.audit,
         }
     }
 }
@@ -209,6 +213,7 @@ pub async fn spawn(
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
     let state = AppState {
+        audit: AuditWriter::start(db.clone()),
         db: db.clone(),
         replica,
         config: Arc::new(config),

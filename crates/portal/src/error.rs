@@ -113,6 +113,7 @@ impl From<AccessError> for AppError {
             AccessError::Invalid(m) => Self::BadRequest(m),
             AccessError::Domain(d) => d.into(),
             AccessError::Hashing(m) => Self::Internal(m),
+            AccessError::AuditUnavailable(m) => Self::Internal(m),
         }
     }
 }

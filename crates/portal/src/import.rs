@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use access_control::audit::writer::AuditWriter;
 use access_control::{Actor, Gate, PolicySettings, Reach, RequestContext};
 use indicatif::{ProgressBar, ProgressStyle};
 use records_domain::Db;
@@ -59,9 +60,11 @@ pub async fn import_files(
     );
     // The guardian settings play no part in a source system's writes.
     let settings = PolicySettings::default();
+    let audit = AuditWriter::start(db.clone());
     let gate = Gate {
         db,
         settings: &settings,
+        audit: &audit,
     };
     let actor = operator();
     let ctx = RequestContext {

@@ -2,6 +2,7 @@
 //! around it (guardianships, a power of attorney, a care relationship) and one login per role.
 
 use access_control::accounts::{self, NewUser};
+use access_control::audit::writer::AuditWriter;
 use access_control::consent;
 use access_control::policy::ProxyKind;
 use access_control::{
@@ -105,9 +106,11 @@ async fn write_records(
     pop: &demo::Population,
 ) -> anyhow::Result<()> {
     let settings = PolicySettings::default();
+    let audit = AuditWriter::start(db.clone());
     let gate = Gate {
         db,
         settings: &settings,
+        audit: &audit,
     };
     let register = Actor::system(
         Uuid::nil(),

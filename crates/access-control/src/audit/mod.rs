@@ -13,6 +13,7 @@
 pub mod prune;
 pub mod query;
 pub mod verify;
+pub mod writer;
 
 use records_domain::db::{ts, RowExt};
 use records_domain::model::PatientId;

@@ -82,34 +82,28 @@ pub async fn about_patient_since(
     rows.iter().map(from_row).collect()
 }
 
-/// Remember that `viewer` opened the record now; returns their previous visit (or the epoch),
-/// so the overview can say how many accesses are new since then.
-pub async fn record_visit(
+/// When `viewer` last opened this patient's overview before the view that is audited as
+/// `current_seq`: read from the log itself, so that showing the overview writes nothing more
+/// than its audit event.
+pub async fn previous_visit(
     conn: &mut AnyConnection,
     viewer: Uuid,
     patient: PatientId,
+    current_seq: i64,
 ) -> Result<OffsetDateTime, AccessError> {
     let row = sqlx::query(
-        "SELECT last_seen_at FROM patient_visits WHERE user_id = $1 AND patient_id = $2",
+        "SELECT occurred_at FROM audit_events WHERE chain_key = $1 AND seq < $2 AND actor_id = $3 \
+         AND action = 'read summary' AND outcome = 'allowed' ORDER BY seq DESC LIMIT 1",
     )
-    .bind(viewer.to_string())
     .bind(patient.0.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let previous = match row {
-        Some(r) => r.time("last_seen_at")?,
-        None => OffsetDateTime::UNIX_EPOCH,
-    };
-    sqlx::query(
-        "INSERT INTO patient_visits (user_id, patient_id, last_seen_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (user_id, patient_id) DO UPDATE SET last_seen_at = excluded.last_seen_at",
-    )
+    .bind(current_seq)
     .bind(viewer.to_string())
-    .bind(patient.0.to_string())
-    .bind(ts(OffsetDateTime::now_utc()))
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(previous)
+    match row {
+        Some(r) => Ok(r.time("occurred_at")?),
+        None => Ok(OffsetDateTime::UNIX_EPOCH),
+    }
 }
 
 pub async fn by_id(conn: &mut AnyConnection, id: Uuid) -> Result<Option<AuditEvent>, AccessError> {

@@ -243,6 +243,7 @@ async fn complete_login(
             acting_for: None,
             epoch,
             issued_password: user.password_issued_by.is_some(),
+            active_at: OffsetDateTime::now_utc().unix_timestamp(),
         },
     )
     .await?;

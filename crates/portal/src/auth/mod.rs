@@ -42,6 +42,20 @@ pub struct SignedIn {
     /// may be that administrator, so it cannot dismiss the notice of such sign-ins.
     #[serde(default)]
     pub issued_password: bool,
+    /// When a request last moved the session's idle expiry on (unix seconds).
+    #[serde(default)]
+    pub active_at: i64,
+}
+
+/// How often a request moves the idle expiry on. The session store keeps the expiry it was
+/// last saved with, so the session must be saved for the idle timeout to slide; saving on
+/// every request would make every page view a database write, so it is saved at most once per
+/// step, and the idle timeout is IDLE_TIMEOUT less up to one step.
+const ACTIVITY_STEP: i64 = 60;
+
+/// Whether this request should save the session to keep it alive.
+pub fn activity_due(active_at: i64, now: OffsetDateTime) -> bool {
+    now.unix_timestamp() - active_at >= ACTIVITY_STEP
 }
 
 pub async fn signed_in(session: &Session) -> Result<Option<SignedIn>, AppError> {
@@ -92,6 +106,12 @@ impl FromRequestParts<AppState> for CurrentUser {
             session.flush().await?;
             return Err(AppError::LoginRequired);
         };
+        let now = OffsetDateTime::now_utc();
+        let mut signed_in = signed_in;
+        if activity_due(signed_in.active_at, now) {
+            signed_in.active_at = now.unix_timestamp();
+            set_signed_in(&session, &signed_in).await?;
+        }
         let changing_password =
             parts.uri.path() == "/account/password" || parts.uri.path() == "/logout";
         if user.must_change_password && !changing_password {
@@ -206,6 +226,19 @@ pub fn home_for(role: Role) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn activity_moves_the_idle_expiry_at_most_once_a_minute() {
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let active_at = at.unix_timestamp();
+        assert!(!activity_due(active_at, at));
+        assert!(!activity_due(active_at, at + Duration::seconds(59)));
+        assert!(activity_due(active_at, at + Duration::seconds(60)));
+        assert!(
+            activity_due(0, at),
+            "a session from before this rule is saved once"
+        );
+    }
 
     fn client(headers: &[&str], proxies: usize) -> Option<String> {
         forwarded_client(headers.iter().copied(), proxies).map(|a| a.to_string())

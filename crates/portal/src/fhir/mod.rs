@@ -162,6 +162,9 @@ impl From<AccessError> for FhirError {
             AccessError::Invalid(m) => Self::bad(m),
             AccessError::Domain(d) => d.into(),
             AccessError::Hashing(m) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "exception", m),
+            AccessError::AuditUnavailable(m) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "transient", m)
+            }
         }
     }
 }

@@ -17,7 +17,7 @@ use records_domain::Tx;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::open;
+use super::{open, open_to_record};
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::PatientUser;
@@ -84,7 +84,7 @@ pub async fn report(
             "Please keep the comment under {MAX_COMMENT_CHARS} characters."
         )));
     }
-    let (mut tx, grant, _) = open(
+    let (mut tx, grant, _) = open_to_record(
         &state,
         &user,
         Category::AccessLog,

@@ -79,6 +79,27 @@ async fn open(
     category: Category,
     resource_id: Option<String>,
 ) -> AppResult<(Tx, ReadGrant, RecordBanner)> {
+    open_as(state, user, category, resource_id, false).await
+}
+
+/// As `open`, in a write transaction, for a page that records something of the user's own
+/// (a report about an access).
+async fn open_to_record(
+    state: &AppState,
+    user: &CurrentUser,
+    category: Category,
+    resource_id: Option<String>,
+) -> AppResult<(Tx, ReadGrant, RecordBanner)> {
+    open_as(state, user, category, resource_id, true).await
+}
+
+async fn open_as(
+    state: &AppState,
+    user: &CurrentUser,
+    category: Category,
+    resource_id: Option<String>,
+    records: bool,
+) -> AppResult<(Tx, ReadGrant, RecordBanner)> {
     let patient = whose_record(user)?;
     let actor = user.actor();
     let req = Request {
@@ -87,7 +108,13 @@ async fn open(
         patient,
         resource_id,
     };
-    let (mut tx, grant) = match state.gate().read(&req, category).await {
+    let gate = state.gate();
+    let opened = if records {
+        gate.read_to_record(&req, category).await
+    } else {
+        gate.read(&req, category).await
+    };
+    let (mut tx, grant) = match opened {
         Ok(opened) => opened,
         Err(e) => return Err(proxy_ended(user, e).await),
     };

@@ -66,7 +66,8 @@ pub async fn overview(
         summary.may_acknowledge = !user.signed_in.issued_password;
     }
     if grant.covers(Category::AccessLog) {
-        let since = audit_query::record_visit(&mut tx, user.user.id, patient).await?;
+        let since =
+            audit_query::previous_visit(&mut tx, user.user.id, patient, grant.event_seq()).await?;
         let owner = record_owner(&mut tx, patient).await?;
         summary.new_accesses =
             Some(audit_query::count_accesses_since(&mut tx, patient, owner, since).await?);

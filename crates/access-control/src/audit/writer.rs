@@ -1,0 +1,97 @@
+//! Group commit for the audit events of reads. Every page view appends an event that must be
+//! durable before the page is shown; committing each on its own costs one fsync per view and,
+//! on SQLite, holds the single writer lock for the whole request. Instead, requests hand their
+//! events to one writer task, which appends whatever has queued up (in chain order, so that
+//! several instances never take chain heads in opposite orders) in one transaction, commits
+//! once, and then answers every waiting request. Chains and hashes are exactly those of
+//! `audit::append`. If the commit fails, every request of the batch gets the error: no audit,
+//! no access.
+
+use std::sync::Arc;
+
+use records_domain::Db;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{append, AuditEvent, NewEvent};
+use crate::AccessError;
+
+/// Enough to amortise a commit, small enough that one batch's transaction stays short.
+const MAX_BATCH: usize = 256;
+/// Requests waiting beyond this wait for room in the queue (backpressure, not memory growth).
+const QUEUE: usize = 4096;
+
+struct Pending {
+    event: NewEvent,
+    done: oneshot::Sender<Result<AuditEvent, Arc<AccessError>>>,
+}
+
+/// A handle to the writer task; cheap to clone. The task ends when the last handle is dropped,
+/// after writing what was queued.
+#[derive(Clone, Debug)]
+pub struct AuditWriter {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl AuditWriter {
+    /// Start the writer task on the current tokio runtime.
+    pub fn start(db: Db) -> Self {
+        let (queue, requests) = mpsc::channel(QUEUE);
+        tokio::spawn(run(db, requests));
+        Self { queue }
+    }
+
+    /// Append `event` and return once it is durable.
+    pub async fn append(&self, event: NewEvent) -> Result<AuditEvent, AccessError> {
+        let (done, answer) = oneshot::channel();
+        self.queue
+            .send(Pending { event, done })
+            .await
+            .map_err(|_| AccessError::AuditUnavailable("the audit writer has stopped".into()))?;
+        match answer.await {
+            Ok(Ok(stored)) => Ok(stored),
+            Ok(Err(e)) => Err(AccessError::AuditUnavailable(e.to_string())),
+            Err(_) => Err(AccessError::AuditUnavailable(
+                "the audit writer stopped before answering".into(),
+            )),
+        }
+    }
+}
+
+async fn run(db: Db, mut requests: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        commit(&db, std::mem::take(&mut batch)).await;
+    }
+}
+
+async fn commit(db: &Db, mut batch: Vec<Pending>) {
+    batch.sort_by_cached_key(|p| super::chain_key(p.event.patient_id));
+    let events: Vec<NewEvent> = batch.iter().map(|p| p.event.clone()).collect();
+    match write(db, events).await {
+        Ok(stored) => {
+            for (pending, event) in batch.into_iter().zip(stored) {
+                // A request that gave up waiting has nothing to be told.
+                let _ = pending.done.send(Ok(event));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, events = batch.len(), "audit batch failed");
+            let e = Arc::new(e);
+            for pending in batch {
+                let _ = pending.done.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+async fn write(db: &Db, events: Vec<NewEvent>) -> Result<Vec<AuditEvent>, AccessError> {
+    let mut tx = db.begin_write().await?;
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        stored.push(append(&mut tx, event).await?);
+    }
+    tx.commit()
+        .await
+        .map_err(records_domain::DomainError::from)?;
+    Ok(stored)
+}
