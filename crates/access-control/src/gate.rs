@@ -241,7 +241,7 @@ impl Gate<'_> {
         source_system: &str,
     ) -> Result<Result<WriteGrant, Refusal>, AccessError> {
         let now = OffsetDateTime::now_utc();
-        let facts = load_facts(conn, req.actor, req.patient, now).await?;
+        let facts = load_facts(conn, req.actor, req.patient, now).await?.facts;
         let action = Action::Write(category);
         let decision = decide(req.actor, action, &facts, self.settings, now);
         let event = decision_event(req, action, category.as_str(), &decision)
@@ -275,7 +275,7 @@ impl Gate<'_> {
         let now = OffsetDateTime::now_utc();
         let facts = match load_facts(conn, req.actor, req.patient, now).await {
             Err(AccessError::UnknownPatient) => Facts::unregistered(req.patient, birth_date),
-            other => other?,
+            other => other?.facts,
         };
         let action = Action::WriteDemographics;
         let decision = decide(req.actor, action, &facts, self.settings, now);
@@ -348,7 +348,7 @@ impl Gate<'_> {
         req: &Request<'_>,
     ) -> Result<Decision, AccessError> {
         let now = OffsetDateTime::now_utc();
-        let facts = load_facts(conn, req.actor, req.patient, now).await?;
+        let facts = load_facts(conn, req.actor, req.patient, now).await?.facts;
         let decision = decide(req.actor, Action::ReadSummary, &facts, self.settings, now);
         let event = NewEvent::by(req.actor, req.ctx, "lookup", Outcome::Success)
             .about(req.patient)
@@ -420,13 +420,15 @@ impl Gate<'_> {
         resource_type: &str,
     ) -> Result<(Decision, NewEvent), AccessError> {
         let now = OffsetDateTime::now_utc();
-        let facts = load_facts(conn, req.actor, req.patient, now).await?;
-        let decision = decide(req.actor, action, &facts, self.settings, now);
+        let loaded = load_facts(conn, req.actor, req.patient, now).await?;
+        let decision = decide(req.actor, action, &loaded.facts, self.settings, now);
         let reason = match &decision {
             Decision::Denied(d) => d.as_str().to_string(),
-            Decision::Allowed { basis, .. } => {
-                override_reason(conn, req.actor, req.patient, *basis, now).await?
-            }
+            Decision::Allowed {
+                basis: Basis::EmergencyOverride,
+                ..
+            } => loaded.override_reason.unwrap_or_default(),
+            Decision::Allowed { .. } => String::new(),
         };
         let event = decision_event(req, action, resource_type, &decision).reason(reason);
         Ok((decision, event))
@@ -493,107 +495,84 @@ fn read_grant(
     }
 }
 
-/// Under an emergency override every access event repeats the clinician's stated reason.
-async fn override_reason(
-    conn: &mut AnyConnection,
-    actor: &Actor,
-    patient: PatientId,
-    basis: Basis,
-    now: OffsetDateTime,
-) -> Result<String, AccessError> {
-    if basis != Basis::EmergencyOverride {
-        return Ok(String::new());
-    }
-    let row = sqlx::query(
-        "SELECT reason FROM emergency_accesses WHERE clinician_id = $1 AND patient_id = $2 AND expires_at > $3 \
-         ORDER BY granted_at DESC LIMIT 1",
-    )
-    .bind(actor.user_id.to_string())
-    .bind(patient.0.to_string())
-    .bind(ts(now))
-    .fetch_optional(conn)
-    .await?;
-    Ok(row
-        .map(|r| r.text("reason"))
-        .transpose()?
-        .unwrap_or_default())
+/// What the decision is made from, and the reason to repeat if it rests on an override.
+pub struct Loaded {
+    pub facts: Facts,
+    /// The clinician's stated reason for their latest live emergency override, if any: every
+    /// access under the override repeats it in its audit event.
+    pub override_reason: Option<String>,
 }
+
+/// The facts for one decision in one round trip: the patient's row, this actor's proxies,
+/// care relationships and live overrides for the patient, and the patient's blocks. Every
+/// branch of the UNION yields the same text columns; `kind` says which table a row is from.
+const FACTS_SQL: &str = "\
+    SELECT 'patient' AS kind, birth_date AS a, gp_clinic_id AS b, NULL AS c, NULL AS d, NULL AS e \
+      FROM patients WHERE id = $1 \
+    UNION ALL SELECT 'proxy', kind, valid_from, valid_until, revoked_at, NULL \
+      FROM proxies WHERE patient_id = $1 AND proxy_user_id = $2 \
+    UNION ALL SELECT 'care', valid_from, valid_until, NULL, NULL, NULL \
+      FROM care_relationships WHERE patient_id = $1 AND clinician_id = $2 \
+    UNION ALL SELECT 'block', clinician_id, clinic_id, valid_from, valid_until, lifted_at \
+      FROM blocks WHERE patient_id = $1 \
+    UNION ALL SELECT 'override', expires_at, granted_at, reason, NULL, NULL \
+      FROM emergency_accesses WHERE patient_id = $1 AND clinician_id = $2 AND expires_at > $3";
 
 pub async fn load_facts(
     conn: &mut AnyConnection,
     actor: &Actor,
     patient: PatientId,
     now: OffsetDateTime,
-) -> Result<Facts, AccessError> {
-    let pid = patient.0.to_string();
-    let uid = actor.user_id.to_string();
-    let row = sqlx::query("SELECT birth_date, gp_clinic_id FROM patients WHERE id = $1")
-        .bind(&pid)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(AccessError::UnknownPatient)?;
+) -> Result<Loaded, AccessError> {
+    let rows = sqlx::query(FACTS_SQL)
+        .bind(patient.0.to_string())
+        .bind(actor.user_id.to_string())
+        .bind(ts(now))
+        .fetch_all(conn)
+        .await?;
+    let mut patient_row = None;
+    let (mut proxies, mut care_relationships, mut blocks) = (Vec::new(), Vec::new(), Vec::new());
+    let mut overrides: Vec<(OffsetDateTime, OffsetDateTime, String)> = Vec::new();
     let period = |r: &sqlx::any::AnyRow, from: &str, until: &str| -> Result<Period, AccessError> {
         Ok(Period {
             from: r.time(from)?,
             until: r.opt_time(until)?,
         })
     };
-    let proxies = sqlx::query("SELECT * FROM proxies WHERE patient_id = $1 AND proxy_user_id = $2")
-        .bind(&pid)
-        .bind(&uid)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(ProxyFact {
-                kind: ProxyKind::parse(&r.text("kind")?)
+    for r in &rows {
+        match r.text("kind")?.as_str() {
+            "patient" => patient_row = Some((r.date("a")?, r.opt_uuid("b")?)),
+            "proxy" => proxies.push(ProxyFact {
+                kind: ProxyKind::parse(&r.text("a")?)
                     .ok_or_else(|| AccessError::invalid("unknown proxy kind"))?,
-                period: period(r, "valid_from", "valid_until")?,
-                revoked: r.opt_text("revoked_at")?.is_some(),
-            })
-        })
-        .collect::<Result<_, AccessError>>()?;
-    let care_relationships =
-        sqlx::query("SELECT * FROM care_relationships WHERE patient_id = $1 AND clinician_id = $2")
-            .bind(&pid)
-            .bind(&uid)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| period(r, "valid_from", "valid_until"))
-            .collect::<Result<_, _>>()?;
-    let blocks = sqlx::query("SELECT * FROM blocks WHERE patient_id = $1")
-        .bind(&pid)
-        .fetch_all(&mut *conn)
-        .await?
+                period: period(r, "b", "c")?,
+                revoked: r.opt_text("d")?.is_some(),
+            }),
+            "care" => care_relationships.push(period(r, "a", "b")?),
+            "block" => blocks.push(BlockFact {
+                clinician_id: r.opt_uuid("a")?,
+                clinic_id: r.opt_uuid("b")?,
+                period: period(r, "c", "d")?,
+                lifted: r.opt_text("e")?.is_some(),
+            }),
+            _ => overrides.push((r.time("a")?, r.time("b")?, r.text("c")?)),
+        }
+    }
+    let (birth_date, gp_clinic_id) = patient_row.ok_or(AccessError::UnknownPatient)?;
+    let override_reason = overrides
         .iter()
-        .map(|r| {
-            Ok(BlockFact {
-                clinician_id: r.opt_uuid("clinician_id")?,
-                clinic_id: r.opt_uuid("clinic_id")?,
-                period: period(r, "valid_from", "valid_until")?,
-                lifted: r.opt_text("lifted_at")?.is_some(),
-            })
-        })
-        .collect::<Result<_, AccessError>>()?;
-    let override_expires_at = sqlx::query(
-        "SELECT expires_at FROM emergency_accesses WHERE patient_id = $1 AND clinician_id = $2 AND expires_at > $3",
-    )
-    .bind(&pid)
-    .bind(&uid)
-    .bind(ts(now))
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| Ok(r.time("expires_at")?))
-    .collect::<Result<_, AccessError>>()?;
-    Ok(Facts {
-        patient_id: patient,
-        birth_date: row.date("birth_date")?,
-        gp_clinic_id: row.opt_uuid("gp_clinic_id")?,
-        proxies,
-        care_relationships,
-        blocks,
-        override_expires_at,
+        .max_by_key(|(_, granted_at, _)| *granted_at)
+        .map(|(_, _, reason)| reason.clone());
+    Ok(Loaded {
+        facts: Facts {
+            patient_id: patient,
+            birth_date,
+            gp_clinic_id,
+            proxies,
+            care_relationships,
+            blocks,
+            override_expires_at: overrides.iter().map(|(expires_at, _, _)| *expires_at).collect(),
+        },
+        override_reason,
     })
 }

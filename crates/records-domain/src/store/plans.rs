@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use time::{Date, OffsetDateTime};
@@ -162,39 +164,42 @@ pub async fn by_id_for(
     Ok(plan)
 }
 
+/// Goals and activities of plans of one patient, in one round trip for all of them.
 async fn load_parts(
     conn: &mut AnyConnection,
     plans: &mut [TreatmentPlan],
 ) -> Result<(), DomainError> {
-    for plan in plans.iter_mut() {
-        let goals = sqlx::query("SELECT * FROM plan_goals WHERE plan_id = $1 ORDER BY position")
-            .bind(plan.id.to_string())
-            .fetch_all(&mut *conn)
-            .await?;
-        plan.goals = goals
-            .iter()
-            .map(|g| {
-                Ok(Goal {
-                    description: g.text("description")?,
-                    target: g.opt_text("target")?,
-                    status: GoalStatus::parse(&g.text("status")?)?,
-                })
-            })
-            .collect::<Result<_, DomainError>>()?;
-        let activities =
-            sqlx::query("SELECT * FROM plan_activities WHERE plan_id = $1 ORDER BY position")
-                .bind(plan.id.to_string())
-                .fetch_all(&mut *conn)
-                .await?;
-        plan.activities = activities
-            .iter()
-            .map(|a| {
-                Ok(Activity {
-                    description: a.text("description")?,
-                    status: ActivityStatus::parse(&a.text("status")?)?,
-                })
-            })
-            .collect::<Result<_, DomainError>>()?;
+    let Some(patient) = plans.first().map(|p| p.patient_id) else {
+        return Ok(());
+    };
+    let rows = sqlx::query(
+        "SELECT g.plan_id, 'goal' AS kind, g.position, g.description, g.target, g.status \
+           FROM plan_goals g JOIN treatment_plans t ON t.id = g.plan_id WHERE t.patient_id = $1 \
+         UNION ALL SELECT a.plan_id, 'activity', a.position, a.description, NULL, a.status \
+           FROM plan_activities a JOIN treatment_plans t ON t.id = a.plan_id WHERE t.patient_id = $1 \
+         ORDER BY plan_id, kind, position",
+    )
+    .bind(patient.0.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut by_plan: HashMap<Uuid, &mut TreatmentPlan> =
+        plans.iter_mut().map(|p| (p.id, p)).collect();
+    for row in &rows {
+        let Some(plan) = by_plan.get_mut(&row.uuid("plan_id")?) else {
+            continue;
+        };
+        if row.text("kind")? == "goal" {
+            plan.goals.push(Goal {
+                description: row.text("description")?,
+                target: row.opt_text("target")?,
+                status: GoalStatus::parse(&row.text("status")?)?,
+            });
+        } else {
+            plan.activities.push(Activity {
+                description: row.text("description")?,
+                status: ActivityStatus::parse(&row.text("status")?)?,
+            });
+        }
     }
     Ok(())
 }
