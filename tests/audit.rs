@@ -489,7 +489,7 @@ both_engines!(
             let db = app.db.clone();
             tokio::spawn(async move {
                 let (actor, ctx) = writer("Writer");
-                for _ in 0..150 {
+                for _ in 0..60 {
                     let mut tx = db.begin_write().await.unwrap();
                     audit::append(
                         &mut tx,
