@@ -130,16 +130,34 @@ pub async fn search_by_name(
     limit: i64,
 ) -> Result<Vec<Patient>, DomainError> {
     let pattern = format!("{}%", escape_like(&name.trim().to_lowercase()));
-    let rows = sqlx::query(
-        "SELECT * FROM patients WHERE (LOWER(given_name) LIKE $1 ESCAPE '\\' OR LOWER(family_name) LIKE $1 ESCAPE '\\' \
-         OR LOWER(given_name || ' ' || family_name) LIKE $1 ESCAPE '\\') \
-         AND ($2 = '' OR birth_date = $2) ORDER BY family_name, given_name, birth_date LIMIT $3",
-    )
-    .bind(pattern)
-    .bind(birth_date.map(date_text).unwrap_or_default())
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
+    // Two statements rather than `($2 = '' OR birth_date = $2)`: only a plain equality lets
+    // the planner look the birth date up in its index, which keeps a GP's lookup by name and
+    // birth date flat however many patients there are.
+    const NAME_MATCHES: &str = "(LOWER(given_name) LIKE $1 ESCAPE '\\' OR LOWER(family_name) LIKE $1 ESCAPE '\\' \
+         OR LOWER(given_name || ' ' || family_name) LIKE $1 ESCAPE '\\')";
+    let rows = match birth_date {
+        Some(born) => {
+            sqlx::query(&format!(
+                "SELECT * FROM patients WHERE birth_date = $2 AND {NAME_MATCHES} \
+                 ORDER BY family_name, given_name, birth_date LIMIT $3"
+            ))
+            .bind(pattern)
+            .bind(date_text(born))
+            .bind(limit)
+            .fetch_all(conn)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!(
+                "SELECT * FROM patients WHERE {NAME_MATCHES} \
+                 ORDER BY family_name, given_name, birth_date LIMIT $2"
+            ))
+            .bind(pattern)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?
+        }
+    };
     rows.iter().map(from_row).collect()
 }
 
