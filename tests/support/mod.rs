@@ -156,6 +156,11 @@ impl TestApp {
 
     async fn spawn_postgres_as_with(login_role: Option<&str>, setup: Setup) -> Option<Self> {
         let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+            // In CI a PostgreSQL variant that did not run must not count as passed.
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI is set but TEST_DATABASE_URL is not: the PostgreSQL variant cannot run"
+            );
             eprintln!("TEST_DATABASE_URL not set: PostgreSQL variant skipped");
             return None;
         };
