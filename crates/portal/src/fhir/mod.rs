@@ -130,6 +130,7 @@ impl From<DomainError> for FhirError {
         match e {
             DomainError::NotFound | DomainError::NotPermitted => Self::not_found(),
             DomainError::Conflict => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            DomainError::Duplicate(m) => Self::new(StatusCode::CONFLICT, "duplicate", m),
             DomainError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
             DomainError::Cpr(c) => Self::bad(c.to_string()),
             e if e.is_overloaded() => Self::new(
