@@ -274,6 +274,40 @@ both_engines!(
 );
 
 both_engines!(
+    filters_at_the_end_of_time_are_refused_clearly,
+    |app: TestApp| async move {
+        let mut auditor = app.signed_in("auditor").await;
+        auditor.get("/audit").await.assert_ok();
+        for fields in [
+            vec![("until", "9999-12-31")],
+            vec![("from", "2026-01-01"), ("until", "9999-12-31")],
+            vec![("after_at", "yesterday"), ("after_id", "1")],
+        ] {
+            let page = auditor.post("/audit", &fields).await;
+            assert_eq!(page.status, 400, "{fields:?}: {}", page.body);
+            assert!(
+                page.contains("role=\"alert\"") && page.contains("name=\"until\""),
+                "a message on the form: {}",
+                page.body
+            );
+            let csv = auditor.post("/audit/export.csv", &fields).await;
+            assert_eq!(csv.status, 400, "{fields:?}: {}", csv.body);
+        }
+        let page = auditor.post("/audit", &[("until", "9999-12-31")]).await;
+        assert!(page.contains("The last day must be before 9999-12-31."));
+        assert!(
+            page.contains("value=\"9999-12-31\""),
+            "what was typed is kept"
+        );
+        // The day before the end of time is a valid last day.
+        auditor
+            .post("/audit", &[("until", "9999-12-30")])
+            .await
+            .assert_ok();
+    }
+);
+
+both_engines!(
     review_queue_closes_with_an_audited_note,
     |app: TestApp| async move {
         workload(&app).await;
