@@ -7,7 +7,7 @@ mod support;
 use std::process::Command;
 
 use access_control::audit::{self, verify, NewEvent, Outcome};
-use access_control::{Actor, RequestContext, Role};
+use access_control::{accounts, tokens, Actor, RequestContext, Role};
 use records_domain::model::PatientId;
 use records_domain::Engine;
 use sqlx::Row;
@@ -102,6 +102,64 @@ both_engines!(
         assert!(String::from_utf8_lossy(&out.stdout).contains("all chains intact"));
     }
 );
+/// On SQLite one connection writes at a time. An auditor's FHIR AuditEvent search, which may
+/// count and load 100,000 events, reads without taking that lock: while another connection
+/// holds it with an uncommitted event, the search reads the log as committed, and only its own
+/// audit event waits for the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhir_audit_event_search_reads_without_the_write_lock() {
+    let app = TestApp::spawn(Engine::Sqlite).await;
+    let mut tx = app.db.begin_write().await.unwrap();
+    let auditor = accounts::by_username(&mut tx, "auditor")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let token = tokens::create(&mut tx, "audit-tool", "user/AuditEvent.read", Some(auditor))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let committed = app.count("SELECT COUNT(*) FROM audit_events").await;
+
+    let mut held = app.db.begin_write().await.unwrap();
+    let (actor, ctx) = writer("Dr. Slow Writer");
+    audit::append(
+        &mut held,
+        NewEvent::by(&actor, &ctx, "read summary", Outcome::Allowed),
+    )
+    .await
+    .unwrap();
+    let url = format!("{}/fhir/r4/AuditEvent?_count=1", app.base);
+    let search = tokio::spawn(async move {
+        let response = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<serde_json::Value>().await.unwrap())
+    });
+    // Long enough for the search to read; well inside SQLite's 5 s busy timeout for its append.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        !search.is_finished(),
+        "the search's own event waits for the writer: no audit, no access"
+    );
+    held.commit().await.unwrap();
+    let (status, bundle) = search.await.unwrap();
+    assert_eq!(status, 200, "{bundle}");
+    assert_eq!(
+        bundle["total"].as_i64(),
+        Some(committed),
+        "read before the held write committed, so without waiting for the write lock"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'fhir AuditEvent search'")
+            .await,
+        1
+    );
+}
 
 both_engines!(tampering_is_detected_and_named, |app: TestApp| async move {
     workload(&app).await;
