@@ -265,7 +265,7 @@ async fn results(state: &AppState, auditor: &CurrentUser, form: FilterForm) -> A
     ))
 }
 
-const CSV_HEADER: [&str; 18] = [
+const CSV_HEADER: [&str; 20] = [
     "occurred_at",
     "chain_key",
     "seq",
@@ -284,6 +284,9 @@ const CSV_HEADER: [&str; 18] = [
     "reason",
     "client_addr",
     "hash",
+    // With these an auditor shows a patient that an event of their chain came from an address.
+    "client_addr_key",
+    "client_addr_commitment",
 ];
 
 /// Spreadsheet programs run cells that start with these as formulas.
@@ -321,6 +324,8 @@ fn csv_row(e: &AuditEvent) -> Vec<String> {
         e.reason.clone(),
         e.client_addr.clone(),
         e.hash.clone(),
+        opt(e.client_addr_key.clone()),
+        opt(e.client_addr_commitment.clone()),
     ]
     .iter()
     .map(|c| defuse(c))
