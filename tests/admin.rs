@@ -80,46 +80,119 @@ both_engines!(
             .text("SELECT national_id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'")
             .await;
         let users = app.count("SELECT COUNT(*) FROM users").await;
-        for fields in [
-            vec![
-                ("username", "dr.berg"),
-                ("display_name", "Another"),
-                ("role", "clinician"),
-                ("clinic", clinic_a.as_str()),
-            ],
-            vec![
-                ("username", "x y"),
-                ("display_name", "Bad name"),
-                ("role", "auditor"),
-            ],
-            vec![
-                ("username", "nobody"),
-                ("display_name", "No role"),
-                ("role", "system"),
-            ],
-            vec![
-                ("username", "citizen-x"),
-                ("display_name", "No CPR"),
-                ("role", "patient"),
-                ("cpr", "0101"),
-            ],
-            vec![
-                ("username", "dr.noclinic"),
-                ("display_name", "No clinic"),
-                ("role", "clinician"),
-            ],
+        // A name or citizen that has an account already is a conflict with what exists (409);
+        // the rest is a form to correct (400).
+        for (fields, status) in [
+            (
+                vec![
+                    ("username", "dr.berg"),
+                    ("display_name", "Another"),
+                    ("role", "clinician"),
+                    ("clinic", clinic_a.as_str()),
+                ],
+                409,
+            ),
+            (
+                vec![
+                    ("username", "x y"),
+                    ("display_name", "Bad name"),
+                    ("role", "auditor"),
+                ],
+                400,
+            ),
+            (
+                vec![
+                    ("username", "nobody"),
+                    ("display_name", "No role"),
+                    ("role", "system"),
+                ],
+                400,
+            ),
+            (
+                vec![
+                    ("username", "citizen-x"),
+                    ("display_name", "No CPR"),
+                    ("role", "patient"),
+                    ("cpr", "0101"),
+                ],
+                400,
+            ),
+            (
+                vec![
+                    ("username", "dr.noclinic"),
+                    ("display_name", "No clinic"),
+                    ("role", "clinician"),
+                ],
+                400,
+            ),
             // A second account for a citizen who has one would read their record unseen.
-            vec![
-                ("username", "anne-again"),
-                ("display_name", "Anne Jensen"),
-                ("role", "patient"),
-                ("cpr", anne_cpr.as_str()),
-            ],
+            (
+                vec![
+                    ("username", "anne-again"),
+                    ("display_name", "Anne Jensen"),
+                    ("role", "patient"),
+                    ("cpr", anne_cpr.as_str()),
+                ],
+                409,
+            ),
         ] {
             let page = admin.post("/admin/users", &fields).await;
-            assert_eq!(page.status, 400, "{fields:?}: {}", page.body);
+            assert_eq!(page.status, status, "{fields:?}: {}", page.body);
         }
         assert_eq!(app.count("SELECT COUNT(*) FROM users").await, users);
+    }
+);
+
+both_engines!(
+    the_same_user_name_created_twice_at_once_is_one_user_and_one_conflict,
+    |app: TestApp| async move {
+        let mut admin = app.signed_in("admin").await;
+        admin.get("/admin/users").await.assert_ok();
+        // Two tabs of the same administrator send the same new user at the same moment, a few
+        // times over: each pair gives one account and one conflict page, never a 500.
+        for round in 0..4 {
+            let username = format!("dr.twin{round}");
+            let fields = [
+                ("username", username.as_str()),
+                ("display_name", "Dr. Twin"),
+                ("role", "auditor"),
+            ];
+            let mut other_tab = Browser {
+                client: admin.client.clone(),
+                base: admin.base.clone(),
+                csrf: admin.csrf.clone(),
+            };
+            let (a, b) = tokio::join!(
+                admin.post("/admin/users", &fields),
+                other_tab.post("/admin/users", &fields)
+            );
+            let mut statuses = [a.status, b.status];
+            statuses.sort();
+            assert_eq!(statuses, [200, 409], "{}\n{}", a.body, b.body);
+            let conflict = if a.status == 409 { &a } else { &b };
+            assert!(
+                conflict.contains("role=\"alert\"")
+                    && (conflict.contains("That user name is taken.")
+                        || conflict.contains("created by someone else at the same moment")),
+                "a page that says what happened: {}",
+                conflict.body
+            );
+            assert_eq!(
+                app.count(&format!(
+                    "SELECT COUNT(*) FROM users WHERE username = '{username}'"
+                ))
+                .await,
+                1
+            );
+            assert_eq!(
+                app.count(&format!(
+                    "SELECT COUNT(*) FROM audit_events WHERE action = 'create user' AND reason LIKE '%{username}%'"
+                ))
+                .await,
+                1,
+                "one audit event for the one account"
+            );
+        }
     }
 );
 

@@ -6,10 +6,12 @@ mod support;
 
 use std::process::Command;
 
-use access_control::audit::{self, verify, NewEvent, Outcome};
-use access_control::{Actor, RequestContext, Role};
+use access_control::audit::{self, verify, NewEvent, Outcome, GENESIS_HASH};
+use access_control::{accounts, tokens, Actor, RequestContext, Role};
+use hmac::{Hmac, Mac};
 use records_domain::model::PatientId;
 use records_domain::Engine;
+use sha2::{Digest, Sha256};
 use sqlx::Row;
 use support::TestApp;
 use uuid::Uuid;
@@ -103,6 +105,359 @@ both_engines!(
         assert!(String::from_utf8_lossy(&out.stdout).contains("all chains intact"));
     }
 );
+
+/// Anne reports one of Dr. Hansen's looks at her record and an auditor answers; returns the
+/// review's id. Both through the pages, as the two of them would.
+async fn reported_and_answered(app: &TestApp) -> String {
+    let anne = app
+        .text("SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'")
+        .await;
+    let event = app
+        .text(&format!(
+            "SELECT id FROM audit_events WHERE patient_id = '{anne}' AND action = 'read lab_results'"
+        ))
+        .await;
+    let mut patient = app.signed_in("anne").await;
+    patient.get("/me/access-log").await.assert_ok();
+    patient
+        .post(
+            &format!("/me/access-log/{event}/report"),
+            &[("comment", "I have never been to this clinic")],
+        )
+        .await
+        .assert_ok();
+    let review = app
+        .text(&format!(
+            "SELECT id FROM audit_reviews WHERE event_id = '{event}' AND kind = 'patient_report'"
+        ))
+        .await;
+    let mut auditor = app.signed_in("auditor").await;
+    auditor.get("/audit/reviews").await.assert_ok();
+    auditor
+        .post(
+            &format!("/audit/reviews/{review}/close"),
+            &[(
+                "note",
+                "The GP prepared your appointment; confirmed with the clinic.",
+            )],
+        )
+        .await
+        .assert_ok();
+    review
+}
+
+both_engines!(
+    a_patients_report_and_its_answer_cannot_be_deleted_or_rewritten,
+    |app: TestApp| async move {
+        workload(&app).await;
+        let review = reported_and_answered(&app).await;
+        let reviews = app.count("SELECT COUNT(*) FROM audit_reviews").await;
+        for sql in [
+            format!("UPDATE audit_reviews SET comment = 'withdrawn' WHERE id = '{review}'"),
+            format!("DELETE FROM audit_review_closures WHERE review_id = '{review}'"),
+            format!("DELETE FROM audit_reviews WHERE id = '{review}'"),
+            "DELETE FROM audit_reviews".to_string(),
+            "UPDATE audit_review_closures SET note = 'Nothing found.'".to_string(),
+            "DELETE FROM audit_review_closures".to_string(),
+        ] {
+            let refused = sqlx::query(&sql).execute(app.db.pool()).await;
+            let message = refused.expect_err(&sql).to_string();
+            assert!(message.contains("append-only"), "{sql}: {message}");
+        }
+        if app.engine == Engine::Postgres {
+            for table in ["audit_reviews", "audit_review_closures"] {
+                assert!(sqlx::query(&format!("TRUNCATE {table} CASCADE"))
+                    .execute(app.db.pool())
+                    .await
+                    .is_err());
+                for privilege in ["UPDATE", "DELETE", "TRUNCATE"] {
+                    let granted = app
+                        .text(&format!(
+                            "SELECT CAST(has_table_privilege('portal_app', '{table}', '{privilege}') AS TEXT)"
+                        ))
+                        .await;
+                    assert_eq!(granted, "false", "portal_app may not {privilege} {table}");
+                }
+            }
+        }
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM audit_reviews").await,
+            reviews
+        );
+        let mut patient = app.signed_in("anne").await;
+        let log = patient.get("/me/access-log").await;
+        assert!(
+            log.contains("An auditor answered: The GP prepared your appointment"),
+            "{}",
+            log.body
+        );
+    }
+);
+
+/// An event's hash by the README's recipe (encoding 2), computed from the patient's download
+/// alone: `hex(SHA-256(canonical || prev_hash))`.
+fn recomputed(e: &serde_json::Value) -> String {
+    let canonical = serde_json::json!([
+        e["encoding"],
+        e["seq"],
+        e["id"],
+        e["occurred_at"],
+        e["actor_id"],
+        e["actor_name"],
+        e["actor_role"],
+        e["actor_clinic_id"],
+        e["on_behalf_of"],
+        e["patient_id"],
+        e["action"],
+        e["resource_type"],
+        e["resource_id"],
+        e["basis"],
+        e["outcome"],
+        e["reason"],
+        e["client_addr_commitment"]
+    ])
+    .to_string();
+    let prev_hash = e["prev_hash"].as_str().unwrap_or_default();
+    hex::encode(Sha256::digest(format!("{canonical}{prev_hash}")))
+}
+
+/// `hex(HMAC-SHA256(key, address))`, as an auditor computes it with any HMAC tool.
+fn commitment(key_hex: &str, address: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(&hex::decode(key_hex).unwrap()).unwrap();
+    mac.update(address.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+both_engines!(
+    the_patients_chain_shows_no_staff_address_and_still_verifies,
+    |app: TestApp| async move {
+        workload(&app).await;
+        let anne_cpr = app
+            .text("SELECT national_id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'")
+            .await;
+        let mut patient = app.signed_in("anne").await;
+        let download = patient.get("/me/access-log/chain.json").await;
+        download.assert_ok();
+        // Every request of the test comes from 127.0.0.1, the clinicians' included.
+        assert!(
+            !download.contains("127.0.0.1") && !download.contains("client_addr_key"),
+            "{}",
+            download.body
+        );
+        let chain: serde_json::Value = serde_json::from_str(&download.body).unwrap();
+        let events = chain["events"].as_array().unwrap();
+        assert!(events.iter().any(|e| e["actor_name"] == "Dr. Mette Hansen"));
+
+        // The README's recipe, recomputed here without the portal's code.
+        let mut prev_hash = GENESIS_HASH.to_string();
+        for e in events {
+            assert_eq!(e["encoding"], 2);
+            assert!(e.get("client_addr").is_none(), "{e}");
+            assert_eq!(e["prev_hash"], prev_hash.as_str(), "linked: {e}");
+            assert_eq!(e["hash"], recomputed(e).as_str(), "recomputed: {e}");
+            prev_hash = recomputed(e);
+        }
+
+        // The auditor's export holds each event's address and key: given both, anyone can
+        // confirm that an event of Anne's chain came from that address, and from no other.
+        let mut auditor = app.signed_in("auditor").await;
+        auditor.get("/audit").await.assert_ok();
+        let csv = auditor
+            .post("/audit/export.csv", &[("cpr", &anne_cpr)])
+            .await;
+        csv.assert_ok();
+        let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
+        let header = reader.headers().unwrap().clone();
+        let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+        let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+        let looked = events
+            .iter()
+            .find(|e| e["actor_name"] == "Dr. Mette Hansen")
+            .unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r[column("id")] == *looked["id"].as_str().unwrap())
+            .expect("the event is in the export");
+        let (address, key) = (&row[column("client_addr")], &row[column("client_addr_key")]);
+        assert_eq!(address, "127.0.0.1");
+        assert_eq!(commitment(key, address), looked["client_addr_commitment"]);
+        assert_ne!(
+            commitment(key, "127.0.0.2"),
+            looked["client_addr_commitment"]
+        );
+
+        // The stored address stays tamper-evident: changed, it no longer matches.
+        let victim = looked["id"].as_str().unwrap();
+        let tamper = match app.engine {
+            Engine::Sqlite => "DROP TRIGGER audit_events_no_update",
+            Engine::Postgres => "ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update",
+        };
+        sqlx::query(tamper).execute(app.db.pool()).await.unwrap();
+        sqlx::query("UPDATE audit_events SET client_addr = '192.0.2.1' WHERE id = $1")
+            .bind(victim)
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+        let out = verify_cli(&app);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(
+            stdout.contains(victim) && stdout.contains("client address"),
+            "{stdout}"
+        );
+    }
+);
+
+both_engines!(
+    events_stored_before_the_address_commitment_still_verify,
+    |app: TestApp| async move {
+        let karen = app
+            .text("SELECT patient_id FROM users WHERE username = 'karen'")
+            .await;
+        // Two events as the portal stored them before migration 0010: the hash covers the
+        // address itself (encoding 1), and there is no key or commitment.
+        let mut prev_hash = GENESIS_HASH.to_string();
+        for seq in 1..=2i64 {
+            let id = Uuid::now_v7().to_string();
+            let at = format!("2025-0{seq}-01T08:00:00.000000Z");
+            let canonical = serde_json::json!([
+                seq,
+                id,
+                at,
+                null,
+                "Dr. Former",
+                "clinician",
+                null,
+                null,
+                karen,
+                "read lab_results",
+                "lab_results",
+                null,
+                "gp_listing",
+                "allowed",
+                "",
+                "10.1.2.3"
+            ])
+            .to_string();
+            let hash = hex::encode(Sha256::digest(format!("{canonical}{prev_hash}")));
+            sqlx::query(
+                "INSERT INTO audit_events (id, chain_key, seq, occurred_at, actor_name, actor_role, \
+                 patient_id, action, resource_type, basis, outcome, reason, client_addr, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, 'Dr. Former', 'clinician', $2, 'read lab_results', 'lab_results', \
+                 'gp_listing', 'allowed', '', '10.1.2.3', $5, $6)",
+            )
+            .bind(&id)
+            .bind(&karen)
+            .bind(seq)
+            .bind(&at)
+            .bind(&prev_hash)
+            .bind(&hash)
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+            prev_hash = hash;
+        }
+        sqlx::query("INSERT INTO audit_chains (chain_key, last_seq, last_hash) VALUES ($1, 2, $2)")
+            .bind(&karen)
+            .bind(&prev_hash)
+            .execute(app.db.pool())
+            .await
+            .unwrap();
+        // Today's events continue the same chain in the new encoding.
+        let mut hansen = app.signed_in("dr.hansen").await;
+        hansen
+            .get(&format!("/clinician/patients/{karen}/labs"))
+            .await
+            .assert_ok();
+        let verify = verify_cli(&app);
+        let stdout = String::from_utf8_lossy(&verify.stdout);
+        assert!(
+            verify.status.success() && stdout.contains("all chains intact"),
+            "{stdout}"
+        );
+
+        // Karen's copy: the old events without their address (only the auditors can recompute
+        // those hashes), linked to the new ones, which she recomputes herself.
+        let mut patient = app.signed_in("karen").await;
+        let download = patient.get("/me/access-log/chain.json").await;
+        download.assert_ok();
+        assert!(
+            !download.contains("10.1.2.3") && !download.contains("127.0.0.1"),
+            "{}",
+            download.body
+        );
+        let chain: serde_json::Value = serde_json::from_str(&download.body).unwrap();
+        let events = chain["events"].as_array().unwrap();
+        assert_eq!(events[0]["prev_hash"], GENESIS_HASH);
+        assert!(events[..2].iter().all(|e| e["encoding"] == 1));
+        assert!(events.len() > 2 && events[2..].iter().all(|e| e["encoding"] == 2));
+        for pair in events.windows(2) {
+            assert_eq!(pair[1]["prev_hash"], pair[0]["hash"], "linked: {}", pair[1]);
+        }
+        for e in &events[2..] {
+            assert_eq!(e["hash"], recomputed(e).as_str(), "recomputed: {e}");
+        }
+    }
+);
+
+/// On SQLite one connection writes at a time. An auditor's FHIR AuditEvent search, which may
+/// count and load 100,000 events, reads without taking that lock: while another connection
+/// holds it with an uncommitted event, the search reads the log as committed, and only its own
+/// audit event waits for the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhir_audit_event_search_reads_without_the_write_lock() {
+    let app = TestApp::spawn(Engine::Sqlite).await;
+    let mut tx = app.db.begin_write().await.unwrap();
+    let auditor = accounts::by_username(&mut tx, "auditor")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let token = tokens::create(&mut tx, "audit-tool", "user/AuditEvent.read", Some(auditor))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let committed = app.count("SELECT COUNT(*) FROM audit_events").await;
+
+    let mut held = app.db.begin_write().await.unwrap();
+    let (actor, ctx) = writer("Dr. Slow Writer");
+    audit::append(
+        &mut held,
+        NewEvent::by(&actor, &ctx, "read summary", Outcome::Allowed),
+    )
+    .await
+    .unwrap();
+    let url = format!("{}/fhir/r4/AuditEvent?_count=1", app.base);
+    let search = tokio::spawn(async move {
+        let response = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<serde_json::Value>().await.unwrap())
+    });
+    // Long enough for the search to read; well inside SQLite's 5 s busy timeout for its append.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        !search.is_finished(),
+        "the search's own event waits for the writer: no audit, no access"
+    );
+    held.commit().await.unwrap();
+    let (status, bundle) = search.await.unwrap();
+    assert_eq!(status, 200, "{bundle}");
+    assert_eq!(
+        bundle["total"].as_i64(),
+        Some(committed),
+        "read before the held write committed, so without waiting for the write lock"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'fhir AuditEvent search'")
+            .await,
+        1
+    );
+}
 
 both_engines!(tampering_is_detected_and_named, |app: TestApp| async move {
     workload(&app).await;
@@ -275,6 +630,40 @@ both_engines!(
 );
 
 both_engines!(
+    filters_at_the_end_of_time_are_refused_clearly,
+    |app: TestApp| async move {
+        let mut auditor = app.signed_in("auditor").await;
+        auditor.get("/audit").await.assert_ok();
+        for fields in [
+            vec![("until", "9999-12-31")],
+            vec![("from", "2026-01-01"), ("until", "9999-12-31")],
+            vec![("after_at", "yesterday"), ("after_id", "1")],
+        ] {
+            let page = auditor.post("/audit", &fields).await;
+            assert_eq!(page.status, 400, "{fields:?}: {}", page.body);
+            assert!(
+                page.contains("role=\"alert\"") && page.contains("name=\"until\""),
+                "a message on the form: {}",
+                page.body
+            );
+            let csv = auditor.post("/audit/export.csv", &fields).await;
+            assert_eq!(csv.status, 400, "{fields:?}: {}", csv.body);
+        }
+        let page = auditor.post("/audit", &[("until", "9999-12-31")]).await;
+        assert!(page.contains("The last day must be before 9999-12-31."));
+        assert!(
+            page.contains("value=\"9999-12-31\""),
+            "what was typed is kept"
+        );
+        // The day before the end of time is a valid last day.
+        auditor
+            .post("/audit", &[("until", "9999-12-30")])
+            .await
+            .assert_ok();
+    }
+);
+
+both_engines!(
     review_queue_closes_with_an_audited_note,
     |app: TestApp| async move {
         workload(&app).await;
@@ -283,7 +672,7 @@ both_engines!(
         queue.assert_ok();
         assert!(queue.contains("Override after a refusal") && queue.contains("Found unconscious"));
         let review = app
-            .text("SELECT id FROM audit_reviews WHERE status = 'open'")
+            .text("SELECT id FROM audit_reviews WHERE id NOT IN (SELECT review_id FROM audit_review_closures)")
             .await;
         let short = auditor
             .post(&format!("/audit/reviews/{review}/close"), &[("note", "ok")])
@@ -524,6 +913,11 @@ async fn the_application_role_serves_and_cannot_touch_the_audit_log() {
         "UPDATE audit_events SET reason = 'x'",
         "DELETE FROM audit_events",
         "TRUNCATE audit_events",
+        "UPDATE audit_reviews SET comment = 'x'",
+        "DELETE FROM audit_reviews",
+        "TRUNCATE audit_reviews",
+        "UPDATE audit_review_closures SET note = 'x'",
+        "DELETE FROM audit_review_closures",
     ] {
         let refused = sqlx::query(sql)
             .execute(app.db.pool())

@@ -238,6 +238,48 @@ both_engines!(
     }
 );
 
+both_engines!(
+    an_override_reason_must_be_words_not_filler,
+    |app: TestApp| async move {
+        let anne = anne(&app).await;
+        let mut larsen = app.signed_in("dr.larsen").await;
+        let base = format!("/clinician/patients/{}", anne.id);
+        larsen.get(&format!("{base}/override")).await.assert_ok();
+        for filler in [
+            "aaaaaaaaaaaaaaaaaaaa",
+            "test test test test test",
+            "aa bb cc dd ee ff gg hh",
+        ] {
+            let refused = larsen
+                .post(&format!("{base}/override"), &[("reason", filler)])
+                .await;
+            assert_eq!(refused.status, 400, "{filler}: {}", refused.body);
+            assert!(
+                refused.contains("role=\"alert\">Describe the emergency in at least 20 characters and at least three different words"),
+                "the rule is shown: {}",
+                refused.body
+            );
+            assert!(
+                refused.contains(&format!(">{filler}</textarea>")),
+                "the text is kept"
+            );
+            assert_eq!(larsen.get(&base).await.status, 403, "no access: {filler}");
+        }
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM emergency_accesses").await,
+            0
+        );
+        larsen
+            .post(
+                &format!("{base}/override"),
+                &[("reason", "Unconscious in A&E, need medication list")],
+            )
+            .await
+            .assert_ok();
+        larsen.get(&base).await.assert_ok();
+    }
+);
+
 both_engines!(a_block_holds_until_an_override, |app: TestApp| async move {
     let anne = anne(&app).await;
     let hansen_id = app

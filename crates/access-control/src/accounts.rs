@@ -117,7 +117,7 @@ pub async fn create(
         .fetch_optional(&mut *conn)
         .await?;
     if taken.is_some() {
-        return Err(AccessError::invalid("That user name is taken."));
+        return Err(DomainError::duplicate("That user name is taken.").into());
     }
     if let Some(patient) = new.patient_id {
         let has_account = sqlx::query("SELECT id FROM users WHERE patient_id = $1")
@@ -125,9 +125,10 @@ pub async fn create(
             .fetch_optional(&mut *conn)
             .await?;
         if has_account.is_some() {
-            return Err(AccessError::invalid(
+            return Err(DomainError::duplicate(
                 "That citizen already has a portal account; reset its password instead.",
-            ));
+            )
+            .into());
         }
     }
     sqlx::query(

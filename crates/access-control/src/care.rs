@@ -13,6 +13,58 @@ use crate::audit::{self, query, NewEvent, Outcome};
 use crate::AccessError;
 
 pub const MIN_OVERRIDE_REASON: usize = 20;
+pub const MIN_OVERRIDE_WORDS: usize = 3;
+const MAX_OVERRIDE_REASON: usize = 1000;
+
+/// The written reason for breaking the glass. The auditor reviewing the override and the
+/// patient reading their log must learn something from it, so it has to be words, not a
+/// formality that fills the field. The rule, checked here and nowhere else:
+/// - at least 20 and at most 1000 characters (leading and trailing space not counted), and
+/// - at least three different words, where a word is a run of two or more letters (any
+///   alphabet: "Æblemost" counts) that is not one letter repeated ("aaaa", "xx").
+///
+/// So "aaaaaaaaaaaaaaaaaaaa" and "test test test test test" are refused, and
+/// "Unconscious in A&E, need medication list" is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverrideReason(String);
+
+impl OverrideReason {
+    pub const RULE: &'static str = "Describe the emergency in at least 20 characters and at least three different words (for example: \"Unconscious in A&E, need medication list\").";
+
+    pub fn parse(text: &str) -> Result<Self, AccessError> {
+        let text = text.trim();
+        let length = text.chars().count();
+        if length > MAX_OVERRIDE_REASON {
+            return Err(AccessError::invalid(format!(
+                "The reason can be at most {MAX_OVERRIDE_REASON} characters."
+            )));
+        }
+        if length < MIN_OVERRIDE_REASON || Self::words(text) < MIN_OVERRIDE_WORDS {
+            return Err(AccessError::invalid(Self::RULE));
+        }
+        Ok(Self(text.to_string()))
+    }
+
+    /// How many different words (case-insensitive) the text holds, as the rule counts them.
+    fn words(text: &str) -> usize {
+        let mut words: Vec<String> = text
+            .split(|c: char| !c.is_alphabetic())
+            .map(str::to_lowercase)
+            .filter(|w| {
+                let mut letters = w.chars();
+                let first = letters.next();
+                w.chars().count() >= 2 && letters.any(|c| Some(c) != first)
+            })
+            .collect();
+        words.sort();
+        words.dedup();
+        words.len()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct EmergencyAccess {
@@ -22,7 +74,7 @@ pub struct EmergencyAccess {
     pub expires_at: OffsetDateTime,
 }
 
-/// Break the glass for one patient. The reason must be a real sentence, not a formality.
+/// Break the glass for one patient. The reason must be a real sentence (see `OverrideReason`).
 pub async fn grant_override(
     db: &Db,
     actor: &Actor,
@@ -36,17 +88,8 @@ pub async fn grant_override(
             crate::policy::Denial::NoClinicalAccessForRole,
         ));
     }
-    let reason = reason.trim();
-    if reason.chars().count() < MIN_OVERRIDE_REASON {
-        return Err(AccessError::invalid(format!(
-            "Describe the emergency in at least {MIN_OVERRIDE_REASON} characters."
-        )));
-    }
-    if reason.chars().count() > 1000 {
-        return Err(AccessError::invalid(
-            "The reason can be at most 1000 characters.",
-        ));
-    }
+    let reason = OverrideReason::parse(reason)?;
+    let reason = reason.as_str();
     let mut tx = db.begin_write().await?;
     let exists = sqlx::query("SELECT id FROM patients WHERE id = $1")
         .bind(patient.0.to_string())
@@ -269,4 +312,43 @@ pub async fn relationships(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_override_reason_must_be_words() {
+        for refused in [
+            "aaaaaaaaaaaaaaaaaaaa",
+            "                    aaaaaaaaaaaaaaaaaaa ",
+            "test test test test test",
+            "aa bb cc dd ee ff gg hh",
+            "a b c d e f g h i j k l m n",
+            "x1 y2 z3 12345678901234567",
+            "emergency",
+            "Need the list now",
+        ] {
+            let e = OverrideReason::parse(refused).unwrap_err();
+            assert!(
+                e.to_string().contains("at least 20 characters"),
+                "{refused}"
+            );
+        }
+        for accepted in [
+            "Unconscious in A&E, need medication list",
+            "Bevidstløs på skadestuen, behøver medicinliste",
+            "  Chest pain, ECG shows infarction  ",
+        ] {
+            assert_eq!(
+                OverrideReason::parse(accepted).unwrap().as_str(),
+                accepted.trim()
+            );
+        }
+        assert!(OverrideReason::parse(&"word ".repeat(300))
+            .unwrap_err()
+            .to_string()
+            .contains("at most 1000"));
+    }
 }

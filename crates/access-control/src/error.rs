@@ -22,7 +22,7 @@ pub enum AccessError {
 
 impl From<sqlx::Error> for AccessError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Domain(DomainError::Database(e))
+        Self::Domain(DomainError::from(e))
     }
 }
 

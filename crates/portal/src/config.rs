@@ -20,7 +20,7 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTAL_SECURE_COOKIES", default_value = "auto")]
     pub secure_cookies: String,
     /// Create the demo population and logins on first start: "true", "false", or "auto"
-    /// (on for the embedded SQLite default, off for PostgreSQL).
+    /// (on only for SQLite served on a loopback address).
     #[arg(long, env = "PORTAL_DEMO", default_value = "auto")]
     pub demo: String,
     /// Minutes an emergency override lasts.
@@ -212,7 +212,11 @@ impl ServeArgs {
             &self.secure_cookies,
         )?
         .unwrap_or(!bind.ip().is_loopback());
-        let demo = flag("PORTAL_DEMO (--demo)", &self.demo)?.unwrap_or(engine == Engine::Sqlite);
+        // The demo logins are printed in the README: on any address others can reach they
+        // would be live accounts (an administrator's among them), so `auto` seeds only a
+        // local SQLite trial run.
+        let demo = flag("PORTAL_DEMO (--demo)", &self.demo)?
+            .unwrap_or(engine == Engine::Sqlite && bind.ip().is_loopback());
         let trusted_proxies = trusted_proxies(&self.trust_proxy)?;
         let override_minutes: i64 = match self.override_minutes.trim().parse() {
             Ok(m) if (5..=24 * 60).contains(&m) => m,
@@ -323,6 +327,20 @@ mod tests {
             let e = proxies(bad).unwrap_err();
             assert!(e.to_string().contains("PORTAL_TRUST_PROXY"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn demo_data_is_seeded_by_default_only_on_a_loopback_bind() {
+        assert!(parse(&["--bind", "127.0.0.1:8080"]).unwrap().demo);
+        assert!(parse(&["--bind", "[::1]:8080"]).unwrap().demo);
+        for public in ["0.0.0.0:8080", "[::]:8080", "192.0.2.10:8080"] {
+            assert!(!parse(&["--bind", public]).unwrap().demo, "{public}");
+            assert!(
+                parse(&["--bind", public, "--demo", "true"]).unwrap().demo,
+                "asked for explicitly: {public}"
+            );
+        }
+        assert!(!parse(&["--demo", "false"]).unwrap().demo);
     }
 
     #[test]

@@ -97,6 +97,7 @@ impl From<DomainError> for AppError {
         match e {
             DomainError::NotFound | DomainError::NotPermitted => Self::NotFound,
             DomainError::Conflict => Self::Conflict(e.to_string()),
+            DomainError::Duplicate(m) => Self::Conflict(m),
             DomainError::Invalid(m) => Self::BadRequest(m),
             DomainError::Cpr(c) => Self::BadRequest(c.to_string()),
             e if e.is_overloaded() => Self::Overloaded,

@@ -4,7 +4,7 @@ use crate::cpr::CprError;
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL: use sqlite:... or postgres://...")]
@@ -15,6 +15,10 @@ pub enum DomainError {
     NotFound,
     #[error("the record was changed by someone else since you opened it")]
     Conflict,
+    /// What was to be created exists already: found by a check, or refused by a unique
+    /// constraint when two requests created the same thing at the same moment.
+    #[error("{0}")]
+    Duplicate(String),
     #[error("the access decision does not cover this part of the record")]
     NotPermitted,
     /// An update named a patient other than the one the stored record belongs to.
@@ -26,6 +30,22 @@ pub enum DomainError {
     Cpr(#[from] CprError),
 }
 
+/// The one place where database errors are classified. A unique violation is not a fault of the
+/// system but a conflict with what exists (a race the check before the insert cannot close on
+/// PostgreSQL, where two transactions both find the name free): callers answer 409, not 500.
+impl From<sqlx::Error> for DomainError {
+    fn from(e: sqlx::Error) -> Self {
+        match e.as_database_error() {
+            Some(db) if db.is_unique_violation() => Self::Duplicate(
+                "This already exists: it was created by someone else at the same moment. \
+                 Reload the page to see it."
+                    .into(),
+            ),
+            _ => Self::Database(e),
+        }
+    }
+}
+
 impl DomainError {
     /// The pool had no free connection within its acquire timeout: the caller should retry.
     pub fn is_overloaded(&self) -> bool {
@@ -34,5 +54,42 @@ impl DomainError {
 
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::Invalid(message.into())
+    }
+
+    pub fn duplicate(message: impl Into<String>) -> Self {
+        Self::Duplicate(message.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Connection;
+
+    #[tokio::test]
+    async fn a_unique_violation_is_a_duplicate_not_a_database_fault() {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (name TEXT UNIQUE)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let insert = "INSERT INTO t (name) VALUES ('anne')";
+        sqlx::query(insert).execute(&mut conn).await.unwrap();
+        let second = sqlx::query(insert).execute(&mut conn).await.unwrap_err();
+        assert!(matches!(
+            DomainError::from(second),
+            DomainError::Duplicate(_)
+        ));
+        let broken = sqlx::query("SELECT nothing FROM nowhere")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            DomainError::from(broken),
+            DomainError::Database(_)
+        ));
     }
 }

@@ -4,17 +4,36 @@
 //! This module is the only writer of `audit_events`.
 //!
 //! Canonical encoding (what the hash covers): the JSON array
-//! `[seq, id, occurred_at, actor_id, actor_name, actor_role, actor_clinic_id, on_behalf_of,
-//!   patient_id, action, resource_type, resource_id, basis, outcome, reason, client_addr]`
-//! serialised without white space (absent values as `null`, seq as a number, the rest strings),
-//! and `hash = hex(SHA-256(canonical || prev_hash))` where `prev_hash` is the previous event's
-//! hash in the same chain as 64 lowercase hex characters (64 zeros for the first event).
+//! `[2, seq, id, occurred_at, actor_id, actor_name, actor_role, actor_clinic_id, on_behalf_of,
+//!   patient_id, action, resource_type, resource_id, basis, outcome, reason,
+//!   client_addr_commitment]`
+//! serialised without white space (absent values as `null`, the leading encoding number and
+//! seq as numbers, the rest strings), and `hash = hex(SHA-256(canonical || prev_hash))` where
+//! `prev_hash` is the previous event's hash in the same chain as 64 lowercase hex characters
+//! (64 zeros for the first event).
+//!
+//! The client address itself is not hashed, so that a patient's copy of their chain verifies
+//! without showing staff network addresses: the hash covers
+//! `client_addr_commitment = hex(HMAC-SHA256(key, client_addr))`, with a random 16-byte key per
+//! event (`client_addr_key`, hex) that stays in the database beside the address. An auditor who
+//! hands a patient an event's address and key lets them check it against their chain; no one
+//! without the key can test guesses (all IPv4 addresses are only 2^32). A key per event rather
+//! than one server key: nothing to configure, lose or rotate, and a patient cannot tell that two
+//! events came from the same address. `portal audit verify` checks every commitment against the
+//! stored address, so the address is as tamper-evident as the rest.
+//!
+//! Events stored before the commitment (encoding 1: no key, no commitment) keep the encoding
+//! their hash was made with, `[seq, id, ..., reason, client_addr]` (16 elements, no leading 2):
+//! a hash cannot be re-made without breaking the chain. The two encodings differ in length, so
+//! a new event cannot be passed off as an old one by moving the commitment into `client_addr`.
 
 pub mod prune;
 pub mod query;
 pub mod verify;
 pub mod writer;
 
+use hmac::{Hmac, Mac};
+use rand::RngCore;
 use records_domain::db::{ts, RowExt};
 use records_domain::model::PatientId;
 use serde::Serialize;
@@ -29,6 +48,17 @@ use crate::AccessError;
 
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 pub const SYSTEM_CHAIN: &str = "system";
+/// The canonical encoding of events appended now (see the module documentation).
+pub const ENCODING: u8 = 2;
+const ADDRESS_KEY_BYTES: usize = 16;
+
+/// `hex(HMAC-SHA256(key, address))` for a hex key; `None` if the key is not hex.
+pub fn address_commitment(key_hex: &str, address: &str) -> Option<String> {
+    let key = hex::decode(key_hex).ok()?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
+    mac.update(address.as_bytes());
+    Some(hex::encode(mac.finalize().into_bytes()))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Outcome {
@@ -127,7 +157,9 @@ impl NewEvent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A stored event. Not `Serialize`: it holds the address and its key, which only auditors see;
+/// what a patient downloads is `for_patient`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
     pub id: Uuid,
     pub chain_key: String,
@@ -146,12 +178,53 @@ pub struct AuditEvent {
     pub outcome: String,
     pub reason: String,
     pub client_addr: String,
+    /// The per-event HMAC key of the address commitment (hex); `None` on encoding-1 events.
+    pub client_addr_key: Option<String>,
+    /// `hex(HMAC-SHA256(client_addr_key, client_addr))`, what the hash covers instead of the
+    /// address; `None` on encoding-1 events.
+    pub client_addr_commitment: Option<String>,
     pub prev_hash: String,
     pub hash: String,
 }
 
 impl AuditEvent {
+    /// The encoding this event's hash was made with: 2, or 1 for events stored before the
+    /// address commitment.
+    pub fn encoding(&self) -> u8 {
+        if self.client_addr_commitment.is_some() {
+            ENCODING
+        } else {
+            1
+        }
+    }
+
     pub fn canonical(&self) -> String {
+        match &self.client_addr_commitment {
+            Some(commitment) => serde_json::json!([
+                ENCODING,
+                self.seq,
+                self.id.to_string(),
+                self.occurred_at,
+                self.actor_id.map(|u| u.to_string()),
+                self.actor_name,
+                self.actor_role,
+                self.actor_clinic_id.map(|u| u.to_string()),
+                self.on_behalf_of,
+                self.patient_id.map(|u| u.to_string()),
+                self.action,
+                self.resource_type,
+                self.resource_id,
+                self.basis,
+                self.outcome,
+                self.reason,
+                commitment,
+            ])
+            .to_string(),
+            None => self.canonical_v1(),
+        }
+    }
+
+    fn canonical_v1(&self) -> String {
         serde_json::json!([
             self.seq,
             self.id.to_string(),
@@ -171,6 +244,45 @@ impl AuditEvent {
             self.client_addr,
         ])
         .to_string()
+    }
+
+    /// What is wrong with the address's commitment, if anything: it must be the HMAC of the
+    /// stored address under the stored key (encoding 2), or both must be absent (encoding 1).
+    pub fn address_problem(&self) -> Option<&'static str> {
+        match (&self.client_addr_key, &self.client_addr_commitment) {
+            (None, None) => None,
+            (Some(key), Some(commitment)) => (address_commitment(key, &self.client_addr).as_ref()
+                != Some(commitment))
+            .then_some("the client address does not match its commitment"),
+            _ => Some("the client address has a commitment without a key, or a key without one"),
+        }
+    }
+
+    /// The event as the patient downloads it with their chain: everything the hash covers,
+    /// the commitment instead of the address, and never the key. Encoding-1 events are shown
+    /// without their address; their hash covers it, so only an auditor can recompute it.
+    pub fn for_patient(&self) -> serde_json::Value {
+        serde_json::json!({
+            "encoding": self.encoding(),
+            "seq": self.seq,
+            "id": self.id,
+            "occurred_at": self.occurred_at,
+            "actor_id": self.actor_id,
+            "actor_name": self.actor_name,
+            "actor_role": self.actor_role,
+            "actor_clinic_id": self.actor_clinic_id,
+            "on_behalf_of": self.on_behalf_of,
+            "patient_id": self.patient_id,
+            "action": self.action,
+            "resource_type": self.resource_type,
+            "resource_id": self.resource_id,
+            "basis": self.basis,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "client_addr_commitment": self.client_addr_commitment,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        })
     }
 
     pub fn compute_hash(&self) -> String {
@@ -215,6 +327,10 @@ pub async fn append_at(
         .bind(&chain)
         .fetch_one(&mut *conn)
         .await?;
+    let mut key = [0u8; ADDRESS_KEY_BYTES];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    let key = hex::encode(key);
+    let commitment = address_commitment(&key, &event.client_addr);
     let mut stored = AuditEvent {
         id: Uuid::now_v7(),
         chain_key: chain,
@@ -233,6 +349,8 @@ pub async fn append_at(
         outcome: event.outcome.as_str().into(),
         reason: event.reason,
         client_addr: event.client_addr,
+        client_addr_key: Some(key),
+        client_addr_commitment: commitment,
         prev_hash: head.text("last_hash")?,
         hash: String::new(),
     };
@@ -240,8 +358,9 @@ pub async fn append_at(
     sqlx::query(
         "INSERT INTO audit_events (id, chain_key, seq, occurred_at, actor_id, actor_name, actor_role, \
          actor_clinic_id, on_behalf_of, patient_id, action, resource_type, resource_id, basis, outcome, \
-         reason, client_addr, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+         reason, client_addr, client_addr_key, client_addr_commitment, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+         $20, $21)",
     )
     .bind(stored.id.to_string())
     .bind(&stored.chain_key)
@@ -260,6 +379,8 @@ pub async fn append_at(
     .bind(&stored.outcome)
     .bind(&stored.reason)
     .bind(&stored.client_addr)
+    .bind(stored.client_addr_key.as_deref())
+    .bind(stored.client_addr_commitment.as_deref())
     .bind(&stored.prev_hash)
     .bind(&stored.hash)
     .execute(&mut *conn)
@@ -291,6 +412,8 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<AuditEvent, AccessError> {
         outcome: row.text("outcome")?,
         reason: row.text("reason")?,
         client_addr: row.text("client_addr")?,
+        client_addr_key: row.opt_text("client_addr_key")?,
+        client_addr_commitment: row.opt_text("client_addr_commitment")?,
         prev_hash: row.text("prev_hash")?,
         hash: row.text("hash")?,
     })
@@ -319,11 +442,76 @@ mod tests {
             outcome: "failure".into(),
             reason: "wrong password".into(),
             client_addr: "127.0.0.1".into(),
+            client_addr_key: None,
+            client_addr_commitment: None,
             prev_hash: GENESIS_HASH.into(),
             hash: String::new(),
         }
     }
 
+    fn event_v2() -> AuditEvent {
+        let key = "000102030405060708090a0b0c0d0e0f".to_string();
+        AuditEvent {
+            client_addr_commitment: address_commitment(&key, "127.0.0.1"),
+            client_addr_key: Some(key),
+            ..event()
+        }
+    }
+
+    #[test]
+    fn canonical_encoding_covers_the_commitment_not_the_address() {
+        let e = event_v2();
+        let commitment = e.client_addr_commitment.clone().unwrap();
+        assert_eq!(
+            e.canonical(),
+            format!(
+                r#"[2,1,"00000000-0000-0000-0000-000000000007","2026-11-25T12:00:00.000000Z",null,"x","anonymous",null,null,null,"login","",null,"","failure","wrong password","{commitment}"]"#
+            )
+        );
+        assert!(!e.canonical().contains("127.0.0.1"));
+        assert_eq!(e.address_problem(), None);
+        let mut moved = e.clone();
+        moved.client_addr = "10.9.8.7".into();
+        assert_eq!(
+            moved.compute_hash(),
+            e.compute_hash(),
+            "the hash alone does not see it"
+        );
+        assert!(moved.address_problem().is_some(), "the commitment does");
+        let mut passed_off_as_old = e.clone();
+        passed_off_as_old.client_addr = commitment;
+        passed_off_as_old.client_addr_key = None;
+        passed_off_as_old.client_addr_commitment = None;
+        assert_ne!(passed_off_as_old.compute_hash(), e.compute_hash());
+    }
+
+    #[test]
+    fn the_patients_copy_has_the_commitment_never_the_address_or_key() {
+        for e in [event(), event_v2()] {
+            let copy = e.for_patient();
+            let text = copy.to_string();
+            assert!(!text.contains("127.0.0.1") && !text.contains("client_addr_key"));
+            assert_eq!(copy["encoding"], e.encoding());
+            assert_eq!(
+                copy["client_addr_commitment"].as_str(),
+                e.client_addr_commitment.as_deref()
+            );
+        }
+        assert_eq!(event().encoding(), 1);
+        assert_eq!(event_v2().encoding(), 2);
+    }
+
+    #[test]
+    fn the_commitment_is_hmac_sha256_of_the_address() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            address_commitment(&hex::encode("Jefe"), "what do ya want for nothing?").unwrap(),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(address_commitment("not hex", "127.0.0.1"), None);
+    }
+
+    /// Events stored before the address commitment keep verifying as they were hashed.
     #[test]
     fn canonical_encoding_is_stable() {
         assert_eq!(

@@ -108,6 +108,15 @@ async fn prune_chain(
         .fetch_one(&mut *conn)
         .await?
         .text("hash")?;
+    // Reviews of the removed events go with them, answers first (they refer to the reviews).
+    sqlx::query(
+        "DELETE FROM audit_review_closures WHERE review_id IN (SELECT r.id FROM audit_reviews r \
+         JOIN audit_events e ON e.id = r.event_id WHERE e.chain_key = $1 AND e.seq <= $2)",
+    )
+    .bind(key)
+    .bind(through)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(
         "DELETE FROM audit_reviews WHERE event_id IN \
          (SELECT id FROM audit_events WHERE chain_key = $1 AND seq <= $2)",

@@ -246,6 +246,9 @@ impl Export {
     }
 }
 
+/// An entry in the auditors' review queue: a patient's report or a flagged override, with the
+/// auditor's answer once closed. Reports and answers are append-only (the database refuses
+/// changes): the answer is a row of its own in `audit_review_closures`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Review {
     pub id: Uuid,
@@ -253,6 +256,7 @@ pub struct Review {
     pub patient_id: Option<Uuid>,
     pub kind: String,
     pub comment: String,
+    /// "open", or "closed" once answered.
     pub status: String,
     pub resolution_note: Option<String>,
     pub opened_at: String,
@@ -264,6 +268,11 @@ pub const REVIEW_PATIENT_REPORT: &str = "patient_report";
 pub const REVIEW_OVERRIDE: &str = "emergency_override";
 pub const REVIEW_DENIAL_THEN_OVERRIDE: &str = "denial_then_override";
 
+/// A review with its answer, if any.
+const REVIEWS: &str = "SELECT r.id, r.event_id, r.patient_id, r.kind, r.comment, r.opened_at, \
+     c.note AS resolution_note, c.closed_at, c.closed_by FROM audit_reviews r \
+     LEFT JOIN audit_review_closures c ON c.review_id = r.id";
+
 pub async fn open_review(
     conn: &mut AnyConnection,
     event_id: Uuid,
@@ -273,8 +282,8 @@ pub async fn open_review(
 ) -> Result<bool, AccessError> {
     let id = Uuid::now_v7();
     let inserted = sqlx::query(
-        "INSERT INTO audit_reviews (id, event_id, patient_id, kind, comment, status, opened_at) \
-         VALUES ($1, $2, $3, $4, $5, 'open', $6) ON CONFLICT (event_id, kind) DO NOTHING",
+        "INSERT INTO audit_reviews (id, event_id, patient_id, kind, comment, opened_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id, kind) DO NOTHING",
     )
     .bind(id.to_string())
     .bind(event_id.to_string())
@@ -287,15 +296,20 @@ pub async fn open_review(
     Ok(inserted.rows_affected() == 1)
 }
 
+/// Reviews with `status` "open" or "closed", newest first.
 pub async fn reviews(
     conn: &mut AnyConnection,
     status: &str,
     limit: i64,
 ) -> Result<Vec<Review>, AccessError> {
-    let rows = sqlx::query(
-        "SELECT * FROM audit_reviews WHERE status = $1 ORDER BY opened_at DESC, id DESC LIMIT $2",
-    )
-    .bind(status)
+    let answered = match status {
+        "open" => "IS NULL",
+        "closed" => "IS NOT NULL",
+        other => return Err(AccessError::invalid(format!("no review status {other:?}"))),
+    };
+    let rows = sqlx::query(&format!(
+        "{REVIEWS} WHERE c.review_id {answered} ORDER BY r.opened_at DESC, r.id DESC LIMIT $1"
+    ))
     .bind(limit)
     .fetch_all(conn)
     .await?;
@@ -306,9 +320,9 @@ pub async fn reviews_of_patient(
     conn: &mut AnyConnection,
     patient: PatientId,
 ) -> Result<Vec<Review>, AccessError> {
-    let rows = sqlx::query(
-        "SELECT * FROM audit_reviews WHERE patient_id = $1 AND kind = $2 ORDER BY opened_at DESC",
-    )
+    let rows = sqlx::query(&format!(
+        "{REVIEWS} WHERE r.patient_id = $1 AND r.kind = $2 ORDER BY r.opened_at DESC"
+    ))
     .bind(patient.0.to_string())
     .bind(REVIEW_PATIENT_REPORT)
     .fetch_all(conn)
@@ -320,14 +334,15 @@ pub async fn review_by_id(
     conn: &mut AnyConnection,
     id: Uuid,
 ) -> Result<Option<Review>, AccessError> {
-    let row = sqlx::query("SELECT * FROM audit_reviews WHERE id = $1")
+    let row = sqlx::query(&format!("{REVIEWS} WHERE r.id = $1"))
         .bind(id.to_string())
         .fetch_optional(conn)
         .await?;
     row.as_ref().map(review_from_row).transpose()
 }
 
-/// Close an open review; false if it was already closed (by someone else, concurrently).
+/// Answer an open review by appending its closure; false if it was closed already (by someone
+/// else, concurrently: the closure's key is the review).
 pub async fn close_review(
     conn: &mut AnyConnection,
     id: Uuid,
@@ -335,29 +350,35 @@ pub async fn close_review(
     by: &str,
 ) -> Result<bool, AccessError> {
     let done = sqlx::query(
-        "UPDATE audit_reviews SET status = 'closed', resolution_note = $1, closed_at = $2, closed_by = $3 \
-         WHERE id = $4 AND status = 'open'",
+        "INSERT INTO audit_review_closures (review_id, note, closed_at, closed_by) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (review_id) DO NOTHING",
     )
+    .bind(id.to_string())
     .bind(note)
     .bind(ts(OffsetDateTime::now_utc()))
     .bind(by)
-    .bind(id.to_string())
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 fn review_from_row(row: &AnyRow) -> Result<Review, AccessError> {
+    let closed_at = row.opt_text("closed_at")?;
     Ok(Review {
         id: row.uuid("id")?,
         event_id: row.uuid("event_id")?,
         patient_id: row.opt_uuid("patient_id")?,
         kind: row.text("kind")?,
         comment: row.text("comment")?,
-        status: row.text("status")?,
+        status: if closed_at.is_some() {
+            "closed"
+        } else {
+            "open"
+        }
+        .into(),
         resolution_note: row.opt_text("resolution_note")?,
         opened_at: row.text("opened_at")?,
-        closed_at: row.opt_text("closed_at")?,
+        closed_at,
         closed_by: row.opt_text("closed_by")?,
     })
 }

@@ -1,4 +1,5 @@
-//! `portal audit verify`: walk every chain from its first event and recompute each link.
+//! `portal audit verify`: walk every chain from its first event and recompute each link, and
+//! check each event's client address against the commitment its hash covers.
 
 use futures::TryStreamExt;
 use records_domain::db::RowExt;
@@ -156,6 +157,9 @@ pub async fn verify_chain(
                     ),
                 )),
             ));
+        }
+        if let Some(problem) = event.address_problem() {
+            return Ok((count, Some(broken(event.seq, Some(&event), problem.into()))));
         }
         anchor_vouched |= event.action == PRUNE_ACTION && event.reason == anchor;
         prev_hash = event.hash;

@@ -138,6 +138,7 @@ impl From<DomainError> for FhirError {
         match e {
             DomainError::NotFound | DomainError::NotPermitted => Self::not_found(),
             DomainError::Conflict => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            DomainError::Duplicate(m) => Self::new(StatusCode::CONFLICT, "duplicate", m),
             DomainError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
             DomainError::Cpr(c) => Self::bad(c.to_string()),
             e if e.is_overloaded() => Self::new(
@@ -689,12 +690,17 @@ async fn search_audit_events(
         until: q.dates.until,
         ..Default::default()
     };
-    let mut tx = state.db.begin_write().await?;
-    let total = audit_query::count(&mut tx, &filter).await?;
+    // Counting and loading up to 100,200 events must not hold the writer (SQLite's write lock)
+    // and stall every page view: read in a read transaction, then append the search's own
+    // event in a short write transaction, committed before anything is returned (no audit,
+    // no access).
+    let mut read = state.db.begin_read().await?;
+    let total = audit_query::count(&mut read, &filter).await?;
     let (events, _) =
-        audit_query::search(&mut tx, &filter, None, q.paging.offset + q.paging.count).await?;
-    audit::append(
-        &mut tx,
+        audit_query::search(&mut read, &filter, None, q.paging.offset + q.paging.count).await?;
+    read.rollback().await?;
+    audit_system(
+        &state,
         NewEvent::by(
             &caller.actor,
             &caller.ctx,
@@ -704,7 +710,6 @@ async fn search_audit_events(
         .reason(raw.clone().unwrap_or_default()),
     )
     .await?;
-    tx.commit().await?;
     let page = events
         .iter()
         .skip(q.paging.offset as usize)

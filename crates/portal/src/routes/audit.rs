@@ -17,10 +17,11 @@ use axum::Router;
 use futures::StreamExt;
 use maud::Markup;
 use records_domain::cpr::Cpr;
+use records_domain::db::{date_text, parse_ts};
 use records_domain::model::PatientId;
 use records_domain::store::{clinics, patients};
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime};
+use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -68,12 +69,77 @@ pub struct FilterForm {
     pub after_id: String,
 }
 
+/// The filter form checked field by field, without the database: a pure function of the
+/// text, so that it can be fuzzed (fuzz/fuzz_targets/audit_filter.rs). Whatever was typed,
+/// the answer is a filter or a message for the auditor (400), never a panic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedFilter {
+    pub cpr: Option<Cpr>,
+    pub actor: Option<String>,
+    pub clinic_id: Option<Uuid>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub basis: Option<String>,
+    pub from: Option<OffsetDateTime>,
+    /// Exclusive: the start of the day after the last day asked for.
+    pub until: Option<OffsetDateTime>,
+    pub after: Option<Cursor>,
+}
+
 impl FilterForm {
-    fn cursor(&self) -> Option<Cursor> {
-        (!self.after_at.is_empty() && !self.after_id.is_empty()).then(|| Cursor {
-            occurred_at: self.after_at.clone(),
-            id: self.after_id.clone(),
+    pub fn check(&self) -> AppResult<CheckedFilter> {
+        let cpr = match self.cpr.trim() {
+            "" => None,
+            text => Some(Cpr::parse(text).map_err(|e| AppError::bad_request(e.to_string()))?),
+        };
+        let clinic_id = match self.clinic.trim() {
+            "" => None,
+            id => Some(
+                Uuid::parse_str(id)
+                    .map_err(|_| AppError::bad_request("Choose a clinic from the list."))?,
+            ),
+        };
+        if !self.basis.is_empty() && Basis::parse(&self.basis).is_none() {
+            return Err(AppError::bad_request("Choose a basis from the list."));
+        }
+        let from = optional_date(&self.from, "The first day")?;
+        // The last day is included, so the filter ends where the next day begins; there is
+        // none after the calendar's last day.
+        let until = match optional_date(&self.until, "The last day")? {
+            None => None,
+            Some(last) => Some(last.next_day().ok_or_else(|| {
+                AppError::bad_request(format!(
+                    "The last day must be before {}.",
+                    date_text(Date::MAX)
+                ))
+            })?),
+        };
+        Ok(CheckedFilter {
+            cpr,
+            actor: text_filter(&self.actor),
+            clinic_id,
+            action: text_filter(&self.action),
+            outcome: text_filter(&self.outcome),
+            basis: text_filter(&self.basis),
+            from: from.map(|d| d.midnight().assume_utc()),
+            until: until.map(|d| d.midnight().assume_utc()),
+            after: self.cursor()?,
         })
+    }
+
+    /// The position after the last row of the previous page, as the page's hidden fields
+    /// carry it; both or neither.
+    fn cursor(&self) -> AppResult<Option<Cursor>> {
+        match (self.after_at.trim(), self.after_id.trim()) {
+            ("", "") => Ok(None),
+            (at, id) if parse_ts(at).is_ok() && Uuid::parse_str(id).is_ok() => Ok(Some(Cursor {
+                occurred_at: at.to_string(),
+                id: id.to_string(),
+            })),
+            _ => Err(AppError::bad_request(
+                "The page position is not valid; start the search again.",
+            )),
+        }
     }
 }
 
@@ -81,50 +147,37 @@ fn text_filter(text: &str) -> Option<String> {
     Some(text.trim().to_string()).filter(|t| !t.is_empty())
 }
 
-async fn to_filter(state: &AppState, form: &FilterForm) -> AppResult<Filter> {
+/// The checked filter with its names looked up: the patient of the CPR number, the user of
+/// the user name.
+async fn to_filter(state: &AppState, checked: &CheckedFilter) -> AppResult<Filter> {
     let mut conn = state.reader().pool().acquire().await?;
-    let patient_id = match form.cpr.trim() {
-        "" => None,
-        text => {
-            let cpr = Cpr::parse(text).map_err(|e| AppError::bad_request(e.to_string()))?;
-            let patient = patients::by_cpr(&mut conn, &cpr)
+    let patient_id = match &checked.cpr {
+        None => None,
+        Some(cpr) => Some(
+            patients::by_cpr(&mut conn, cpr)
                 .await?
-                .ok_or_else(|| AppError::bad_request("No patient has that CPR number."))?;
-            Some(patient.id)
-        }
+                .ok_or_else(|| AppError::bad_request("No patient has that CPR number."))?
+                .id,
+        ),
     };
-    let actor_id = match form.actor.trim() {
-        "" => None,
-        name => Some(
+    let actor_id = match &checked.actor {
+        None => None,
+        Some(name) => Some(
             accounts::by_username(&mut conn, name)
                 .await?
                 .ok_or_else(|| AppError::bad_request("There is no user with that user name."))?
                 .id,
         ),
     };
-    let clinic_id = match form.clinic.trim() {
-        "" => None,
-        id => Some(
-            Uuid::parse_str(id)
-                .map_err(|_| AppError::bad_request("Choose a clinic from the list."))?,
-        ),
-    };
-    let day = |text: &str, what: &str| -> AppResult<Option<OffsetDateTime>> {
-        Ok(optional_date(text, what)?.map(|d| d.midnight().assume_utc()))
-    };
-    if !form.basis.is_empty() && Basis::parse(&form.basis).is_none() {
-        return Err(AppError::bad_request("Choose a basis from the list."));
-    }
     Ok(Filter {
         patient_id,
         actor_id,
-        clinic_id,
-        action: text_filter(&form.action),
-        outcome: text_filter(&form.outcome),
-        basis: text_filter(&form.basis),
-        from: day(&form.from, "The first day")?,
-        // The last day is included.
-        until: day(&form.until, "The last day")?.map(|d| d + Duration::days(1)),
+        clinic_id: checked.clinic_id,
+        action: checked.action.clone(),
+        outcome: checked.outcome.clone(),
+        basis: checked.basis.clone(),
+        from: checked.from,
+        until: checked.until,
     })
 }
 
@@ -182,11 +235,12 @@ async fn search(
 }
 
 async fn results(state: &AppState, auditor: &CurrentUser, form: FilterForm) -> AppResult<Markup> {
-    let filter = to_filter(state, &form).await?;
+    let checked = form.check()?;
+    let filter = to_filter(state, &checked).await?;
     let started = Instant::now();
     let mut conn = state.reader().pool().acquire().await?;
     let (events, next) =
-        audit_query::search(&mut conn, &filter, form.cursor().as_ref(), PAGE_SIZE).await?;
+        audit_query::search(&mut conn, &filter, checked.after.as_ref(), PAGE_SIZE).await?;
     let clinics = clinics::all(&mut conn).await?;
     drop(conn);
     let elapsed = started.elapsed();
@@ -211,7 +265,7 @@ async fn results(state: &AppState, auditor: &CurrentUser, form: FilterForm) -> A
     ))
 }
 
-const CSV_HEADER: [&str; 18] = [
+const CSV_HEADER: [&str; 20] = [
     "occurred_at",
     "chain_key",
     "seq",
@@ -230,6 +284,9 @@ const CSV_HEADER: [&str; 18] = [
     "reason",
     "client_addr",
     "hash",
+    // With these an auditor shows a patient that an event of their chain came from an address.
+    "client_addr_key",
+    "client_addr_commitment",
 ];
 
 /// Spreadsheet programs run cells that start with these as formulas.
@@ -267,6 +324,8 @@ fn csv_row(e: &AuditEvent) -> Vec<String> {
         e.reason.clone(),
         e.client_addr.clone(),
         e.hash.clone(),
+        opt(e.client_addr_key.clone()),
+        opt(e.client_addr_commitment.clone()),
     ]
     .iter()
     .map(|c| defuse(c))
@@ -280,7 +339,7 @@ async fn export(
     AuditorUser(auditor): AuditorUser,
     CsrfForm(form): CsrfForm<FilterForm>,
 ) -> AppResult<Response> {
-    let filter = to_filter(&state, &form).await?;
+    let filter = to_filter(&state, &form.check()?).await?;
     record_auditor_action(
         &state,
         &auditor,

@@ -145,7 +145,7 @@ pub fn override_form(
             @if let Some((problem, _)) = refused { p.notice.error role="alert" { (problem) } }
             form method="post" action={ "/clinician/patients/" (patient.id.0) "/override" } {
                 (csrf_field(csrf))
-                label for="reason" { "Reason (at least 20 characters)" }
+                label for="reason" { "Reason (at least 20 characters and three different words)" }
                 textarea #reason name="reason" required minlength="20" maxlength="1000" rows="4" { (refused.map_or("", |r| r.1)) }
                 button.danger type="submit" { "Open the record" }
             }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use access_control::accounts;
 use access_control::audit::query::{self as audit_query, REVIEW_PATIENT_REPORT};
-use access_control::audit::{self, NewEvent, Outcome};
+use access_control::audit::{self, AuditEvent, NewEvent, Outcome};
 use access_control::Basis;
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -124,6 +124,9 @@ pub async fn report(
     Ok(Redirect::to(&format!("/me/access-log#e-{}", event.id)).into_response())
 }
 
+/// How to recompute the chain, as the README documents it.
+const HASH_RULE: &str = "hash = hex(SHA-256(canonical || prev_hash)); canonical = JSON array [encoding, seq, id, occurred_at, actor_id, actor_name, actor_role, actor_clinic_id, on_behalf_of, patient_id, action, resource_type, resource_id, basis, outcome, reason, client_addr_commitment] without white space, absent values as null; the first prev_hash is 64 zeros (or the prev_hash of the first event kept, when older events were pruned). client_addr_commitment = hex(HMAC-SHA256(key, client address)); the auditors hold the address and key of each event. Events of encoding 1 (stored before addresses were committed to) hashed the address itself, which is not shown: check that their prev_hash links, their hashes only the auditors can recompute.";
+
 /// The record's whole hash chain as JSON, with the rule to recompute it, so that anyone can
 /// check that no entry was changed or removed.
 pub async fn chain(
@@ -138,10 +141,12 @@ pub async fn chain(
     }
     let events = audit_query::chain_of(&mut tx, grant.patient()).await?;
     tx.commit().await?;
+    // Staff network addresses are not the patient's to see: each event carries the commitment
+    // its hash covers instead (see access_control::audit).
     let body = serde_json::json!({
         "patient_id": grant.patient().0,
-        "hash_rule": "hash = hex(SHA-256(canonical || prev_hash)); canonical = JSON array [seq, id, occurred_at, actor_id, actor_name, actor_role, actor_clinic_id, on_behalf_of, patient_id, action, resource_type, resource_id, basis, outcome, reason, client_addr] without white space, absent values as null; the first prev_hash is 64 zeros",
-        "events": events,
+        "hash_rule": HASH_RULE,
+        "events": events.iter().map(AuditEvent::for_patient).collect::<Vec<_>>(),
     });
     let json = serde_json::to_vec_pretty(&body).map_err(AppError::internal)?;
     Ok((
