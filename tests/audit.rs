@@ -311,10 +311,39 @@ both_engines!(
 both_engines!(
     events_stored_before_the_address_commitment_still_verify,
     |app: TestApp| async move {
-        let karen = app
-            .text("SELECT patient_id FROM users WHERE username = 'karen'")
+        // A patient whose chain starts before the commitment existed: every patient registered
+        // today has a chain from their registration, so this one is inserted beside the portal,
+        // listed with Dr. Hansen's practice, with a login of her own.
+        let clinic = app
+            .text("SELECT p.gp_clinic_id FROM patients p JOIN users u ON u.patient_id = p.id WHERE u.username = 'anne'")
             .await;
-        // Two events as the portal stored them before migration 0010: the hash covers the
+        let karen = Uuid::now_v7().to_string();
+        sqlx::query(
+            "INSERT INTO patients (id, national_id, given_name, family_name, birth_date, sex, gp_clinic_id, \
+             source_system, source_id, created_at) \
+             VALUES ($1, '0303031234', 'Kirsten', 'Older', '1903-03-03', 'female', $2, 'urn:test', $1, '2025-01-01T00:00:00.000000Z')",
+        )
+        .bind(&karen)
+        .bind(&clinic)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+        {
+            let hash = accounts::hash_password("kirsten-older-2026").unwrap();
+            let mut tx = app.db.begin_write().await.unwrap();
+            let new = accounts::NewUser {
+                username: "kirsten".into(),
+                display_name: "Kirsten Older".into(),
+                role: Role::Patient,
+                patient_id: Some(PatientId(Uuid::parse_str(&karen).unwrap())),
+                clinic_id: None,
+                totp_secret: None,
+                must_change_password: false,
+            };
+            accounts::create(&mut tx, &new, &hash).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        // Two events as the portal stored them before migration 0011: the hash covers the
         // address itself (encoding 1), and there is no key or commitment.
         let mut prev_hash = GENESIS_HASH.to_string();
         for seq in 1..=2i64 {
@@ -378,7 +407,11 @@ both_engines!(
 
         // Karen's copy: the old events without their address (only the auditors can recompute
         // those hashes), linked to the new ones, which she recomputes herself.
-        let mut patient = app.signed_in("karen").await;
+        let mut patient = app.browser();
+        patient
+            .login_with("kirsten", "kirsten-older-2026")
+            .await
+            .assert_ok();
         let download = patient.get("/me/access-log/chain.json").await;
         download.assert_ok();
         assert!(

@@ -571,7 +571,10 @@ pub async fn load_facts(
             proxies,
             care_relationships,
             blocks,
-            override_expires_at: overrides.iter().map(|(expires_at, _, _)| *expires_at).collect(),
+            override_expires_at: overrides
+                .iter()
+                .map(|(expires_at, _, _)| *expires_at)
+                .collect(),
         },
         override_reason,
     })

@@ -133,7 +133,8 @@ pub async fn search_by_name(
     // Two statements rather than `($2 = '' OR birth_date = $2)`: only a plain equality lets
     // the planner look the birth date up in its index, which keeps a GP's lookup by name and
     // birth date flat however many patients there are.
-    const NAME_MATCHES: &str = "(LOWER(given_name) LIKE $1 ESCAPE '\\' OR LOWER(family_name) LIKE $1 ESCAPE '\\' \
+    const NAME_MATCHES: &str =
+        "(LOWER(given_name) LIKE $1 ESCAPE '\\' OR LOWER(family_name) LIKE $1 ESCAPE '\\' \
          OR LOWER(given_name || ' ' || family_name) LIKE $1 ESCAPE '\\')";
     let rows = match birth_date {
         Some(born) => {
