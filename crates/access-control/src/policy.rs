@@ -1,4 +1,4 @@
-//! The access decision (DESIGN.md section 4, the Danish model): one pure function from who is
+//! The access decision (the Danish model, README "Who may write what"): one pure function from who is
 //! asking, what they ask for and the facts about the patient to a decision with its basis.
 //! Everything that reads or changes a patient's data goes through `decide`, via `gate`.
 

@@ -1,4 +1,4 @@
-//! What a record is. Field sets follow DESIGN.md section 3 and map one-to-one onto FHIR R4
+//! What a record is. Each kind maps one-to-one onto a FHIR R4 resource:
 //! Patient, Observation, MedicationRequest and CarePlan.
 
 use std::fmt;

@@ -443,28 +443,6 @@ pub async fn clinician_stats(
         .collect()
 }
 
-/// Accesses per UTC day for one clinician (for the chart).
-pub async fn daily_accesses(
-    conn: &mut AnyConnection,
-    actor: Uuid,
-    from: OffsetDateTime,
-    until: OffsetDateTime,
-) -> Result<Vec<(String, i64)>, AccessError> {
-    let rows = sqlx::query(
-        "SELECT SUBSTR(occurred_at, 1, 10) AS day, COUNT(*) AS n FROM audit_events \
-         WHERE actor_id = $1 AND patient_id IS NOT NULL AND occurred_at >= $2 AND occurred_at < $3 \
-         GROUP BY SUBSTR(occurred_at, 1, 10) ORDER BY day",
-    )
-    .bind(actor.to_string())
-    .bind(ts(from))
-    .bind(ts(until))
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|r| Ok((r.text("day")?, r.int("n")?)))
-        .collect()
-}
-
 /// How many events match (the `total` of a FHIR AuditEvent search).
 pub async fn count(conn: &mut AnyConnection, filter: &Filter) -> Result<i64, AccessError> {
     let (clause, binds) = filter.where_clause(None);
