@@ -1,5 +1,6 @@
-//! The access decision (the Danish model, README "Who may write what"): one pure function from who is
-//! asking, what they ask for and the facts about the patient to a decision with its basis.
+//! The access decision (the Danish model; the README's "Who may write what"): one pure function
+//! from who is asking, what they ask for and the facts about the patient to a decision with
+//! its basis.
 //! Everything that reads or changes a patient's data goes through `decide`, via `gate`.
 
 use records_domain::model::{age_on, PatientId};
