@@ -49,24 +49,6 @@ enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
-    /// Measure the portal on a fresh database (the README's figures).
-    Bench {
-        /// Database to create and fill (default: a fresh SQLite file in a temporary folder).
-        #[arg(long)]
-        database_url: Option<String>,
-        /// Seconds per load test.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        /// Concurrent HTTP clients.
-        #[arg(long, default_value_t = 8)]
-        clients: usize,
-        /// Audit events to append before the audit search and verify figures.
-        #[arg(long, default_value_t = 100_000)]
-        audit_events: u64,
-        /// Folder of FHIR Bundles to import (e.g. samples/fhir).
-        #[arg(long)]
-        samples: Option<std::path::PathBuf>,
-    },
     /// API tokens for the FHIR interface.
     Token {
         #[command(subcommand)]
@@ -169,13 +151,6 @@ pub async fn run() -> ExitCode {
             source,
             files,
         }) => return import(&database, &source, &files).await,
-        Some(Command::Bench {
-            database_url,
-            seconds,
-            clients,
-            audit_events,
-            samples,
-        }) => bench(database_url, seconds, clients, audit_events, samples).await,
         Some(Command::Token {
             command:
                 TokenCommand::Add {
@@ -421,25 +396,4 @@ async fn add_token(
     tx.commit().await?;
     println!("token {name} created (shown once): {secret}");
     Ok(())
-}
-
-async fn bench(
-    database_url: Option<String>,
-    seconds: u64,
-    clients: usize,
-    audit_events: u64,
-    samples: Option<std::path::PathBuf>,
-) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let database_url = database_url
-        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
-    let config = ServeArgs::parse_defaults().into_config()?;
-    let options = crate::bench::BenchOptions {
-        database_url,
-        seconds,
-        clients: clients.max(1),
-        audit_events,
-        samples,
-    };
-    crate::bench::run(options, config).await
 }
