@@ -6,6 +6,7 @@ mod support;
 
 use std::process::Command;
 
+use access_control::audit::query as audit_query;
 use access_control::audit::{self, verify, NewEvent, Outcome, GENESIS_HASH};
 use access_control::{accounts, tokens, Actor, RequestContext, Role};
 use hmac::{Hmac, Mac};
@@ -828,6 +829,44 @@ both_engines!(
         }
         tx.commit().await.unwrap();
 
+        // A patient's report on one of the old events, answered: append-only like the event,
+        // it goes with the event in a prune and not before.
+        let old_event = Uuid::parse_str(
+            &app.text(&format!(
+                "SELECT id FROM audit_events WHERE chain_key = '{}' AND seq = 1",
+                old_and_new.0
+            ))
+            .await,
+        )
+        .unwrap();
+        let mut conn = app.db.pool().acquire().await.unwrap();
+        audit_query::open_review(
+            &mut conn,
+            old_event,
+            Some(old_and_new),
+            audit_query::REVIEW_PATIENT_REPORT,
+            "Who is this?",
+        )
+        .await
+        .unwrap();
+        let review = audit_query::reviews(&mut conn, "open", 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.event_id == old_event)
+            .unwrap();
+        assert!(
+            audit_query::close_review(&mut conn, review.id, "A former colleague.", "auditor")
+                .await
+                .unwrap()
+        );
+        drop(conn);
+        assert!(sqlx::query("DELETE FROM audit_reviews WHERE event_id = $1")
+            .bind(old_event.to_string())
+            .execute(app.db.pool())
+            .await
+            .is_err());
+
         // Without a prune window nothing may be deleted, and with one nothing younger than ten years.
         let refused = sqlx::query("DELETE FROM audit_events WHERE chain_key = $1")
             .bind(old_and_new.0.to_string())
@@ -874,6 +913,14 @@ both_engines!(
         assert_eq!(
             remaining, 3,
             "the 9-year-old event, today's event and the prune record"
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM audit_reviews").await
+                + app
+                    .count("SELECT COUNT(*) FROM audit_review_closures")
+                    .await,
+            0,
+            "the report and its answer went with their event"
         );
         let verify = verify_cli(&app);
         assert!(
