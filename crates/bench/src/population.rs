@@ -968,6 +968,10 @@ fn blank_event(at: i64) -> AuditEvent {
         outcome: String::new(),
         reason: String::new(),
         client_addr: String::new(),
+        // The history is written in the encoding without an address commitment, which
+        // verifies as events stored before the commitment existed do.
+        client_addr_key: None,
+        client_addr_commitment: None,
         prev_hash: String::new(),
         hash: String::new(),
     }
