@@ -11,7 +11,9 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use records_domain::{Db, Engine, PoolSettings};
@@ -90,12 +92,12 @@ pub async fn load(url: &str, spec: &Spec) -> anyhow::Result<LoadReport> {
     let hash =
         tokio::task::spawn_blocking(|| access_control::accounts::hash_password(PASSWORD)).await??;
     let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000;
-    let generator = std::sync::Arc::new(Generator::new(spec.clone(), hash, now as i64));
+    let generator = Arc::new(Generator::new(spec.clone(), hash, now as i64));
     let mut writer = Writer::connect(url, engine).await?;
-    let lifted = writer.lift_indexes().await?;
+    let lifted = writer.lift_constraints().await?;
 
     let mut rows = writer.write(generator.staff()).await?;
-    let (sender, mut chunks) = tokio::sync::mpsc::channel::<Chunk>(2);
+    let (sender, chunks) = tokio::sync::mpsc::channel::<Chunk>(2);
     let producer = {
         let generator = generator.clone();
         let patients = spec.patients;
@@ -113,26 +115,59 @@ pub async fn load(url: &str, spec: &Spec) -> anyhow::Result<LoadReport> {
             }
         })
     };
-    let mut done = 0u64;
-    let mut reported = Instant::now();
-    while let Some(chunk) = chunks.recv().await {
-        rows += writer.write(chunk).await?;
-        done = (done + CHUNK).min(spec.patients);
-        if reported.elapsed().as_secs() >= 10 {
-            eprintln!(
-                "  {done} of {} patients, {rows} rows, {:.0} s",
-                spec.patients,
-                started.elapsed().as_secs_f64()
-            );
-            reported = Instant::now();
-        }
+    // SQLite has one writer; PostgreSQL takes two COPYs at once, one backend per core.
+    let mut writers = vec![writer];
+    if engine == Engine::Postgres {
+        writers.push(Writer::connect(url, engine).await?);
     }
+    let chunks = Arc::new(tokio::sync::Mutex::new(chunks));
+    let progress = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = writers
+        .into_iter()
+        .map(|mut writer| {
+            let (chunks, progress) = (chunks.clone(), progress.clone());
+            tokio::spawn(async move {
+                let mut rows = 0;
+                loop {
+                    let next = chunks.lock().await.recv().await;
+                    let Some(chunk) = next else { break };
+                    rows += writer.write(chunk).await?;
+                    progress.fetch_add(CHUNK, Ordering::Relaxed);
+                }
+                Ok::<_, anyhow::Error>((writer, rows))
+            })
+        })
+        .collect();
+    let reporter = {
+        let (progress, patients) = (progress.clone(), spec.patients);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                eprintln!(
+                    "  {} of {patients} patients, {:.0} s",
+                    progress.load(Ordering::Relaxed).min(patients),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        })
+    };
+    let mut writers = Vec::new();
+    for task in tasks {
+        let (writer, written) = task.await??;
+        rows += written;
+        writers.push(writer);
+    }
+    reporter.abort();
     producer
         .join()
         .map_err(|_| anyhow::anyhow!("the row generator panicked"))?;
+    let mut writer = writers.swap_remove(0);
+    for extra in writers {
+        extra.close().await?;
+    }
     rows += writer.write(generator.system_chain()).await?;
     let rows_seconds = started.elapsed().as_secs_f64();
-    writer.restore_indexes(&lifted).await?;
+    writer.restore(&lifted).await?;
     writer.finish().await?;
     let total_seconds = started.elapsed().as_secs_f64();
     Ok(LoadReport {
@@ -159,10 +194,10 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// An index lifted for the load: its name and the statement that builds it again.
+/// A constraint or index lifted for the load, and the statement that puts it back.
 struct Lifted {
     name: String,
-    definition: String,
+    restore: String,
 }
 
 enum Writer {
@@ -199,46 +234,76 @@ impl Writer {
     }
 
     /// Drop the secondary indexes of the bulk tables (not those behind primary keys and
-    /// UNIQUE constraints) and return how to build them again.
-    async fn lift_indexes(&mut self) -> anyhow::Result<Vec<Lifted>> {
+    /// UNIQUE constraints) and, on PostgreSQL, their foreign keys, whose row-by-row checks
+    /// would lock every referenced patient once per row; return how to put them back. (SQLite
+    /// checks no foreign keys on the loader's connection.)
+    async fn lift_constraints(&mut self) -> anyhow::Result<Vec<Lifted>> {
         let tables = BULK_TABLES
             .iter()
             .map(|t| format!("'{t}'"))
             .collect::<Vec<_>>()
             .join(", ");
-        let found: Vec<(String, String)> = match self {
+        let mut lifted = Vec::new();
+        match self {
             Self::Sqlite { conn, .. } => {
-                sqlx::query_as(&format!(
+                let found: Vec<(String, String)> = sqlx::query_as(&format!(
                     "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
                      AND tbl_name IN ({tables}) ORDER BY name"
                 ))
                 .fetch_all(&mut *conn)
-                .await?
+                .await?;
+                for (name, restore) in found {
+                    conn.execute(format!("DROP INDEX {name}").as_str()).await?;
+                    lifted.push(Lifted { name, restore });
+                }
             }
             Self::Postgres(conn) => {
-                sqlx::query_as(&format!(
+                let indexes: Vec<(String, String)> = sqlx::query_as(&format!(
                     "SELECT i.indexname::text, i.indexdef FROM pg_indexes i \
                      WHERE i.schemaname = current_schema() AND i.tablename IN ({tables}) \
                      AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname) \
                      ORDER BY i.indexname"
                 ))
                 .fetch_all(&mut *conn)
-                .await?
+                .await?;
+                for (name, restore) in indexes {
+                    conn.execute(format!("DROP INDEX {name}").as_str()).await?;
+                    lifted.push(Lifted { name, restore });
+                }
+                let keys: Vec<(String, String, String)> = sqlx::query_as(&format!(
+                    "SELECT c.conrelid::regclass::text, c.conname::text, pg_get_constraintdef(c.oid) \
+                     FROM pg_constraint c WHERE c.contype = 'f' \
+                     AND c.conrelid::regclass::text IN ({tables}) ORDER BY c.conname"
+                ))
+                .fetch_all(&mut *conn)
+                .await?;
+                for (table, name, definition) in keys {
+                    conn.execute(format!("ALTER TABLE {table} DROP CONSTRAINT {name}").as_str())
+                        .await?;
+                    lifted.push(Lifted {
+                        restore: format!("ALTER TABLE {table} ADD CONSTRAINT {name} {definition}"),
+                        name,
+                    });
+                }
             }
-        };
-        let mut lifted = Vec::new();
-        for (name, definition) in found {
-            self.execute(&format!("DROP INDEX {name}")).await?;
-            lifted.push(Lifted { name, definition });
         }
         Ok(lifted)
     }
 
-    async fn restore_indexes(&mut self, lifted: &[Lifted]) -> anyhow::Result<()> {
-        for index in lifted {
-            self.execute(&index.definition)
+    /// Build the lifted indexes, then check and restore the foreign keys.
+    async fn restore(&mut self, lifted: &[Lifted]) -> anyhow::Result<()> {
+        for item in lifted {
+            self.execute(&item.restore)
                 .await
-                .with_context(|| format!("rebuild index {}", index.name))?;
+                .with_context(|| format!("restore {}", item.name))?;
+        }
+        Ok(())
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite { conn, .. } => conn.close().await?,
+            Self::Postgres(conn) => conn.close().await?,
         }
         Ok(())
     }

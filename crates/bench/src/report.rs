@@ -115,6 +115,8 @@ impl Machine {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub date: String,
+    /// The command line of the run.
+    pub command: String,
     pub machine: Machine,
     pub engine: String,
     pub database: String,
@@ -136,7 +138,8 @@ impl Report {
     pub fn table(&self) -> String {
         let mut out = format!(
             "portal-bench {} | {} | {} patients | {} connections | {} s per scenario after {} s warm-up\n\
-             machine: {} CPUs ({}), {} GiB, Linux {}\n\n",
+             machine: {} CPUs ({}), {} GiB, Linux {}\n\
+             command: {}\n\n",
             self.date,
             self.engine,
             self.patients,
@@ -146,7 +149,8 @@ impl Report {
             self.machine.cpus,
             self.machine.cpu_model,
             self.machine.memory_gib,
-            self.machine.kernel
+            self.machine.kernel,
+            self.command
         );
         out.push_str(&format!(
             "{:<46} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8}  {}\n",

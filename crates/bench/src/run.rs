@@ -65,6 +65,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Report> {
         date: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
+        command: std::env::args()
+            .map(|a| redact(&a))
+            .collect::<Vec<_>>()
+            .join(" "),
         machine: Machine::this(),
         engine: match engine {
             Engine::Sqlite => "SQLite".into(),

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use futures::future::try_join_all;
+use futures::{StreamExt, TryStreamExt};
 use records_domain::db::RowExt;
 use records_domain::Db;
 use reqwest::header::{
@@ -28,6 +28,10 @@ use uuid::Uuid;
 
 use crate::http::{client, csrf_of, fresh_address, Browser, Totp};
 use crate::population::{import_cpr, PASSWORD};
+
+/// Sign-ins while setting up a scenario, at most this many at once: the portal answers 503
+/// to sign-ins that wait more than a few seconds for its password hashing.
+const SIGN_IN_CONCURRENCY: usize = 8;
 
 /// The scenarios in the order they run.
 pub const ALL: &[&str] = &[
@@ -320,7 +324,7 @@ impl Fixture {
     async fn patients_signed_in(&mut self, n: usize) -> anyhow::Result<Vec<Browser>> {
         let users: Vec<String> = (0..n).map(|_| self.next_patient_user().0).collect();
         let base = self.base.clone();
-        try_join_all(users.into_iter().map(|username| {
+        futures::stream::iter(users.into_iter().map(|username| {
             let base = base.clone();
             async move {
                 let mut b = Browser::new(&base)?;
@@ -328,6 +332,8 @@ impl Fixture {
                 Ok::<_, anyhow::Error>(b)
             }
         }))
+        .buffered(SIGN_IN_CONCURRENCY)
+        .try_collect()
         .await
     }
 
@@ -351,7 +357,7 @@ impl Fixture {
         }
         let base = self.base.clone();
         let totp = self.totp.clone();
-        try_join_all(chosen.into_iter().map(|(username, clinic)| {
+        futures::stream::iter(chosen.into_iter().map(|(username, clinic)| {
             let (base, totp) = (base.clone(), totp.clone());
             async move {
                 let mut b = Browser::new(&base)?;
@@ -359,6 +365,8 @@ impl Fixture {
                 Ok::<_, anyhow::Error>((b, clinic))
             }
         }))
+        .buffered(SIGN_IN_CONCURRENCY)
+        .try_collect()
         .await
     }
 
