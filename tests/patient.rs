@@ -38,7 +38,9 @@ async fn clinician_reads(
         .actor();
     drop(conn);
     let settings = PolicySettings::default();
-    let audit = access_control::audit::writer::AuditWriter::start(app.db.clone());
+    let audit = access_control::audit::writer::AuditWriter::start(&app.db)
+        .await
+        .unwrap();
     let gate = Gate {
         db: &app.db,
         settings: &settings,

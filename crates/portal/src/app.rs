@@ -213,7 +213,7 @@ pub async fn spawn(
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
     let state = AppState {
-        audit: AuditWriter::start(db.clone()),
+        audit: AuditWriter::start(&db).await?,
         db: db.clone(),
         replica,
         config: Arc::new(config),

@@ -60,7 +60,15 @@ pub async fn import_files(
     );
     // The guardian settings play no part in a source system's writes.
     let settings = PolicySettings::default();
-    let audit = AuditWriter::start(db.clone());
+    let audit = match AuditWriter::start(db).await {
+        Ok(audit) => audit,
+        Err(e) => {
+            return Report {
+                errors: vec![format!("the audit log cannot be written: {e}")],
+                ..Report::default()
+            }
+        }
+    };
     let gate = Gate {
         db,
         settings: &settings,

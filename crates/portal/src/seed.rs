@@ -106,7 +106,7 @@ async fn write_records(
     pop: &demo::Population,
 ) -> anyhow::Result<()> {
     let settings = PolicySettings::default();
-    let audit = AuditWriter::start(db.clone());
+    let audit = AuditWriter::start(db).await?;
     let gate = Gate {
         db,
         settings: &settings,

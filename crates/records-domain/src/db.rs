@@ -61,6 +61,24 @@ impl Default for PoolSettings {
 
 pub type Tx = Transaction<'static, Any>;
 
+fn pool_options(engine: Engine, max_connections: u32, acquire_timeout: Duration) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if engine == Engine::Sqlite {
+                    // sqlx leaves new databases in rollback-journal mode; acknowledged writes
+                    // must survive power loss, hence WAL with synchronous=FULL.
+                    for pragma in SQLITE_PRAGMAS {
+                        conn.execute(*pragma).await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+}
+
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
@@ -84,24 +102,24 @@ impl Db {
             Engine::Sqlite => settings.max_connections.min(8),
             Engine::Postgres => settings.max_connections,
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if engine == Engine::Sqlite {
-                        // sqlx leaves new databases in rollback-journal mode; acknowledged writes
-                        // must survive power loss, hence WAL with synchronous=FULL.
-                        for pragma in SQLITE_PRAGMAS {
-                            conn.execute(*pragma).await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
+        let pool = pool_options(engine, max_connections, settings.acquire_timeout)
             .connect_with(options)
             .await?;
         Ok(Self { pool, engine })
+    }
+
+    /// A pool of one connection of its own to the same database, for a task that must never
+    /// wait behind the requests it serves (the audit writer: requests hold their read
+    /// transactions while they wait for it).
+    pub async fn dedicated(&self) -> Result<Self, DomainError> {
+        let options = (*self.pool.connect_options()).clone();
+        let pool = pool_options(self.engine, 1, Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            pool,
+            engine: self.engine,
+        })
     }
 
     pub fn engine(&self) -> Engine {

@@ -33,11 +33,14 @@ pub struct AuditWriter {
 }
 
 impl AuditWriter {
-    /// Start the writer task on the current tokio runtime.
-    pub fn start(db: Db) -> Self {
+    /// Start the writer task on the current tokio runtime, with a connection of its own:
+    /// requests hold their read transactions while they wait for it, so it must never wait
+    /// for one of theirs.
+    pub async fn start(db: &Db) -> Result<Self, AccessError> {
+        let own = db.dedicated().await?;
         let (queue, requests) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, requests));
-        Self { queue }
+        tokio::spawn(run(own, requests));
+        Ok(Self { queue })
     }
 
     /// Append `event` and return once it is durable.
