@@ -23,14 +23,14 @@ pub struct Measurement {
 }
 
 impl Measurement {
-    fn new(connections: usize) -> Self {
+    fn new(connections: usize, empty: &Histogram<u64>) -> Self {
         Self {
             connections,
             requests: 0,
             errors: 0,
             units: 0,
             seconds: 0.0,
-            histogram: histogram(),
+            histogram: empty.clone(),
             first_error: None,
         }
     }
@@ -56,9 +56,9 @@ impl Measurement {
     }
 }
 
-fn histogram() -> Histogram<u64> {
-    // 1 µs to 10 minutes, 3 significant digits: constants the constructor accepts.
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+/// 1 µs to 10 minutes, 3 significant digits.
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 600_000_000, 3)?)
 }
 
 struct TaskResult {
@@ -77,10 +77,11 @@ pub async fn drive(
     workers: Vec<(usize, Worker)>,
     warmup: Duration,
     window: Duration,
-) -> Vec<Measurement> {
+) -> anyhow::Result<Vec<Measurement>> {
+    let empty = histogram()?;
     let groups = workers.iter().map(|(g, _)| g + 1).max().unwrap_or(0);
     let mut measurements: Vec<Measurement> = (0..groups)
-        .map(|g| Measurement::new(workers.iter().filter(|(w, _)| *w == g).count()))
+        .map(|g| Measurement::new(workers.iter().filter(|(w, _)| *w == g).count(), &empty))
         .collect();
     let start = Instant::now();
     let measured_from = start + warmup;
@@ -88,13 +89,14 @@ pub async fn drive(
     let tasks: Vec<_> = workers
         .into_iter()
         .map(|(group, mut worker)| {
+            let histogram = empty.clone();
             tokio::spawn(async move {
                 let mut result = TaskResult {
                     group,
                     requests: 0,
                     errors: 0,
                     units: 0,
-                    histogram: histogram(),
+                    histogram,
                     first_error: None,
                     last_done: None,
                 };
@@ -167,5 +169,5 @@ pub async fn drive(
     for m in &mut measurements {
         m.seconds = seconds;
     }
-    measurements
+    Ok(measurements)
 }

@@ -96,7 +96,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Report> {
             Ok((0, scenarios::Worker::get(browser, "/")))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let measured = drive(workers, options.warmup, options.window).await;
+    let measured = drive(workers, options.warmup, options.window).await?;
     ceiling.stop().await;
     let ceiling_rate = measured.first().map_or(0.0, Measurement::per_second);
     if let Some(m) = measured.first() {
@@ -140,7 +140,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Report> {
         if scenario == "login" {
             let pages: Vec<_> = workers.iter().filter(|(g, _)| *g == 0).cloned().collect();
             server.reset_peak();
-            let alone = drive(pages, options.warmup, options.window).await;
+            let alone = drive(pages, options.warmup, options.window).await?;
             push(
                 &mut report,
                 &server,
@@ -156,7 +156,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Report> {
             options.warmup.as_secs_f64(),
             options.window.as_secs_f64()
         );
-        let measured = drive(workers, options.warmup, options.window).await;
+        let measured = drive(workers, options.warmup, options.window).await?;
         if !peak_reset {
             eprintln!("(the portal's peak memory cannot be reset; peaks run from its start)");
         }

@@ -162,7 +162,9 @@ async fn loaded_population_serves_the_portal(url: String) {
             .unwrap_or_else(|e| panic!("{scenario}: {e:#}"));
         let groups = workers.iter().map(|(g, _)| g + 1).max().unwrap_or(0);
         let measured =
-            portal_bench::drive::drive(workers, Duration::ZERO, Duration::from_millis(400)).await;
+            portal_bench::drive::drive(workers, Duration::ZERO, Duration::from_millis(400))
+                .await
+                .unwrap();
         assert_eq!(measured.len(), groups);
         for m in &measured {
             assert_eq!(m.errors, 0, "{scenario}: {:?}", m.first_error);
