@@ -13,7 +13,7 @@ use access_control::audit::{AuditEvent, GENESIS_HASH, SYSTEM_CHAIN};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use records_domain::demo::LAB_TESTS;
+use records_domain::demo::{LAB_TESTS, MEDICINES};
 use records_domain::model::Interpretation;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -186,51 +186,6 @@ const FAMILY: &[&str] = &[
     "Dahl",
     "Bach",
     "Winther",
-];
-
-const MEDICINES: &[(&str, &str, &str)] = &[
-    (
-        "C10AA05",
-        "Atorvastatin 20 mg tablet",
-        "1 tablet in the evening",
-    ),
-    (
-        "A10BA02",
-        "Metformin 500 mg tablet",
-        "1 tablet 2 times daily with meals",
-    ),
-    (
-        "C09AA05",
-        "Ramipril 5 mg capsule",
-        "1 capsule in the morning",
-    ),
-    (
-        "N02BE01",
-        "Paracetamol 500 mg tablet",
-        "2 tablets up to 4 times daily as needed",
-    ),
-    (
-        "H03AA01",
-        "Levothyroxine 50 microgram tablet",
-        "1 tablet in the morning before breakfast",
-    ),
-    (
-        "R03AC02",
-        "Salbutamol 0.1 mg/dose inhaler",
-        "1-2 puffs as needed, at most 8 daily",
-    ),
-    ("C07AB02", "Metoprolol 50 mg depot tablet", "1 tablet daily"),
-    ("N06AB06", "Sertraline 50 mg tablet", "1 tablet daily"),
-    (
-        "B01AC06",
-        "Acetylsalicylic acid 75 mg tablet",
-        "1 tablet daily",
-    ),
-    (
-        "A02BC01",
-        "Omeprazole 20 mg capsule",
-        "1 capsule daily before breakfast",
-    ),
 ];
 
 /// (title, description, goals with targets, activities)

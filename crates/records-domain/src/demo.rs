@@ -66,7 +66,7 @@ pub const LAB_TESTS: &[LabTest] = &[
 ];
 
 /// (ATC code, name, dosage)
-const MEDICINES: &[(&str, &str, &str)] = &[
+pub const MEDICINES: &[(&str, &str, &str)] = &[
     (
         "C10AA05",
         "Atorvastatin 20 mg tablet",
