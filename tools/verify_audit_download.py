@@ -33,10 +33,14 @@ class Invalid(Exception):
 
 
 def b64(text):
+    """Standard base64 in its one canonical spelling (padding, and unused bits zero)."""
     try:
-        return base64.b64decode(text, validate=True)
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError, TypeError) as err:
         raise Invalid(f"invalid base64 {text!r}") from err
+    if base64.b64encode(raw).decode() != text:
+        raise Invalid(f"non-canonical base64 {text!r}")
+    return raw
 
 
 def sha256(data):

@@ -297,8 +297,9 @@ impl SignedNote {
                 "the signatures do not end with a newline",
             ));
         }
-        let signatures = signatures
-            .lines()
+        // Split on '\n' alone: `lines()` would also drop a '\r', which the format does not allow.
+        let signatures = signatures[..signatures.len() - 1]
+            .split('\n')
             .map(NoteSignature::parse)
             .collect::<Result<Vec<_>, _>>()?;
         if signatures.len() > MAX_SIGNATURES {

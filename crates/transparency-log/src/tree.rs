@@ -47,6 +47,23 @@ impl Frontier {
         Ok(Frontier { size, hashes })
     }
 
+    /// The hashes concatenated, for one BLOB/BYTEA column beside the size.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.hashes.iter().flat_map(|hash| hash.0).collect()
+    }
+
+    /// Reads back [`Frontier::to_bytes`].
+    pub fn from_bytes(size: u64, bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() % 32 != 0 {
+            return Err(Error::HashLength(bytes.len() % 32));
+        }
+        let hashes = bytes
+            .chunks_exact(32)
+            .map(Hash::from_slice)
+            .collect::<Result<_, _>>()?;
+        Self::from_parts(size, hashes)
+    }
+
     /// Rebuilds the frontier of `size` from the node store, e.g. after losing the persisted one.
     pub fn from_nodes(size: u64, lookup: impl Fn(NodeId) -> Option<Hash>) -> Result<Self, Error> {
         let hashes = perfect_nodes(0..size)
