@@ -1,6 +1,34 @@
 //! The patient's download: their audit events, an inclusion proof for each, the signed
 //! checkpoint the proofs lead to and the keys to check it with. `tools/verify_audit_download.py`
 //! checks the same JSON without this crate; the two must agree.
+//!
+//! ```json
+//! {
+//!   "format": "audit-proof-download/v1",
+//!   "log_key": "portal.example/audit+1a2b3c4d+AQ...",
+//!   "witness_keys": ["authority.example/witness+5e6f7a8b+BA..."],
+//!   "checkpoint": "portal.example/audit\n23\nS417...=\n\n— portal.example/audit I6C0...=\n— authority.example/witness ...\n",
+//!   "events": [
+//!     { "leaf_index": 4, "entry": "<base64 of the event's canonical bytes>",
+//!       "inclusion_proof": ["<base64 hash>", "..."] }
+//!   ]
+//! }
+//! ```
+//!
+//! The check, step by step (all base64 is standard with padding, in its one canonical form):
+//! 1. `format` is exactly `audit-proof-download/v1`; no other fields.
+//! 2. `log_key` parses as `name+id+base64(0x01 || 32-byte Ed25519 key)` with id the hex of
+//!    SHA-256(name || 0x0A || 0x01 || key)[:4]; if the patient has the published key, it is that.
+//! 3. `checkpoint` splits at its last blank line into text and signature lines
+//!    `— <name> <base64(4-byte key id || signature)>`. The text is three lines (origin, size in
+//!    decimal without leading zeros, base64 of the 32-byte root) and optional extension lines;
+//!    the origin is the log key's name; the log's Ed25519 signature over the text verifies.
+//! 4. Each of `witness_keys` (type 0x04, key id over 0x04) has a line whose bytes after the key
+//!    id are an 8-byte big-endian timestamp and an Ed25519 signature over
+//!    `"cosignature/v1\ntime <timestamp>\n" || text`.
+//! 5. For each event: leaf = SHA-256(0x00 || entry bytes), and the RFC 9162 section 2.1.3.2
+//!    algorithm with nodes SHA-256(0x01 || left || right) takes leaf, `leaf_index`, the
+//!    checkpoint's size and `inclusion_proof` to exactly the checkpoint's root.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;

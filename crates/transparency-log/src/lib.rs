@@ -3,7 +3,7 @@
 //! people outside the portal check it. The crate knows no database and no HTTP: the audit
 //! writer feeds it leaves and stores what it hands back.
 //!
-//! Read in this order: [`hash`](Hash) (leaf and node hashes), [`Frontier`] and [`ProofPlan`]
+//! Read in this order: [`Hash`](struct@Hash) (leaf and node hashes), [`Frontier`] and [`ProofPlan`]
 //! (growing the tree and naming the stored nodes a proof needs), [`verify_inclusion`] and
 //! [`verify_consistency`], [`SignedNote`] and [`Checkpoint`] (what gets signed and how),
 //! [`verify_download`] (what a patient checks).

@@ -172,7 +172,7 @@ impl ProofPlan {
         ProofPlan { ranges }
     }
 
-    /// PATH(index, D[0:size]) of RFC 6962 section 2.1.1.
+    /// `PATH(index, D[0:size])` of RFC 6962 section 2.1.1.
     pub fn inclusion(index: u64, size: u64) -> Result<Self, Error> {
         if index >= size {
             return Err(Error::IndexOutOfRange { index, size });
@@ -182,7 +182,7 @@ impl ProofPlan {
         Ok(ProofPlan { ranges })
     }
 
-    /// PROOF(old, D[0:new]) of RFC 6962 section 2.1.2; empty when old is 0 or equals new.
+    /// `PROOF(old, D[0:new])` of RFC 6962 section 2.1.2; empty when old is 0 or equals new.
     pub fn consistency(old: u64, new: u64) -> Result<Self, Error> {
         if old > new {
             return Err(Error::SizesOutOfOrder { old, new });

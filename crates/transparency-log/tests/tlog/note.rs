@@ -172,3 +172,26 @@ fn a_cosignature_covers_the_timestamp_and_the_whole_checkpoint() {
         .verify(&witness.verifier())
         .is_err());
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_signed_text_reads_back_and_verifies_and_no_other_text_does(
+        lines in proptest::collection::vec("[^\\p{Cc}]{0,40}", 1..6),
+        seed_line in proptest::prelude::any::<proptest::sample::Index>(),
+    ) {
+        let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+        let key = SignerKey::generate("log.example/p", KeyType::Ed25519).unwrap();
+        let mut note = SignedNote::new(text.clone()).unwrap();
+        note.sign(&key).unwrap();
+        let reread = SignedNote::parse(&note.to_string()).unwrap();
+        proptest::prop_assert_eq!(&reread, &note);
+        proptest::prop_assert_eq!(reread.verify(&key.verifier()), Ok(None));
+
+        let mut other_lines = lines.clone();
+        other_lines[seed_line.index(lines.len())].push('x');
+        let other: String = other_lines.iter().map(|line| format!("{line}\n")).collect();
+        let moved = note.to_string().replacen(&text, &other, 1);
+        let forged = SignedNote::parse(&moved).unwrap();
+        proptest::prop_assert!(forged.verify(&key.verifier()).is_err());
+    }
+}
