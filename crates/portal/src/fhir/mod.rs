@@ -4,6 +4,7 @@
 //! token's user as the actor. Errors are OperationOutcomes.
 
 mod anonymous;
+pub mod error;
 pub mod ingest;
 pub mod resources;
 pub mod search;
@@ -21,20 +22,21 @@ use axum::routing::{get, post};
 use axum::Router;
 use records_domain::model::PatientId;
 use records_domain::store::{labs, patients, plans, prescriptions, Category};
-use records_domain::{Cpr, DomainError};
+use records_domain::Cpr;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::client_context;
-use ingest::{ApplyError, IngestError, Writer};
-use search::{AuditSearch, ObservationSearch, PatientSearch, SearchError, StatusSearch};
+pub use error::{FhirError, FhirResult};
+use ingest::Writer;
+use search::{AuditSearch, ObservationSearch, PatientSearch, StatusSearch};
 
 pub const BASE: &str = "/fhir/r4";
 /// Bundles from labs and imports are larger than any form; JSON nesting is capped separately.
 pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
 const MAX_JSON_DEPTH: usize = 64;
-const FHIR_JSON: &str = "application/fhir+json";
+pub(crate) const FHIR_JSON: &str = "application/fhir+json";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -63,146 +65,6 @@ pub fn routes() -> Router<AppState> {
         .route("/fhir/r4/AuditEvent", get(search_audit_events))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
-
-/// An error as FHIR says it: an OperationOutcome with the right status.
-#[derive(Debug)]
-pub struct FhirError {
-    status: StatusCode,
-    code: &'static str,
-    diagnostics: String,
-}
-
-impl FhirError {
-    fn new(status: StatusCode, code: &'static str, diagnostics: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            diagnostics: diagnostics.into(),
-        }
-    }
-    fn not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            "no such resource, or not yours to see",
-        )
-    }
-    fn bad(diagnostics: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid", diagnostics)
-    }
-}
-
-impl IntoResponse for FhirError {
-    fn into_response(self) -> Response {
-        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %self.diagnostics, "FHIR request failed");
-        }
-        let diagnostics = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
-            "internal error (logged)".to_string()
-        } else {
-            self.diagnostics
-        };
-        let mut response = (
-            self.status,
-            [(header::CONTENT_TYPE, FHIR_JSON)],
-            resources::operation_outcome("error", self.code, &diagnostics).to_string(),
-        )
-            .into_response();
-        match self.status {
-            StatusCode::UNAUTHORIZED => {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"fhir\""),
-                );
-            }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-            }
-            StatusCode::TOO_MANY_REQUESTS => {
-                // The address throttle frees one call at least this often.
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(crate::auth::throttle::REFILL_SECS.ceil() as u64),
-                );
-            }
-            _ => {}
-        }
-        response
-    }
-}
-
-impl From<DomainError> for FhirError {
-    fn from(e: DomainError) -> Self {
-        match e {
-            DomainError::NotFound | DomainError::NotPermitted => Self::not_found(),
-            DomainError::Conflict => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
-            DomainError::Duplicate(m) => Self::new(StatusCode::CONFLICT, "duplicate", m),
-            DomainError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
-            DomainError::Cpr(c) => Self::bad(c.to_string()),
-            e if e.is_overloaded() => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "transient",
-                "busy, retry shortly",
-            ),
-            other => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "exception",
-                other.to_string(),
-            ),
-        }
-    }
-}
-
-impl From<AccessError> for FhirError {
-    fn from(e: AccessError) -> Self {
-        match e {
-            AccessError::Denied(d) => Self::new(StatusCode::FORBIDDEN, "forbidden", d.describe()),
-            AccessError::UnknownPatient => Self::not_found(),
-            AccessError::Invalid(m) => Self::bad(m),
-            AccessError::Domain(d) => d.into(),
-            AccessError::Hashing(m) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "exception", m),
-            AccessError::AuditUnavailable(m) => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "transient", m)
-            }
-        }
-    }
-}
-
-impl From<sqlx::Error> for FhirError {
-    fn from(e: sqlx::Error) -> Self {
-        DomainError::from(e).into()
-    }
-}
-
-impl From<SearchError> for FhirError {
-    fn from(e: SearchError) -> Self {
-        Self::bad(e.to_string())
-    }
-}
-
-impl From<IngestError> for FhirError {
-    fn from(e: IngestError) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            format!("{e}; nothing was written"),
-        )
-    }
-}
-
-impl From<ApplyError> for FhirError {
-    fn from(e: ApplyError) -> Self {
-        match e {
-            ApplyError::Invalid(i) => i.into(),
-            ApplyError::Storage(d) => d.into(),
-            ApplyError::Access(a) => a.into(),
-        }
-    }
-}
-
-type FhirResult<T> = Result<T, FhirError>;
 
 fn fhir_json(status: StatusCode, body: &Value) -> Response {
     let mut response = (
@@ -255,13 +117,7 @@ impl FromRequestParts<AppState> for FhirCaller {
                     .await?
                     .filter(|u| !u.disabled)
                     .map(|u| u.actor())
-                    .ok_or_else(|| {
-                        FhirError::new(
-                            StatusCode::UNAUTHORIZED,
-                            "login",
-                            "the token's user is disabled",
-                        )
-                    })?,
+                    .ok_or(FhirError::Unauthenticated("the token's user is disabled"))?,
             ),
             None => None,
         };
@@ -307,11 +163,9 @@ impl FhirCaller {
                 )),
         )
         .await?;
-        Err(FhirError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("the token's scopes do not allow {what} of {resource}"),
-        ))
+        Err(FhirError::Forbidden(format!(
+            "the token's scopes do not allow {what} of {resource}"
+        )))
     }
 
     fn request(&self, patient: PatientId, resource_id: Option<String>) -> Request<'_> {
@@ -328,13 +182,13 @@ impl FhirCaller {
         given
             .map(PatientId)
             .or(self.actor.patient_id)
-            .ok_or_else(|| FhirError::bad("search parameter patient is required"))
+            .ok_or_else(|| FhirError::malformed("search parameter patient is required"))
     }
 }
 
 fn query_pairs(raw: Option<String>) -> FhirResult<Vec<(String, String)>> {
     serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|_| FhirError::bad("the query string is malformed"))
+        .map_err(|_| FhirError::malformed("the query string is malformed"))
 }
 
 /// The next page's URL: the same query with `_offset` moved on.
@@ -416,7 +270,7 @@ async fn search_patients(
                     Vec::new()
                 } else {
                     let cpr = Cpr::parse(value)
-                        .map_err(|e| FhirError::bad(format!("identifier: {e}")))?;
+                        .map_err(|e| FhirError::malformed(format!("identifier: {e}")))?;
                     patients::by_cpr(&mut conn, &cpr)
                         .await?
                         .into_iter()
@@ -675,10 +529,8 @@ async fn search_audit_events(
             .reason("only auditors read the audit log"),
         )
         .await?;
-        return Err(FhirError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only auditors read the audit log",
+        return Err(FhirError::Forbidden(
+            "only auditors read the audit log".into(),
         ));
     }
     let pairs = query_pairs(raw.clone())?;
@@ -737,7 +589,7 @@ fn parse_body(body: &Bytes) -> FhirResult<Value> {
             (false, _, b'{' | b'[') => {
                 depth += 1;
                 if depth > MAX_JSON_DEPTH {
-                    return Err(FhirError::bad(format!(
+                    return Err(FhirError::malformed(format!(
                         "JSON nested deeper than {MAX_JSON_DEPTH} levels"
                     )));
                 }
@@ -746,7 +598,8 @@ fn parse_body(body: &Bytes) -> FhirResult<Value> {
             _ => {}
         }
     }
-    serde_json::from_slice(body).map_err(|e| FhirError::bad(format!("the body is not JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| FhirError::malformed(format!("the body is not JSON: {e}")))
 }
 
 fn writer<'a>(caller: &'a FhirCaller, source: &'a str) -> Writer<'a> {
@@ -832,14 +685,14 @@ async fn write_single(
         .unwrap_or_default()
         .to_string();
     if !["Observation", "MedicationRequest", "CarePlan"].contains(&kind.as_str()) {
-        return Err(FhirError::bad(
+        return Err(FhirError::malformed(
             "send an Observation, MedicationRequest or CarePlan",
         ));
     }
     caller.require(&state, &kind, true).await?;
     if let Some(id) = &path_id {
         if resource["id"].as_str() != Some(id.as_str()) {
-            return Err(FhirError::bad(
+            return Err(FhirError::malformed(
                 "the resource's id must match the id in the URL",
             ));
         }

@@ -28,6 +28,7 @@ use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::{AuditorUser, CurrentUser};
 use crate::error::{AppError, AppResult};
+use crate::problem::Problem;
 use crate::routes::form_fields::optional_date;
 use crate::views::audit as view;
 
@@ -217,7 +218,7 @@ async fn search(
 ) -> AppResult<Response> {
     match results(&state, &auditor, form.clone()).await {
         Ok(page) => Ok(page.into_response()),
-        Err(AppError::BadRequest(problem)) => {
+        Err(AppError::Problem(Problem::Invalid(problem))) => {
             let mut conn = state.reader().pool().acquire().await?;
             let clinics = clinics::all(&mut conn).await?;
             drop(conn);
@@ -429,10 +430,10 @@ async fn close_review(
     let mut tx = state.db.begin_write().await?;
     let found = audit_query::review_by_id(&mut tx, review)
         .await?
-        .ok_or(AppError::NotFound)?;
+        .ok_or_else(AppError::not_found)?;
     if !audit_query::close_review(&mut tx, review, note, &auditor.user.display_name).await? {
-        return Err(AppError::Conflict(
-            "Another auditor closed this review first.".into(),
+        return Err(AppError::conflict(
+            "Another auditor closed this review first.",
         ));
     }
     let mut event = NewEvent::by(

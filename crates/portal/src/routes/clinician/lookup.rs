@@ -16,6 +16,7 @@ use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::ClinicianUser;
 use crate::error::{AppError, AppResult};
+use crate::problem::Problem;
 use crate::views::clinician::{self as view, Hit};
 
 const MAX_HITS: i64 = 50;
@@ -42,7 +43,7 @@ pub async fn search(
     let csrf = user.csrf().await?;
     let found = match find(&state, &form).await {
         Ok(found) => found,
-        Err(AppError::BadRequest(problem)) => {
+        Err(AppError::Problem(Problem::Invalid(problem))) => {
             let page = view::lookup(&user, &csrf, Some(&form), Some(Err(problem)));
             return Ok((StatusCode::BAD_REQUEST, page).into_response());
         }

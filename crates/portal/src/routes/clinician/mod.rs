@@ -82,7 +82,7 @@ async fn banner(
 ) -> AppResult<RecordBanner> {
     let p = patients::by_id(tx, patient)
         .await?
-        .ok_or(AppError::NotFound)?;
+        .ok_or_else(AppError::not_found)?;
     let mut banner = RecordBanner {
         name: format!("{} (CPR {})", p.full_name(), p.cpr.formatted()),
         birth_date: records_domain::db::date_text(p.birth_date),

@@ -137,7 +137,7 @@ pub async fn stop(
     .await?;
     match prescriptions::stop(&mut tx, &grant, prescription, form.version, &form.reason).await {
         Ok(()) => written(tx, patient, "prescriptions").await,
-        Err(DomainError::Conflict) => Err(AppError::Conflict(format!(
+        Err(DomainError::Conflict) => Err(AppError::conflict(format!(
             "Someone changed or stopped this prescription after you opened it, so nothing was changed. \
              Reload the prescriptions and check them. Your reason was: “{}”",
             form.reason.trim()

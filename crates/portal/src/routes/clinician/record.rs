@@ -65,7 +65,7 @@ pub async fn lab_history(
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
     if code.len() > 64 {
-        return Err(AppError::NotFound);
+        return Err(AppError::not_found());
     }
     let (mut tx, grant, banner) = open_read(
         &state,
@@ -78,7 +78,7 @@ pub async fn lab_history(
     let history = labs::history(&mut tx, &grant, &code).await?;
     tx.commit().await?;
     if history.is_empty() {
-        return Err(AppError::NotFound);
+        return Err(AppError::not_found());
     }
     Ok(view::lab_history(
         &user,
@@ -159,7 +159,7 @@ async fn override_target(
         .await?;
     let found = patients::by_id(&mut tx, patient)
         .await?
-        .ok_or(AppError::NotFound)?;
+        .ok_or_else(AppError::not_found)?;
     tx.commit().await?;
     Ok(found)
 }

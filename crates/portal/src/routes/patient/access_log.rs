@@ -94,7 +94,7 @@ pub async fn report(
     let event = audit_query::by_id(&mut tx, event_id)
         .await?
         .filter(|e| e.patient_id == Some(grant.patient().0))
-        .ok_or(AppError::NotFound)?;
+        .ok_or_else(AppError::not_found)?;
     let opened = audit_query::open_review(
         &mut tx,
         event.id,
@@ -104,8 +104,8 @@ pub async fn report(
     )
     .await?;
     if !opened {
-        return Err(AppError::Conflict(
-            "This access has already been reported; the auditors' answer will appear here.".into(),
+        return Err(AppError::conflict(
+            "This access has already been reported; the auditors' answer will appear here.",
         ));
     }
     audit::append(
@@ -137,7 +137,7 @@ pub async fn chain(
     // The chain holds the owner's own actions too (blocks, reports): theirs alone to download.
     if grant.basis() != Basis::OwnRecord {
         tx.commit().await?;
-        return Err(AppError::NotFound);
+        return Err(AppError::not_found());
     }
     let events = audit_query::chain_of(&mut tx, grant.patient()).await?;
     tx.commit().await?;

@@ -191,7 +191,7 @@ pub async fn switch(
     let target = match form.patient.trim() {
         "" => None,
         id => Some(PatientId(
-            Uuid::parse_str(id).map_err(|_| AppError::NotFound)?,
+            Uuid::parse_str(id).map_err(|_| AppError::not_found())?,
         )),
     };
     let target = target.filter(|p| Some(*p) != user.user.patient_id);
@@ -203,7 +203,7 @@ pub async fn switch(
         let proxy = held
             .iter()
             .find(|p| p.patient_id == patient && p.is_current(now) && !child_turned_15(p, now))
-            .ok_or(AppError::NotFound)?;
+            .ok_or_else(AppError::not_found)?;
         // Into the patient's chain and log: they see who opened their record as a proxy.
         event = event
             .about(patient)

@@ -45,18 +45,18 @@ pub fn whose_record(user: &CurrentUser) -> AppResult<PatientId> {
     user.signed_in
         .acting_for
         .or(user.user.patient_id)
-        .ok_or(AppError::NotFound)
+        .ok_or_else(AppError::not_found)
 }
 
 /// The user's own record: consent is managed by the patient in person, never through a proxy.
 fn own_record(user: &CurrentUser) -> AppResult<PatientId> {
-    user.user.patient_id.ok_or(AppError::NotFound)
+    user.user.patient_id.ok_or_else(AppError::not_found)
 }
 
 pub async fn banner(tx: &mut Tx, patient: PatientId, basis: Basis) -> AppResult<RecordBanner> {
     let p = patients::by_id(tx, patient)
         .await?
-        .ok_or(AppError::NotFound)?;
+        .ok_or_else(AppError::not_found)?;
     let relation = match basis {
         Basis::OwnRecord => "your own record".to_string(),
         Basis::Guardian => "you are viewing as guardian".to_string(),

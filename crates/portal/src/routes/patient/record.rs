@@ -117,14 +117,14 @@ pub async fn lab_history(
     Path(code): Path<String>,
 ) -> AppResult<Markup> {
     if code.len() > 64 {
-        return Err(AppError::NotFound);
+        return Err(AppError::not_found());
     }
     let (mut tx, grant, banner) =
         open(&state, &user, Category::LabResults, Some(code.clone())).await?;
     let history = labs::history(&mut tx, &grant, &code).await?;
     tx.commit().await?;
     if history.is_empty() {
-        return Err(AppError::NotFound);
+        return Err(AppError::not_found());
     }
     Ok(view::lab_history(
         &user,
