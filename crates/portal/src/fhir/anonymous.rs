@@ -6,7 +6,8 @@
 use access_control::audit::{NewEvent, Outcome};
 use access_control::RequestContext;
 
-use super::{audit_system, FhirError};
+use super::caller::audit_system;
+use super::FhirError;
 use crate::app::AppState;
 
 /// The answer to a call with a missing or unknown bearer token.
