@@ -67,14 +67,14 @@ pub(super) async fn read_patient(
 ) -> FhirResult<Response> {
     caller.require(&state, "Patient", false).await?;
     let patient = PatientId(uuid(&id)?);
-    let (mut tx, _grant) = state
+    let mut record = state
         .gate()
         .summary(&caller.request(patient, Some(format!("Patient/{id}"))))
         .await?;
-    let found = patients::by_id(&mut tx, patient)
+    let found = patients::by_id(record.conn(), patient)
         .await?
         .ok_or_else(FhirError::not_found)?;
-    tx.commit().await?;
+    record.commit().await?;
     Ok(fhir_json(StatusCode::OK, &resources::patient(&found)))
 }
 
@@ -122,8 +122,8 @@ pub(super) async fn search_patients(
             .summary(&caller.request(candidate.id, Some("Patient search".into())))
             .await
         {
-            Ok((tx, _)) => {
-                tx.commit().await?;
+            Ok(record) => {
+                record.commit().await?;
                 visible.push(resources::patient(&candidate));
             }
             Err(AccessError::Denied(_)) => {}
@@ -160,15 +160,16 @@ pub(super) async fn read_observation(
     let patient = labs::patient_of(&mut *state.db.pool().acquire().await?, id)
         .await?
         .ok_or_else(FhirError::not_found)?;
-    let (mut tx, grant) = state
+    let mut record = state
         .gate()
         .read(
             &caller.request(patient, Some(format!("Observation/{id}"))),
             Category::LabResults,
         )
         .await?;
-    let result = labs::by_id_for(&mut tx, &grant, id).await?;
-    tx.commit().await?;
+    let (conn, grant) = record.parts();
+    let result = labs::by_id_for(conn, grant, id).await?;
+    record.commit().await?;
     Ok(fhir_json(StatusCode::OK, &resources::observation(&result)))
 }
 
@@ -181,13 +182,14 @@ pub(super) async fn search_observations(
     let pairs = query_pairs(raw.clone())?;
     let q = ObservationSearch::parse(&pairs)?;
     let patient = caller.patient_or_own(q.patient)?;
-    let (mut tx, grant) = state
+    let mut record = state
         .gate()
         .read(
             &caller.request(patient, Some("Observation search".into())),
             Category::LabResults,
         )
         .await?;
+    let (conn, grant) = record.parts();
     let lab_query = labs::LabQuery {
         code_system: q.code.as_ref().and_then(|c| c.0.clone()),
         code: q.code.as_ref().map(|c| c.1.clone()),
@@ -198,8 +200,8 @@ pub(super) async fn search_observations(
         limit: q.paging.count,
         offset: q.paging.offset,
     };
-    let (results, total) = labs::search(&mut tx, &grant, &lab_query).await?;
-    tx.commit().await?;
+    let (results, total) = labs::search(conn, grant, &lab_query).await?;
+    record.commit().await?;
     let path = format!("{BASE}/Observation");
     let next = next_url(&path, &pairs, q.paging.offset, q.paging.count, total);
     Ok(fhir_json(
@@ -224,15 +226,16 @@ pub(super) async fn read_medication_request(
     let patient = prescriptions::patient_of(&mut *state.db.pool().acquire().await?, id)
         .await?
         .ok_or_else(FhirError::not_found)?;
-    let (mut tx, grant) = state
+    let mut record = state
         .gate()
         .read(
             &caller.request(patient, Some(format!("MedicationRequest/{id}"))),
             Category::Prescriptions,
         )
         .await?;
-    let found = prescriptions::by_id_for(&mut tx, &grant, id).await?;
-    tx.commit().await?;
+    let (conn, grant) = record.parts();
+    let found = prescriptions::by_id_for(conn, grant, id).await?;
+    record.commit().await?;
     Ok(fhir_json(
         StatusCode::OK,
         &resources::medication_request(&found),
@@ -248,15 +251,16 @@ pub(super) async fn search_medication_requests(
     let pairs = query_pairs(raw.clone())?;
     let q = StatusSearch::parse(&pairs)?;
     let patient = caller.patient_or_own(q.patient)?;
-    let (mut tx, grant) = state
+    let mut record = state
         .gate()
         .read(
             &caller.request(patient, Some("MedicationRequest search".into())),
             Category::Prescriptions,
         )
         .await?;
-    let all = prescriptions::for_patient(&mut tx, &grant).await?;
-    tx.commit().await?;
+    let (conn, grant) = record.parts();
+    let all = prescriptions::for_patient(conn, grant).await?;
+    record.commit().await?;
     let matching: Vec<Value> = all
         .iter()
         .filter(|p| q.status.as_deref().is_none_or(|s| p.status.as_str() == s))
@@ -281,15 +285,16 @@ pub(super) async fn read_care_plan(
     let patient = plans::patient_of(&mut *state.db.pool().acquire().await?, id)
         .await?
         .ok_or_else(FhirError::not_found)?;
-    let (mut tx, grant) = state
+    let mut record = state
         .gate()
         .read(
             &caller.request(patient, Some(format!("CarePlan/{id}"))),
             Category::TreatmentPlans,
         )
         .await?;
-    let found = plans::by_id_for(&mut tx, &grant, id).await?;
-    tx.commit().await?;
+    let (conn, grant) = record.parts();
+    let found = plans::by_id_for(conn, grant, id).await?;
+    record.commit().await?;
     Ok(fhir_json(StatusCode::OK, &resources::care_plan(&found)))
 }
 
@@ -302,15 +307,16 @@ pub(super) async fn search_care_plans(
     let pairs = query_pairs(raw.clone())?;
     let q = StatusSearch::parse(&pairs)?;
     let patient = caller.patient_or_own(q.patient)?;
-    let (mut tx, grant) = state
+    let mut record = state
         .gate()
         .read(
             &caller.request(patient, Some("CarePlan search".into())),
             Category::TreatmentPlans,
         )
         .await?;
-    let all = plans::for_patient(&mut tx, &grant).await?;
-    tx.commit().await?;
+    let (conn, grant) = record.parts();
+    let all = plans::for_patient(conn, grant).await?;
+    record.commit().await?;
     let matching: Vec<Value> = all
         .iter()
         .filter(|p| q.status.as_deref().is_none_or(|s| p.status.as_str() == s))

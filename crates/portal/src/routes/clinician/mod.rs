@@ -10,13 +10,13 @@ pub use lookup::LookupForm;
 pub use orders::PrescriptionForm;
 pub use plans::PlanForm;
 
-use access_control::{care, AccessError, Basis, ReadGrant, Request, WriteGrant};
+use access_control::{care, AccessError, Audited, Basis, ReadGrant, Request, WriteGrant};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use records_domain::model::PatientId;
 use records_domain::store::{patients, Category};
-use records_domain::Tx;
+use sqlx::AnyConnection;
 use time::OffsetDateTime;
 
 use crate::app::AppState;
@@ -75,12 +75,12 @@ fn offer_override(patient: PatientId) -> impl FnOnce(AccessError) -> AppError {
 }
 
 async fn banner(
-    tx: &mut Tx,
+    conn: &mut AnyConnection,
     user: &CurrentUser,
     patient: PatientId,
     basis: Basis,
 ) -> AppResult<RecordBanner> {
-    let p = patients::by_id(tx, patient)
+    let p = patients::by_id(conn, patient)
         .await?
         .ok_or_else(AppError::not_found)?;
     let mut banner = RecordBanner {
@@ -90,7 +90,7 @@ async fn banner(
         emergency: false,
     };
     if basis == Basis::EmergencyOverride {
-        if let Some(access) = care::active_override(tx, user.user.id, patient).await? {
+        if let Some(access) = care::active_override(conn, user.user.id, patient).await? {
             let left = (access.expires_at - OffsetDateTime::now_utc()).whole_minutes();
             banner.relation = format!(
                 "Emergency override: {} h {} min left. Reason: {}",
@@ -125,7 +125,7 @@ async fn open_read(
     patient: PatientId,
     category: Option<Category>,
     resource_id: Option<String>,
-) -> AppResult<(Tx, ReadGrant, RecordBanner)> {
+) -> AppResult<(Audited<ReadGrant>, RecordBanner)> {
     let actor = user.actor();
     let req = request(&actor, user, patient, resource_id);
     let gate = state.gate();
@@ -133,14 +133,19 @@ async fn open_read(
         Some(c) => gate.read(&req, c).await,
         None => gate.summary(&req).await,
     };
-    let (mut tx, grant) = opened.map_err(offer_override(patient))?;
-    let banner = banner(&mut tx, user, patient, grant.basis()).await?;
-    Ok((tx, grant, banner))
+    let mut record = opened.map_err(offer_override(patient))?;
+    let (conn, grant) = record.parts();
+    let banner = banner(conn, user, patient, grant.basis()).await?;
+    Ok((record, banner))
 }
 
 /// Commit a write and go back to the record page it was made from.
-async fn written(tx: Tx, patient: PatientId, page: &str) -> AppResult<Response> {
-    tx.commit().await?;
+async fn written(
+    record: Audited<WriteGrant>,
+    patient: PatientId,
+    page: &str,
+) -> AppResult<Response> {
+    record.commit().await?;
     Ok(Redirect::to(&format!("/clinician/patients/{}/{page}", patient.0)).into_response())
 }
 
@@ -151,7 +156,7 @@ async fn open_write(
     patient: PatientId,
     category: Category,
     resource_id: Option<String>,
-) -> AppResult<(Tx, WriteGrant)> {
+) -> AppResult<Audited<WriteGrant>> {
     let actor = user.actor();
     let req = request(&actor, user, patient, resource_id);
     state

@@ -27,7 +27,7 @@ pub async fn release(
     CsrfForm(_): CsrfForm<Empty>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
-    let (mut tx, grant) = open_write(
+    let mut record = open_write(
         &state,
         &user,
         patient,
@@ -35,8 +35,9 @@ pub async fn release(
         Some(result.to_string()),
     )
     .await?;
-    labs::release(&mut tx, &grant, result).await?;
-    written(tx, patient, "labs").await
+    let (conn, grant) = record.parts();
+    labs::release(conn, grant, result).await?;
+    written(record, patient, "labs").await
 }
 
 /// The prescribing form as sent; kept as text so a refused form comes back as it was typed.
@@ -79,7 +80,7 @@ pub async fn prescribe(
         Err(e) => return Err(e.into()),
     };
     let id = Uuid::now_v7();
-    let (mut tx, grant) = open_write(
+    let mut record = open_write(
         &state,
         &user,
         patient,
@@ -87,8 +88,9 @@ pub async fn prescribe(
         Some(id.to_string()),
     )
     .await?;
-    prescriptions::prescribe(&mut tx, &grant, id, &new).await?;
-    written(tx, patient, "prescriptions").await
+    let (conn, grant) = record.parts();
+    prescriptions::prescribe(conn, grant, id, &new).await?;
+    written(record, patient, "prescriptions").await
 }
 
 async fn refused_prescription(
@@ -98,10 +100,11 @@ async fn refused_prescription(
     form: &PrescriptionForm,
     problem: &str,
 ) -> AppResult<Response> {
-    let (mut tx, grant, banner) =
+    let (mut record, banner) =
         open_read(state, user, patient, Some(Category::Prescriptions), None).await?;
-    let (active, past) = split_prescriptions(prescriptions::for_patient(&mut tx, &grant).await?);
-    tx.commit().await?;
+    let (conn, grant) = record.parts();
+    let (active, past) = split_prescriptions(prescriptions::for_patient(conn, grant).await?);
+    record.commit().await?;
     let page = view::prescriptions(
         user,
         &user.csrf().await?,
@@ -127,7 +130,7 @@ pub async fn stop(
     CsrfForm(form): CsrfForm<StopForm>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
-    let (mut tx, grant) = open_write(
+    let mut record = open_write(
         &state,
         &user,
         patient,
@@ -135,8 +138,9 @@ pub async fn stop(
         Some(prescription.to_string()),
     )
     .await?;
-    match prescriptions::stop(&mut tx, &grant, prescription, form.version, &form.reason).await {
-        Ok(()) => written(tx, patient, "prescriptions").await,
+    let (conn, grant) = record.parts();
+    match prescriptions::stop(conn, grant, prescription, form.version, &form.reason).await {
+        Ok(()) => written(record, patient, "prescriptions").await,
         Err(DomainError::Conflict) => Err(AppError::conflict(format!(
             "Someone changed or stopped this prescription after you opened it, so nothing was changed. \
              Reload the prescriptions and check them. Your reason was: “{}”",

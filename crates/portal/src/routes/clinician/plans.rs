@@ -155,9 +155,9 @@ pub async fn new_form(
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (tx, _, banner) =
+    let (record, banner) =
         open_read(&state, &user, patient, Some(Category::TreatmentPlans), None).await?;
-    tx.commit().await?;
+    record.commit().await?;
     let form = PlanForm {
         status: "active".into(),
         ..Default::default()
@@ -188,7 +188,7 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     };
     let id = Uuid::now_v7();
-    let (mut tx, grant) = open_write(
+    let mut record = open_write(
         &state,
         &user,
         patient,
@@ -196,8 +196,9 @@ pub async fn create(
         Some(id.to_string()),
     )
     .await?;
-    plans::create(&mut tx, &grant, id, &content).await?;
-    written(tx, patient, "plans").await
+    let (conn, grant) = record.parts();
+    plans::create(conn, grant, id, &content).await?;
+    written(record, patient, "plans").await
 }
 
 pub async fn edit_form(
@@ -206,7 +207,7 @@ pub async fn edit_form(
     Path((patient, plan)): Path<(Uuid, Uuid)>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (mut tx, grant, banner) = open_read(
+    let (mut record, banner) = open_read(
         &state,
         &user,
         patient,
@@ -214,8 +215,9 @@ pub async fn edit_form(
         Some(plan.to_string()),
     )
     .await?;
-    let current = plans::by_id_for(&mut tx, &grant, plan).await?;
-    tx.commit().await?;
+    let (conn, grant) = record.parts();
+    let current = plans::by_id_for(conn, grant, plan).await?;
+    record.commit().await?;
     Ok(view::plan_form(
         &user,
         &user.csrf().await?,
@@ -241,7 +243,7 @@ pub async fn update(
         }
         Err(e) => return Err(e.into()),
     };
-    let (mut tx, grant) = open_write(
+    let mut record = open_write(
         &state,
         &user,
         patient,
@@ -249,10 +251,11 @@ pub async fn update(
         Some(plan.to_string()),
     )
     .await?;
-    match plans::update(&mut tx, &grant, plan, form.version, &content).await {
-        Ok(()) => written(tx, patient, "plans").await,
+    let (conn, grant) = record.parts();
+    match plans::update(conn, grant, plan, form.version, &content).await {
+        Ok(()) => written(record, patient, "plans").await,
         Err(DomainError::Conflict) => {
-            tx.rollback().await?;
+            record.rollback().await?;
             conflict(&state, &user, patient, plan, form).await
         }
         Err(e) => Err(e.into()),
@@ -267,9 +270,9 @@ async fn refused_form(
     form: &PlanForm,
     problem: &str,
 ) -> AppResult<Response> {
-    let (tx, _, banner) =
+    let (record, banner) =
         open_read(state, user, patient, Some(Category::TreatmentPlans), None).await?;
-    tx.commit().await?;
+    record.commit().await?;
     let page = view::plan_form(
         user,
         &user.csrf().await?,
@@ -291,7 +294,7 @@ async fn conflict(
     plan: Uuid,
     mut form: PlanForm,
 ) -> AppResult<Response> {
-    let (mut tx, grant, banner) = open_read(
+    let (mut record, banner) = open_read(
         state,
         user,
         patient,
@@ -299,10 +302,11 @@ async fn conflict(
         Some(plan.to_string()),
     )
     .await?;
-    let current = plans::by_id_for(&mut tx, &grant, plan)
+    let (conn, grant) = record.parts();
+    let current = plans::by_id_for(conn, grant, plan)
         .await
         .map_err(AppError::from)?;
-    tx.commit().await?;
+    record.commit().await?;
     form.version = current.version;
     let page = view::plan_conflict(user, &user.csrf().await?, banner, patient, &current, &form);
     Ok((StatusCode::CONFLICT, page).into_response())

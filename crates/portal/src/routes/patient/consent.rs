@@ -4,14 +4,13 @@
 use access_control::audit::{self, NewEvent, Outcome};
 use access_control::consent::{self, BlockTarget};
 use access_control::policy::{guardianship_ended, ProxyKind};
-use access_control::{accounts, ConsentGrant, Request};
+use access_control::{accounts, Audited, ConsentGrant, Request};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::Markup;
 use records_domain::db::parse_date;
 use records_domain::model::PatientId;
 use records_domain::store::clinics;
-use records_domain::Tx;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -24,7 +23,7 @@ use crate::error::{AppError, AppResult};
 use crate::routes::form_fields::{optional_date, start_date};
 use crate::views::patient as view;
 
-async fn manage(state: &AppState, user: &CurrentUser) -> AppResult<(Tx, ConsentGrant)> {
+async fn manage(state: &AppState, user: &CurrentUser) -> AppResult<Audited<ConsentGrant>> {
     let patient = own_record(user)?;
     let actor = user.actor();
     let req = Request {
@@ -40,12 +39,13 @@ pub async fn blocks(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut tx, grant) = manage(&state, &user).await?;
-    let banner = banner(&mut tx, grant.patient(), access_control::Basis::OwnRecord).await?;
-    let current = consent::blocks(&mut tx, &grant).await?;
-    let clinicians = accounts::clinicians(&mut tx).await?;
-    let clinics = clinics::all(&mut tx).await?;
-    tx.commit().await?;
+    let mut record = manage(&state, &user).await?;
+    let (conn, grant) = record.parts();
+    let banner = banner(conn, grant.patient(), access_control::Basis::OwnRecord).await?;
+    let current = consent::blocks(conn, grant).await?;
+    let clinicians = accounts::clinicians(conn).await?;
+    let clinics = clinics::all(conn).await?;
+    record.commit().await?;
     Ok(view::blocks(
         &user,
         &user.csrf().await?,
@@ -82,9 +82,10 @@ pub async fn add_block(
 ) -> AppResult<Response> {
     let target = parse_target(&form.target)?;
     let until = optional_date(&form.until, "The end date")?;
-    let (mut tx, grant) = manage(&state, &user).await?;
-    consent::add_block(&mut tx, &grant, &user.actor(), &user.ctx, target, until).await?;
-    tx.commit().await?;
+    let mut record = manage(&state, &user).await?;
+    let (conn, grant) = record.parts();
+    consent::add_block(conn, grant, &user.actor(), &user.ctx, target, until).await?;
+    record.commit().await?;
     Ok(Redirect::to("/me/blocks").into_response())
 }
 
@@ -94,9 +95,10 @@ pub async fn lift_block(
     Path(block): Path<Uuid>,
     CsrfForm(_): CsrfForm<crate::auth::login::Empty>,
 ) -> AppResult<Response> {
-    let (mut tx, grant) = manage(&state, &user).await?;
-    consent::lift_block(&mut tx, &grant, &user.actor(), &user.ctx, block).await?;
-    tx.commit().await?;
+    let mut record = manage(&state, &user).await?;
+    let (conn, grant) = record.parts();
+    consent::lift_block(conn, grant, &user.actor(), &user.ctx, block).await?;
+    record.commit().await?;
     Ok(Redirect::to("/me/blocks").into_response())
 }
 
@@ -104,11 +106,12 @@ pub async fn proxies(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut tx, grant) = manage(&state, &user).await?;
-    let banner = banner(&mut tx, grant.patient(), access_control::Basis::OwnRecord).await?;
-    let granted = consent::granted_for(&mut tx, &grant).await?;
-    let held = consent::held_by(&mut tx, user.user.id).await?;
-    tx.commit().await?;
+    let mut record = manage(&state, &user).await?;
+    let (conn, grant) = record.parts();
+    let banner = banner(conn, grant.patient(), access_control::Basis::OwnRecord).await?;
+    let granted = consent::granted_for(conn, grant).await?;
+    let held = consent::held_by(conn, user.user.id).await?;
+    record.commit().await?;
     let now = OffsetDateTime::now_utc();
     let held = held
         .into_iter()
@@ -147,10 +150,11 @@ pub async fn grant_power_of_attorney(
 ) -> AppResult<Response> {
     let from = start_date(&form.from, "The start date")?;
     let until = optional_date(&form.until, "The end date")?;
-    let (mut tx, grant) = manage(&state, &user).await?;
+    let mut record = manage(&state, &user).await?;
+    let (conn, grant) = record.parts();
     consent::grant_power_of_attorney(
-        &mut tx,
-        &grant,
+        conn,
+        grant,
         &user.actor(),
         &user.ctx,
         form.username.trim(),
@@ -158,7 +162,7 @@ pub async fn grant_power_of_attorney(
         until,
     )
     .await?;
-    tx.commit().await?;
+    record.commit().await?;
     Ok(Redirect::to("/me/proxies").into_response())
 }
 
@@ -168,9 +172,10 @@ pub async fn revoke(
     Path(proxy): Path<Uuid>,
     CsrfForm(_): CsrfForm<crate::auth::login::Empty>,
 ) -> AppResult<Response> {
-    let (mut tx, grant) = manage(&state, &user).await?;
-    consent::revoke_proxy(&mut tx, &grant, &user.actor(), &user.ctx, proxy).await?;
-    tx.commit().await?;
+    let mut record = manage(&state, &user).await?;
+    let (conn, grant) = record.parts();
+    consent::revoke_proxy(conn, grant, &user.actor(), &user.ctx, proxy).await?;
+    record.commit().await?;
     Ok(Redirect::to("/me/proxies").into_response())
 }
 

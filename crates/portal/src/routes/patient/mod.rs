@@ -6,12 +6,12 @@ mod access_log;
 mod consent;
 mod record;
 
-use access_control::{AccessError, Basis, Denial, ReadGrant, Request};
+use access_control::{AccessError, Audited, Basis, Denial, ReadGrant, Request};
 use axum::routing::{get, post};
 use axum::Router;
 use records_domain::model::PatientId;
 use records_domain::store::{patients, Category};
-use records_domain::Tx;
+use sqlx::AnyConnection;
 
 use crate::app::AppState;
 use crate::auth::{set_signed_in, CurrentUser};
@@ -53,8 +53,12 @@ fn own_record(user: &CurrentUser) -> AppResult<PatientId> {
     user.user.patient_id.ok_or_else(AppError::not_found)
 }
 
-pub async fn banner(tx: &mut Tx, patient: PatientId, basis: Basis) -> AppResult<RecordBanner> {
-    let p = patients::by_id(tx, patient)
+pub async fn banner(
+    conn: &mut AnyConnection,
+    patient: PatientId,
+    basis: Basis,
+) -> AppResult<RecordBanner> {
+    let p = patients::by_id(conn, patient)
         .await?
         .ok_or_else(AppError::not_found)?;
     let relation = match basis {
@@ -78,7 +82,7 @@ async fn open(
     user: &CurrentUser,
     category: Category,
     resource_id: Option<String>,
-) -> AppResult<(Tx, ReadGrant, RecordBanner)> {
+) -> AppResult<(Audited<ReadGrant>, RecordBanner)> {
     open_as(state, user, category, resource_id, false).await
 }
 
@@ -89,7 +93,7 @@ async fn open_to_record(
     user: &CurrentUser,
     category: Category,
     resource_id: Option<String>,
-) -> AppResult<(Tx, ReadGrant, RecordBanner)> {
+) -> AppResult<(Audited<ReadGrant>, RecordBanner)> {
     open_as(state, user, category, resource_id, true).await
 }
 
@@ -99,7 +103,7 @@ async fn open_as(
     category: Category,
     resource_id: Option<String>,
     records: bool,
-) -> AppResult<(Tx, ReadGrant, RecordBanner)> {
+) -> AppResult<(Audited<ReadGrant>, RecordBanner)> {
     let patient = whose_record(user)?;
     let actor = user.actor();
     let req = Request {
@@ -114,12 +118,13 @@ async fn open_as(
     } else {
         gate.read(&req, category).await
     };
-    let (mut tx, grant) = match opened {
+    let mut record = match opened {
         Ok(opened) => opened,
         Err(e) => return Err(proxy_ended(user, e).await),
     };
-    let banner = banner(&mut tx, patient, grant.basis()).await?;
-    Ok((tx, grant, banner))
+    let (conn, grant) = record.parts();
+    let banner = banner(conn, patient, grant.basis()).await?;
+    Ok((record, banner))
 }
 
 /// A proxy that ended while the user was viewing through it (revoked, expired, the child
