@@ -22,7 +22,7 @@ use crate::auth::csrf::CsrfForm;
 use crate::auth::login::Empty;
 use crate::auth::{AdminUser, CurrentUser};
 use crate::error::{AppError, AppResult};
-use crate::routes::form_fields::{optional_date, start_date};
+use crate::forms::fields::{optional_date, start_date};
 use crate::views::admin as view;
 
 pub fn routes() -> Router<AppState> {

@@ -4,6 +4,5 @@
 pub mod admin;
 pub mod audit;
 pub mod clinician;
-pub mod form_fields;
 pub mod health;
 pub mod patient;

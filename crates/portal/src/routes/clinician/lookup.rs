@@ -9,13 +9,13 @@ use records_domain::cpr::Cpr;
 use records_domain::db::parse_date;
 use records_domain::model::Patient;
 use records_domain::store::patients;
-use serde::Deserialize;
 
 use super::request;
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::ClinicianUser;
 use crate::error::{AppError, AppResult};
+use crate::forms::LookupForm;
 use crate::problem::Problem;
 use crate::views::clinician::{self as view, Hit};
 
@@ -23,16 +23,6 @@ const MAX_HITS: i64 = 50;
 
 pub async fn page(ClinicianUser(user): ClinicianUser) -> AppResult<Markup> {
     Ok(view::lookup(&user, &user.csrf().await?, None, None))
-}
-
-#[derive(Deserialize, Default)]
-pub struct LookupForm {
-    #[serde(default)]
-    pub cpr: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub birth_date: String,
 }
 
 pub async fn search(

@@ -6,10 +6,6 @@ mod orders;
 mod plans;
 mod record;
 
-pub use lookup::LookupForm;
-pub use orders::PrescriptionForm;
-pub use plans::PlanForm;
-
 use access_control::{care, AccessError, Audited, Basis, ReadGrant, Request, WriteGrant};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};

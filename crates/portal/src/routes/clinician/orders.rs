@@ -16,7 +16,7 @@ use crate::auth::csrf::CsrfForm;
 use crate::auth::login::Empty;
 use crate::auth::{ClinicianUser, CurrentUser};
 use crate::error::{AppError, AppResult};
-use crate::routes::form_fields::{optional_date, start_date};
+use crate::forms::PrescriptionForm;
 use crate::views::clinician as view;
 use crate::views::components::split_prescriptions;
 
@@ -38,30 +38,6 @@ pub async fn release(
     let (conn, grant) = record.parts();
     labs::release(conn, grant, result).await?;
     written(record, patient, "labs").await
-}
-
-/// The prescribing form as sent; kept as text so a refused form comes back as it was typed.
-#[derive(Deserialize, Default, Clone)]
-pub struct PrescriptionForm {
-    pub medication_code: String,
-    pub medication_name: String,
-    pub dosage_text: String,
-    #[serde(default)]
-    pub valid_from: String,
-    #[serde(default)]
-    pub valid_until: String,
-}
-
-impl PrescriptionForm {
-    fn parse(&self) -> Result<prescriptions::NewPrescription, DomainError> {
-        Ok(prescriptions::NewPrescription {
-            medication_code: self.medication_code.trim().to_uppercase(),
-            medication_name: self.medication_name.clone(),
-            dosage_text: self.dosage_text.clone(),
-            valid_from: start_date(&self.valid_from, "The start date")?,
-            valid_until: optional_date(&self.valid_until, "The end date")?,
-        })
-    }
 }
 
 pub async fn prescribe(

@@ -20,7 +20,7 @@ use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::{set_signed_in, CurrentUser, PatientUser};
 use crate::error::{AppError, AppResult};
-use crate::routes::form_fields::{optional_date, start_date};
+use crate::forms::fields::{optional_date, start_date};
 use crate::views::patient as view;
 
 async fn manage(state: &AppState, user: &CurrentUser) -> AppResult<Audited<ConsentGrant>> {
