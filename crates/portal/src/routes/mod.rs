@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+mod banner;
 pub mod clinician;
 pub mod health;
 pub mod patient;

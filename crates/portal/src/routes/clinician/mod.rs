@@ -6,18 +6,17 @@ mod orders;
 mod plans;
 mod record;
 
-use access_control::{care, AccessError, Audited, Basis, ReadGrant, Request, WriteGrant};
+use access_control::{AccessError, Audited, ReadGrant, Request, WriteGrant};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use records_domain::model::PatientId;
-use records_domain::store::{patients, Category};
-use sqlx::AnyConnection;
-use time::OffsetDateTime;
+use records_domain::store::Category;
 
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{AppError, AppResult};
+use crate::routes::banner::{banner, Viewer};
 use crate::views::layout::RecordBanner;
 
 pub fn routes() -> Router<AppState> {
@@ -70,36 +69,6 @@ fn offer_override(patient: PatientId) -> impl FnOnce(AccessError) -> AppError {
     }
 }
 
-async fn banner(
-    conn: &mut AnyConnection,
-    user: &CurrentUser,
-    patient: PatientId,
-    basis: Basis,
-) -> AppResult<RecordBanner> {
-    let p = patients::by_id(conn, patient)
-        .await?
-        .ok_or_else(AppError::not_found)?;
-    let mut banner = RecordBanner {
-        name: format!("{} (CPR {})", p.full_name(), p.cpr.formatted()),
-        birth_date: records_domain::db::date_text(p.birth_date),
-        relation: basis.describe().to_string(),
-        emergency: false,
-    };
-    if basis == Basis::EmergencyOverride {
-        if let Some(access) = care::active_override(conn, user.user.id, patient).await? {
-            let left = (access.expires_at - OffsetDateTime::now_utc()).whole_minutes();
-            banner.relation = format!(
-                "Emergency override: {} h {} min left. Reason: {}",
-                left / 60,
-                left % 60,
-                access.reason
-            );
-            banner.emergency = true;
-        }
-    }
-    Ok(banner)
-}
-
 fn request<'a>(
     actor: &'a access_control::Actor,
     user: &'a CurrentUser,
@@ -131,7 +100,10 @@ async fn open_read(
     };
     let mut record = opened.map_err(offer_override(patient))?;
     let (conn, grant) = record.parts();
-    let banner = banner(conn, user, patient, grant.basis()).await?;
+    let viewer = Viewer::Clinician {
+        user_id: user.user.id,
+    };
+    let banner = banner(conn, viewer, patient, grant.basis()).await?;
     Ok((record, banner))
 }
 

@@ -15,12 +15,13 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{banner, own_record};
+use super::own_record;
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::{set_signed_in, CurrentUser, PatientUser};
 use crate::error::{AppError, AppResult};
 use crate::forms::fields::{optional_date, start_date};
+use crate::routes::banner::{banner, Viewer};
 use crate::views::patient as view;
 
 async fn manage(state: &AppState, user: &CurrentUser) -> AppResult<Audited<ConsentGrant>> {
@@ -41,7 +42,13 @@ pub async fn blocks(
 ) -> AppResult<Markup> {
     let mut record = manage(&state, &user).await?;
     let (conn, grant) = record.parts();
-    let banner = banner(conn, grant.patient(), access_control::Basis::OwnRecord).await?;
+    let banner = banner(
+        conn,
+        Viewer::Citizen,
+        grant.patient(),
+        access_control::Basis::OwnRecord,
+    )
+    .await?;
     let current = consent::blocks(conn, grant).await?;
     let clinicians = accounts::clinicians(conn).await?;
     let clinics = clinics::all(conn).await?;
@@ -108,7 +115,13 @@ pub async fn proxies(
 ) -> AppResult<Markup> {
     let mut record = manage(&state, &user).await?;
     let (conn, grant) = record.parts();
-    let banner = banner(conn, grant.patient(), access_control::Basis::OwnRecord).await?;
+    let banner = banner(
+        conn,
+        Viewer::Citizen,
+        grant.patient(),
+        access_control::Basis::OwnRecord,
+    )
+    .await?;
     let granted = consent::granted_for(conn, grant).await?;
     let held = consent::held_by(conn, user.user.id).await?;
     record.commit().await?;

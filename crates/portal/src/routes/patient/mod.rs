@@ -6,16 +6,16 @@ mod access_log;
 mod consent;
 mod record;
 
-use access_control::{AccessError, Audited, Basis, Denial, ReadGrant, Request};
+use access_control::{AccessError, Audited, Denial, ReadGrant, Request};
 use axum::routing::{get, post};
 use axum::Router;
 use records_domain::model::PatientId;
-use records_domain::store::{patients, Category};
-use sqlx::AnyConnection;
+use records_domain::store::Category;
 
 use crate::app::AppState;
 use crate::auth::{set_signed_in, CurrentUser};
 use crate::error::{AppError, AppResult};
+use crate::routes::banner::{banner, Viewer};
 use crate::views::layout::RecordBanner;
 
 pub fn routes() -> Router<AppState> {
@@ -51,28 +51,6 @@ pub fn whose_record(user: &CurrentUser) -> AppResult<PatientId> {
 /// The user's own record: consent is managed by the patient in person, never through a proxy.
 fn own_record(user: &CurrentUser) -> AppResult<PatientId> {
     user.user.patient_id.ok_or_else(AppError::not_found)
-}
-
-pub async fn banner(
-    conn: &mut AnyConnection,
-    patient: PatientId,
-    basis: Basis,
-) -> AppResult<RecordBanner> {
-    let p = patients::by_id(conn, patient)
-        .await?
-        .ok_or_else(AppError::not_found)?;
-    let relation = match basis {
-        Basis::OwnRecord => "your own record".to_string(),
-        Basis::Guardian => "you are viewing as guardian".to_string(),
-        Basis::PowerOfAttorney => "you are viewing with power of attorney".to_string(),
-        other => other.describe().to_string(),
-    };
-    Ok(RecordBanner {
-        name: p.full_name(),
-        birth_date: records_domain::db::date_text(p.birth_date),
-        relation,
-        emergency: false,
-    })
 }
 
 /// Decide and audit a read of one category of the record on screen; the transaction, the grant
@@ -123,7 +101,7 @@ async fn open_as(
         Err(e) => return Err(proxy_ended(user, e).await),
     };
     let (conn, grant) = record.parts();
-    let banner = banner(conn, patient, grant.basis()).await?;
+    let banner = banner(conn, Viewer::Citizen, patient, grant.basis()).await?;
     Ok((record, banner))
 }
 

@@ -10,12 +10,13 @@ use records_domain::store::{labs, plans, prescriptions, Category, ReadPermit};
 use time::OffsetDateTime;
 
 use super::access_log::record_owner;
-use super::{banner, open, proxy_ended, whose_record};
+use super::{open, proxy_ended, whose_record};
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::login::Empty;
 use crate::auth::PatientUser;
 use crate::error::{AppError, AppResult};
+use crate::routes::banner::{banner, Viewer};
 use crate::views::components::{latest_per_test, split_prescriptions};
 use crate::views::patient as view;
 
@@ -37,7 +38,7 @@ pub async fn overview(
     };
     let (conn, grant) = record.parts();
     let mut summary = view::Summary {
-        banner: banner(conn, patient, grant.basis()).await?,
+        banner: banner(conn, Viewer::Citizen, patient, grant.basis()).await?,
         ..Default::default()
     };
     if grant.covers(Category::LabResults) {
