@@ -4,7 +4,7 @@
 use access_control::audit::{self, NewEvent, Outcome};
 use access_control::consent::{self, BlockTarget};
 use access_control::policy::{guardianship_ended, ProxyKind};
-use access_control::{accounts, Audited, ConsentGrant, Request};
+use access_control::{accounts, Audited, Basis, ConsentGrant, Request};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::Markup;
@@ -22,6 +22,7 @@ use crate::auth::{set_signed_in, CurrentUser, PatientUser};
 use crate::error::{AppError, AppResult};
 use crate::forms::fields::{optional_date, start_date};
 use crate::routes::banner::{banner, Viewer};
+use crate::views::layout::RecordBanner;
 use crate::views::patient as view;
 
 async fn manage(state: &AppState, user: &CurrentUser) -> AppResult<Audited<ConsentGrant>> {
@@ -36,19 +37,23 @@ async fn manage(state: &AppState, user: &CurrentUser) -> AppResult<Audited<Conse
     Ok(state.gate().consent(&req).await?)
 }
 
+/// As `manage`, for a page: with the banner of the patient's own record.
+async fn manage_page(
+    state: &AppState,
+    user: &CurrentUser,
+) -> AppResult<(Audited<ConsentGrant>, RecordBanner)> {
+    let mut record = manage(state, user).await?;
+    let (conn, grant) = record.parts();
+    let banner = banner(conn, Viewer::Citizen, grant.patient(), Basis::OwnRecord).await?;
+    Ok((record, banner))
+}
+
 pub async fn blocks(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let mut record = manage(&state, &user).await?;
+    let (mut record, banner) = manage_page(&state, &user).await?;
     let (conn, grant) = record.parts();
-    let banner = banner(
-        conn,
-        Viewer::Citizen,
-        grant.patient(),
-        access_control::Basis::OwnRecord,
-    )
-    .await?;
     let current = consent::blocks(conn, grant).await?;
     let clinicians = accounts::clinicians(conn).await?;
     let clinics = clinics::all(conn).await?;
@@ -113,15 +118,8 @@ pub async fn proxies(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let mut record = manage(&state, &user).await?;
+    let (mut record, banner) = manage_page(&state, &user).await?;
     let (conn, grant) = record.parts();
-    let banner = banner(
-        conn,
-        Viewer::Citizen,
-        grant.patient(),
-        access_control::Basis::OwnRecord,
-    )
-    .await?;
     let granted = consent::granted_for(conn, grant).await?;
     let held = consent::held_by(conn, user.user.id).await?;
     record.commit().await?;
