@@ -55,8 +55,7 @@ async fn clinician_reads(
         patient,
         resource_id: None,
     };
-    let (tx, _) = gate.read(&req, category).await?;
-    tx.commit().await.unwrap();
+    gate.read(&req, category).await?.commit().await.unwrap();
     Ok(())
 }
 

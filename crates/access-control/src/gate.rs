@@ -22,6 +22,7 @@ use time::{Date, OffsetDateTime};
 use crate::actor::{Actor, RequestContext, Role};
 use crate::audit::writer::AuditWriter;
 use crate::audit::{self, NewEvent, Outcome};
+use crate::audited::Audited;
 use crate::policy::{
     decide, Action, Basis, BlockFact, Decision, Denial, Facts, Period, PolicySettings, ProxyFact,
     ProxyKind,
@@ -183,7 +184,7 @@ pub struct Gate<'a> {
 
 impl Gate<'_> {
     /// The overview: one decision and one audit event for the parts of the record it covers.
-    pub async fn summary(&self, req: &Request<'_>) -> Result<(Tx, ReadGrant), AccessError> {
+    pub async fn summary(&self, req: &Request<'_>) -> Result<Audited<ReadGrant>, AccessError> {
         let entered = self.enter_read(req, Action::ReadSummary, "summary").await?;
         Ok(entered.read_grant(req))
     }
@@ -192,7 +193,7 @@ impl Gate<'_> {
         &self,
         req: &Request<'_>,
         category: Category,
-    ) -> Result<(Tx, ReadGrant), AccessError> {
+    ) -> Result<Audited<ReadGrant>, AccessError> {
         let entered = self
             .enter_read(req, Action::Read(category), category.as_str())
             .await?;
@@ -206,7 +207,7 @@ impl Gate<'_> {
         &self,
         req: &Request<'_>,
         category: Category,
-    ) -> Result<(Tx, ReadGrant), AccessError> {
+    ) -> Result<Audited<ReadGrant>, AccessError> {
         let entered = self
             .enter(req, Action::Read(category), category.as_str())
             .await?;
@@ -217,12 +218,12 @@ impl Gate<'_> {
         &self,
         req: &Request<'_>,
         category: Category,
-    ) -> Result<(Tx, WriteGrant), AccessError> {
+    ) -> Result<Audited<WriteGrant>, AccessError> {
         let entered = self
             .enter(req, Action::Write(category), category.as_str())
             .await?;
-        let (tx, read) = entered.read_grant(req);
-        Ok((
+        let (tx, read) = entered.into_parts(req);
+        Ok(Audited::new(
             tx,
             WriteGrant {
                 read,
@@ -330,9 +331,9 @@ impl Gate<'_> {
         Ok(())
     }
 
-    pub async fn consent(&self, req: &Request<'_>) -> Result<(Tx, ConsentGrant), AccessError> {
+    pub async fn consent(&self, req: &Request<'_>) -> Result<Audited<ConsentGrant>, AccessError> {
         let entered = self.enter(req, Action::ManageConsent, "consent").await?;
-        Ok((
+        Ok(Audited::new(
             entered.tx,
             ConsentGrant {
                 patient: req.patient,
@@ -474,7 +475,12 @@ struct Entered {
 }
 
 impl Entered {
-    fn read_grant(self, req: &Request<'_>) -> (Tx, ReadGrant) {
+    fn read_grant(self, req: &Request<'_>) -> Audited<ReadGrant> {
+        let (tx, grant) = self.into_parts(req);
+        Audited::new(tx, grant)
+    }
+
+    fn into_parts(self, req: &Request<'_>) -> (Tx, ReadGrant) {
         let grant = read_grant(req, self.basis, self.categories, self.event_seq);
         (self.tx, grant)
     }

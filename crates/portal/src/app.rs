@@ -122,7 +122,7 @@ pub fn router(state: AppState, store: Store) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // A bug must cost one request its answer, never the connection or the worker.
         .layer(CatchPanicLayer::custom(|_| {
-            AppError::internal("a request handler panicked").into_response()
+            AppError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
         }))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -140,7 +140,7 @@ async fn start(session: Session, State(state): State<AppState>) -> Result<Respon
 }
 
 async fn not_found() -> AppError {
-    AppError::NotFound
+    AppError::not_found()
 }
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; \

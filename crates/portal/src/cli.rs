@@ -1,4 +1,5 @@
-//! The `portal` command: `serve` (the default), `migrate`, `seed`, `user add`, `audit verify`.
+//! The `portal` command: `serve` (the default), `migrate`, `seed`, `user add`, `import`,
+//! `token add`, `audit verify` and `audit prune`.
 
 use std::process::ExitCode;
 

@@ -72,10 +72,13 @@ impl LoginKey {
     }
 
     pub fn from_hex(text: &str) -> Result<Self, AppError> {
-        let bytes = hex::decode(text.trim())
-            .map_err(|_| AppError::internal("stored sign-in form key is not hex"))?;
+        let bytes = hex::decode(text.trim()).map_err(|_| {
+            AppError::internal(anyhow::anyhow!("stored sign-in form key is not hex"))
+        })?;
         if bytes.len() < 32 {
-            return Err(AppError::internal("stored sign-in form key is too short"));
+            return Err(AppError::internal(anyhow::anyhow!(
+                "stored sign-in form key is too short"
+            )));
         }
         let mac = <Hmac<Sha256> as Mac>::new_from_slice(&bytes).map_err(AppError::internal)?;
         Ok(Self(Arc::new(mac)))
@@ -177,7 +180,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
         let (mut parts, body) = req.into_parts();
         let session = Session::from_request_parts(&mut parts, state)
             .await
-            .map_err(|(_, m)| AppError::internal(m))?;
+            .map_err(|(_, m)| AppError::internal(anyhow::anyhow!(m)))?;
         let (bytes, sent) = read_form(parts, body, state).await?;
         let expected = session
             .get::<String>(CSRF_KEY)

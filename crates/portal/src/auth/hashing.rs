@@ -38,7 +38,7 @@ impl Hasher {
         let permit =
             tokio::time::timeout(Duration::from_secs(5), self.permits.clone().acquire_owned())
                 .await
-                .map_err(|_| AppError::Overloaded)?
+                .map_err(|_| AppError::from(crate::problem::Problem::Overloaded))?
                 .map_err(AppError::internal)?;
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;

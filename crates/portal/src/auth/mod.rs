@@ -92,7 +92,7 @@ impl FromRequestParts<AppState> for CurrentUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let session = Session::from_request_parts(parts, state)
             .await
-            .map_err(|(_, m)| AppError::internal(m))?;
+            .map_err(|(_, m)| AppError::internal(anyhow::anyhow!(m)))?;
         let Some(signed_in) = signed_in(&session).await? else {
             return Err(AppError::LoginRequired);
         };

@@ -19,7 +19,7 @@ const STEP_SECS: u64 = 30;
 fn totp(secret_base32: &str, account: &str) -> Result<TOTP, AppError> {
     let bytes = Secret::Encoded(secret_base32.to_string())
         .to_bytes()
-        .map_err(|_| AppError::internal("stored TOTP secret is not base32"))?;
+        .map_err(|_| AppError::internal(anyhow::anyhow!("stored TOTP secret is not base32")))?;
     TOTP::new(
         Algorithm::SHA1,
         6,

@@ -5,9 +5,9 @@
 
 use access_control::audit::{NewEvent, Outcome};
 use access_control::RequestContext;
-use axum::http::StatusCode;
 
-use super::{audit_system, FhirError};
+use super::caller::audit_system;
+use super::FhirError;
 use crate::app::AppState;
 
 /// The answer to a call with a missing or unknown bearer token.
@@ -24,15 +24,7 @@ pub(super) async fn refuse(state: &AppState, ctx: &RequestContext) -> FhirError 
         }
     }
     if throttled {
-        return FhirError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            "too many calls without a valid bearer token from this address; retry later",
-        );
+        return FhirError::Throttled;
     }
-    FhirError::new(
-        StatusCode::UNAUTHORIZED,
-        "login",
-        "a valid bearer token is required",
-    )
+    FhirError::Unauthenticated("a valid bearer token is required")
 }

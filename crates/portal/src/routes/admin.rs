@@ -22,7 +22,7 @@ use crate::auth::csrf::CsrfForm;
 use crate::auth::login::Empty;
 use crate::auth::{AdminUser, CurrentUser};
 use crate::error::{AppError, AppResult};
-use crate::routes::form_fields::{optional_date, start_date};
+use crate::forms::fields::{optional_date, start_date};
 use crate::views::admin as view;
 
 pub fn routes() -> Router<AppState> {
@@ -222,7 +222,7 @@ async fn reset_password(
     let mut tx = state.db.begin_write().await?;
     let target = accounts::by_id(&mut tx, user)
         .await?
-        .ok_or(AppError::NotFound)?;
+        .ok_or_else(AppError::not_found)?;
     // Ends every session of the user, and marks the password as issued by this administrator:
     // the next sign-in with it shows in the citizen's access log.
     accounts::set_password(

@@ -20,7 +20,7 @@ use records_domain::cpr::Cpr;
 use records_domain::db::{date_text, parse_ts};
 use records_domain::model::PatientId;
 use records_domain::store::{clinics, patients};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -28,7 +28,9 @@ use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::{AuditorUser, CurrentUser};
 use crate::error::{AppError, AppResult};
-use crate::routes::form_fields::optional_date;
+use crate::forms::fields::optional_date;
+pub use crate::forms::FilterForm;
+use crate::problem::Problem;
 use crate::views::audit as view;
 
 const PAGE_SIZE: i64 = 50;
@@ -42,31 +44,6 @@ pub fn routes() -> Router<AppState> {
         .route("/audit/reviews/{review}/close", post(close_review))
         .route("/audit/stats", get(stats))
         .route("/audit/verify", get(verify_log))
-}
-
-/// The filter as typed; kept as text so that the form comes back as it was sent.
-#[derive(Deserialize, Serialize, Default, Clone, Debug)]
-pub struct FilterForm {
-    #[serde(default)]
-    pub cpr: String,
-    #[serde(default)]
-    pub actor: String,
-    #[serde(default)]
-    pub clinic: String,
-    #[serde(default)]
-    pub action: String,
-    #[serde(default)]
-    pub outcome: String,
-    #[serde(default)]
-    pub basis: String,
-    #[serde(default)]
-    pub from: String,
-    #[serde(default)]
-    pub until: String,
-    #[serde(default)]
-    pub after_at: String,
-    #[serde(default)]
-    pub after_id: String,
 }
 
 /// The filter form checked field by field, without the database: a pure function of the
@@ -217,7 +194,7 @@ async fn search(
 ) -> AppResult<Response> {
     match results(&state, &auditor, form.clone()).await {
         Ok(page) => Ok(page.into_response()),
-        Err(AppError::BadRequest(problem)) => {
+        Err(AppError::Problem(Problem::Invalid(problem))) => {
             let mut conn = state.reader().pool().acquire().await?;
             let clinics = clinics::all(&mut conn).await?;
             drop(conn);
@@ -429,10 +406,10 @@ async fn close_review(
     let mut tx = state.db.begin_write().await?;
     let found = audit_query::review_by_id(&mut tx, review)
         .await?
-        .ok_or(AppError::NotFound)?;
+        .ok_or_else(AppError::not_found)?;
     if !audit_query::close_review(&mut tx, review, note, &auditor.user.display_name).await? {
-        return Err(AppError::Conflict(
-            "Another auditor closed this review first.".into(),
+        return Err(AppError::conflict(
+            "Another auditor closed this review first.",
         ));
     }
     let mut event = NewEvent::by(

@@ -3,7 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+mod banner;
 pub mod clinician;
-pub mod form_fields;
 pub mod health;
 pub mod patient;

@@ -10,7 +10,7 @@ use records_domain::model::Clinic;
 
 use super::layout::{csrf_field, page, Frame};
 use crate::auth::CurrentUser;
-use crate::routes::audit::FilterForm;
+use crate::forms::FilterForm;
 
 pub struct Results<'a> {
     pub events: &'a [AuditEvent],

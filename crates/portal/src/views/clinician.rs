@@ -11,7 +11,7 @@ use super::components::{
 };
 use super::layout::{csrf_field, page, Frame, RecordBanner};
 use crate::auth::CurrentUser;
-use crate::routes::clinician::{LookupForm, PlanForm, PrescriptionForm};
+use crate::forms::{LookupForm, PlanForm, PrescriptionForm};
 
 pub struct Hit {
     pub patient: Patient,

@@ -9,29 +9,20 @@ use records_domain::cpr::Cpr;
 use records_domain::db::parse_date;
 use records_domain::model::Patient;
 use records_domain::store::patients;
-use serde::Deserialize;
 
 use super::request;
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::ClinicianUser;
 use crate::error::{AppError, AppResult};
+use crate::forms::LookupForm;
+use crate::problem::Problem;
 use crate::views::clinician::{self as view, Hit};
 
 const MAX_HITS: i64 = 50;
 
 pub async fn page(ClinicianUser(user): ClinicianUser) -> AppResult<Markup> {
     Ok(view::lookup(&user, &user.csrf().await?, None, None))
-}
-
-#[derive(Deserialize, Default)]
-pub struct LookupForm {
-    #[serde(default)]
-    pub cpr: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub birth_date: String,
 }
 
 pub async fn search(
@@ -42,7 +33,7 @@ pub async fn search(
     let csrf = user.csrf().await?;
     let found = match find(&state, &form).await {
         Ok(found) => found,
-        Err(AppError::BadRequest(problem)) => {
+        Err(AppError::Problem(Problem::Invalid(problem))) => {
             let page = view::lookup(&user, &csrf, Some(&form), Some(Err(problem)));
             return Ok((StatusCode::BAD_REQUEST, page).into_response());
         }

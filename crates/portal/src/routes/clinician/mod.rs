@@ -6,22 +6,17 @@ mod orders;
 mod plans;
 mod record;
 
-pub use lookup::LookupForm;
-pub use orders::PrescriptionForm;
-pub use plans::PlanForm;
-
-use access_control::{care, AccessError, Basis, ReadGrant, Request, WriteGrant};
+use access_control::{AccessError, Audited, ReadGrant, Request, WriteGrant};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use records_domain::model::PatientId;
-use records_domain::store::{patients, Category};
-use records_domain::Tx;
-use time::OffsetDateTime;
+use records_domain::store::Category;
 
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{AppError, AppResult};
+use crate::routes::banner::{banner, Viewer};
 use crate::views::layout::RecordBanner;
 
 pub fn routes() -> Router<AppState> {
@@ -74,36 +69,6 @@ fn offer_override(patient: PatientId) -> impl FnOnce(AccessError) -> AppError {
     }
 }
 
-async fn banner(
-    tx: &mut Tx,
-    user: &CurrentUser,
-    patient: PatientId,
-    basis: Basis,
-) -> AppResult<RecordBanner> {
-    let p = patients::by_id(tx, patient)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let mut banner = RecordBanner {
-        name: format!("{} (CPR {})", p.full_name(), p.cpr.formatted()),
-        birth_date: records_domain::db::date_text(p.birth_date),
-        relation: basis.describe().to_string(),
-        emergency: false,
-    };
-    if basis == Basis::EmergencyOverride {
-        if let Some(access) = care::active_override(tx, user.user.id, patient).await? {
-            let left = (access.expires_at - OffsetDateTime::now_utc()).whole_minutes();
-            banner.relation = format!(
-                "Emergency override: {} h {} min left. Reason: {}",
-                left / 60,
-                left % 60,
-                access.reason
-            );
-            banner.emergency = true;
-        }
-    }
-    Ok(banner)
-}
-
 fn request<'a>(
     actor: &'a access_control::Actor,
     user: &'a CurrentUser,
@@ -125,7 +90,7 @@ async fn open_read(
     patient: PatientId,
     category: Option<Category>,
     resource_id: Option<String>,
-) -> AppResult<(Tx, ReadGrant, RecordBanner)> {
+) -> AppResult<(Audited<ReadGrant>, RecordBanner)> {
     let actor = user.actor();
     let req = request(&actor, user, patient, resource_id);
     let gate = state.gate();
@@ -133,14 +98,22 @@ async fn open_read(
         Some(c) => gate.read(&req, c).await,
         None => gate.summary(&req).await,
     };
-    let (mut tx, grant) = opened.map_err(offer_override(patient))?;
-    let banner = banner(&mut tx, user, patient, grant.basis()).await?;
-    Ok((tx, grant, banner))
+    let mut record = opened.map_err(offer_override(patient))?;
+    let (conn, grant) = record.parts();
+    let viewer = Viewer::Clinician {
+        user_id: user.user.id,
+    };
+    let banner = banner(conn, viewer, patient, grant.basis()).await?;
+    Ok((record, banner))
 }
 
 /// Commit a write and go back to the record page it was made from.
-async fn written(tx: Tx, patient: PatientId, page: &str) -> AppResult<Response> {
-    tx.commit().await?;
+async fn written(
+    record: Audited<WriteGrant>,
+    patient: PatientId,
+    page: &str,
+) -> AppResult<Response> {
+    record.commit().await?;
     Ok(Redirect::to(&format!("/clinician/patients/{}/{page}", patient.0)).into_response())
 }
 
@@ -151,7 +124,7 @@ async fn open_write(
     patient: PatientId,
     category: Category,
     resource_id: Option<String>,
-) -> AppResult<(Tx, WriteGrant)> {
+) -> AppResult<Audited<WriteGrant>> {
     let actor = user.actor();
     let req = request(&actor, user, patient, resource_id);
     state

@@ -16,7 +16,7 @@ use crate::auth::csrf::CsrfForm;
 use crate::auth::login::Empty;
 use crate::auth::{ClinicianUser, CurrentUser};
 use crate::error::{AppError, AppResult};
-use crate::routes::form_fields::{optional_date, start_date};
+use crate::forms::PrescriptionForm;
 use crate::views::clinician as view;
 use crate::views::components::split_prescriptions;
 
@@ -27,7 +27,7 @@ pub async fn release(
     CsrfForm(_): CsrfForm<Empty>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
-    let (mut tx, grant) = open_write(
+    let mut record = open_write(
         &state,
         &user,
         patient,
@@ -35,32 +35,9 @@ pub async fn release(
         Some(result.to_string()),
     )
     .await?;
-    labs::release(&mut tx, &grant, result).await?;
-    written(tx, patient, "labs").await
-}
-
-/// The prescribing form as sent; kept as text so a refused form comes back as it was typed.
-#[derive(Deserialize, Default, Clone)]
-pub struct PrescriptionForm {
-    pub medication_code: String,
-    pub medication_name: String,
-    pub dosage_text: String,
-    #[serde(default)]
-    pub valid_from: String,
-    #[serde(default)]
-    pub valid_until: String,
-}
-
-impl PrescriptionForm {
-    fn parse(&self) -> Result<prescriptions::NewPrescription, DomainError> {
-        Ok(prescriptions::NewPrescription {
-            medication_code: self.medication_code.trim().to_uppercase(),
-            medication_name: self.medication_name.clone(),
-            dosage_text: self.dosage_text.clone(),
-            valid_from: start_date(&self.valid_from, "The start date")?,
-            valid_until: optional_date(&self.valid_until, "The end date")?,
-        })
-    }
+    let (conn, grant) = record.parts();
+    labs::release(conn, grant, result).await?;
+    written(record, patient, "labs").await
 }
 
 pub async fn prescribe(
@@ -79,7 +56,7 @@ pub async fn prescribe(
         Err(e) => return Err(e.into()),
     };
     let id = Uuid::now_v7();
-    let (mut tx, grant) = open_write(
+    let mut record = open_write(
         &state,
         &user,
         patient,
@@ -87,8 +64,9 @@ pub async fn prescribe(
         Some(id.to_string()),
     )
     .await?;
-    prescriptions::prescribe(&mut tx, &grant, id, &new).await?;
-    written(tx, patient, "prescriptions").await
+    let (conn, grant) = record.parts();
+    prescriptions::prescribe(conn, grant, id, &new).await?;
+    written(record, patient, "prescriptions").await
 }
 
 async fn refused_prescription(
@@ -98,10 +76,11 @@ async fn refused_prescription(
     form: &PrescriptionForm,
     problem: &str,
 ) -> AppResult<Response> {
-    let (mut tx, grant, banner) =
+    let (mut record, banner) =
         open_read(state, user, patient, Some(Category::Prescriptions), None).await?;
-    let (active, past) = split_prescriptions(prescriptions::for_patient(&mut tx, &grant).await?);
-    tx.commit().await?;
+    let (conn, grant) = record.parts();
+    let (active, past) = split_prescriptions(prescriptions::for_patient(conn, grant).await?);
+    record.commit().await?;
     let page = view::prescriptions(
         user,
         &user.csrf().await?,
@@ -127,7 +106,7 @@ pub async fn stop(
     CsrfForm(form): CsrfForm<StopForm>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
-    let (mut tx, grant) = open_write(
+    let mut record = open_write(
         &state,
         &user,
         patient,
@@ -135,9 +114,10 @@ pub async fn stop(
         Some(prescription.to_string()),
     )
     .await?;
-    match prescriptions::stop(&mut tx, &grant, prescription, form.version, &form.reason).await {
-        Ok(()) => written(tx, patient, "prescriptions").await,
-        Err(DomainError::Conflict) => Err(AppError::Conflict(format!(
+    let (conn, grant) = record.parts();
+    match prescriptions::stop(conn, grant, prescription, form.version, &form.reason).await {
+        Ok(()) => written(record, patient, "prescriptions").await,
+        Err(DomainError::Conflict) => Err(AppError::conflict(format!(
             "Someone changed or stopped this prescription after you opened it, so nothing was changed. \
              Reload the prescriptions and check them. Your reason was: “{}”",
             form.reason.trim()

@@ -23,11 +23,12 @@ pub async fn overview(
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (mut tx, grant, banner) = open_read(&state, &user, patient, None, None).await?;
-    let results = labs::for_patient(&mut tx, &grant).await?;
-    let (active, _) = split_prescriptions(prescriptions::for_patient(&mut tx, &grant).await?);
-    let plans = plans::for_patient(&mut tx, &grant).await?;
-    tx.commit().await?;
+    let (mut record, banner) = open_read(&state, &user, patient, None, None).await?;
+    let (conn, grant) = record.parts();
+    let results = labs::for_patient(conn, grant).await?;
+    let (active, _) = split_prescriptions(prescriptions::for_patient(conn, grant).await?);
+    let plans = plans::for_patient(conn, grant).await?;
+    record.commit().await?;
     Ok(view::overview(
         &user,
         &user.csrf().await?,
@@ -45,10 +46,11 @@ pub async fn labs(
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (mut tx, grant, banner) =
+    let (mut record, banner) =
         open_read(&state, &user, patient, Some(Category::LabResults), None).await?;
-    let results = labs::for_patient(&mut tx, &grant).await?;
-    tx.commit().await?;
+    let (conn, grant) = record.parts();
+    let results = labs::for_patient(conn, grant).await?;
+    record.commit().await?;
     Ok(view::labs(
         &user,
         &user.csrf().await?,
@@ -65,9 +67,9 @@ pub async fn lab_history(
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
     if code.len() > 64 {
-        return Err(AppError::NotFound);
+        return Err(AppError::not_found());
     }
-    let (mut tx, grant, banner) = open_read(
+    let (mut record, banner) = open_read(
         &state,
         &user,
         patient,
@@ -75,10 +77,11 @@ pub async fn lab_history(
         Some(code.clone()),
     )
     .await?;
-    let history = labs::history(&mut tx, &grant, &code).await?;
-    tx.commit().await?;
+    let (conn, grant) = record.parts();
+    let history = labs::history(conn, grant, &code).await?;
+    record.commit().await?;
     if history.is_empty() {
-        return Err(AppError::NotFound);
+        return Err(AppError::not_found());
     }
     Ok(view::lab_history(
         &user,
@@ -95,10 +98,11 @@ pub async fn prescriptions(
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (mut tx, grant, banner) =
+    let (mut record, banner) =
         open_read(&state, &user, patient, Some(Category::Prescriptions), None).await?;
-    let (active, past) = split_prescriptions(prescriptions::for_patient(&mut tx, &grant).await?);
-    tx.commit().await?;
+    let (conn, grant) = record.parts();
+    let (active, past) = split_prescriptions(prescriptions::for_patient(conn, grant).await?);
+    record.commit().await?;
     Ok(view::prescriptions(
         &user,
         &user.csrf().await?,
@@ -116,10 +120,11 @@ pub async fn plans(
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (mut tx, grant, banner) =
+    let (mut record, banner) =
         open_read(&state, &user, patient, Some(Category::TreatmentPlans), None).await?;
-    let all = plans::for_patient(&mut tx, &grant).await?;
-    tx.commit().await?;
+    let (conn, grant) = record.parts();
+    let all = plans::for_patient(conn, grant).await?;
+    record.commit().await?;
     Ok(view::plans(
         &user,
         &user.csrf().await?,
@@ -159,7 +164,7 @@ async fn override_target(
         .await?;
     let found = patients::by_id(&mut tx, patient)
         .await?
-        .ok_or(AppError::NotFound)?;
+        .ok_or_else(AppError::not_found)?;
     tx.commit().await?;
     Ok(found)
 }

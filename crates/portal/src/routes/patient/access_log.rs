@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::Markup;
 use records_domain::model::PatientId;
 use records_domain::store::{clinics, Category};
-use records_domain::Tx;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -32,22 +31,23 @@ pub async fn page(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut tx, grant, banner) = open(&state, &user, Category::AccessLog, None).await?;
-    let patient = grant.patient();
-    let owner = record_owner(&mut tx, patient).await?;
-    let entries = audit_query::accesses_to(&mut tx, patient, owner, SHOWN_ENTRIES).await?;
-    let reviews = audit_query::reviews_of_patient(&mut tx, patient).await?;
-    let clinic_names: HashMap<Uuid, String> = clinics::all(&mut tx)
+    let (mut record, banner) = open(&state, &user, Category::AccessLog, None).await?;
+    let (conn, grant) = record.parts();
+    let (patient, basis) = (grant.patient(), grant.basis());
+    let owner = record_owner(conn, patient).await?;
+    let entries = audit_query::accesses_to(conn, patient, owner, SHOWN_ENTRIES).await?;
+    let reviews = audit_query::reviews_of_patient(conn, patient).await?;
+    let clinic_names: HashMap<Uuid, String> = clinics::all(conn)
         .await?
         .into_iter()
         .map(|c| (c.id, c.name))
         .collect();
-    tx.commit().await?;
+    record.commit().await?;
     let reviews = reviews.into_iter().map(|r| (r.event_id, r)).collect();
     let view_as = view::LogView {
         // Guardians see who looked and when, not which results or what a clinician wrote.
-        details: grant.basis() != Basis::Guardian,
-        chain_download: grant.basis() == Basis::OwnRecord,
+        details: basis != Basis::Guardian,
+        chain_download: basis == Basis::OwnRecord,
     };
     Ok(view::access_log(
         &user,
@@ -61,7 +61,10 @@ pub async fn page(
 }
 
 /// The user of the record's owner: their own looks at their record are not news to them.
-pub(super) async fn record_owner(tx: &mut Tx, patient: PatientId) -> AppResult<Uuid> {
+pub(super) async fn record_owner(
+    tx: &mut sqlx::AnyConnection,
+    patient: PatientId,
+) -> AppResult<Uuid> {
     Ok(accounts::for_patient(tx, patient)
         .await?
         .map_or(Uuid::nil(), |u| u.id))
@@ -84,19 +87,20 @@ pub async fn report(
             "Please keep the comment under {MAX_COMMENT_CHARS} characters."
         )));
     }
-    let (mut tx, grant, _) = open_to_record(
+    let (mut record, _) = open_to_record(
         &state,
         &user,
         Category::AccessLog,
         Some(event_id.to_string()),
     )
     .await?;
-    let event = audit_query::by_id(&mut tx, event_id)
+    let (conn, grant) = record.parts();
+    let event = audit_query::by_id(conn, event_id)
         .await?
         .filter(|e| e.patient_id == Some(grant.patient().0))
-        .ok_or(AppError::NotFound)?;
+        .ok_or_else(AppError::not_found)?;
     let opened = audit_query::open_review(
-        &mut tx,
+        conn,
         event.id,
         Some(grant.patient()),
         REVIEW_PATIENT_REPORT,
@@ -104,12 +108,12 @@ pub async fn report(
     )
     .await?;
     if !opened {
-        return Err(AppError::Conflict(
-            "This access has already been reported; the auditors' answer will appear here.".into(),
+        return Err(AppError::conflict(
+            "This access has already been reported; the auditors' answer will appear here.",
         ));
     }
     audit::append(
-        &mut tx,
+        conn,
         NewEvent::by(
             &user.actor(),
             &user.ctx,
@@ -120,7 +124,7 @@ pub async fn report(
         .resource("audit_event", Some(event.id.to_string())),
     )
     .await?;
-    tx.commit().await?;
+    record.commit().await?;
     Ok(Redirect::to(&format!("/me/access-log#e-{}", event.id)).into_response())
 }
 
@@ -133,18 +137,20 @@ pub async fn chain(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Response> {
-    let (mut tx, grant, _) = open(&state, &user, Category::AccessLog, Some("chain".into())).await?;
+    let (mut record, _) = open(&state, &user, Category::AccessLog, Some("chain".into())).await?;
+    let (conn, grant) = record.parts();
     // The chain holds the owner's own actions too (blocks, reports): theirs alone to download.
     if grant.basis() != Basis::OwnRecord {
-        tx.commit().await?;
-        return Err(AppError::NotFound);
+        record.commit().await?;
+        return Err(AppError::not_found());
     }
-    let events = audit_query::chain_of(&mut tx, grant.patient()).await?;
-    tx.commit().await?;
+    let patient = grant.patient();
+    let events = audit_query::chain_of(conn, patient).await?;
+    record.commit().await?;
     // Staff network addresses are not the patient's to see: each event carries the commitment
     // its hash covers instead (see access_control::audit).
     let body = serde_json::json!({
-        "patient_id": grant.patient().0,
+        "patient_id": patient.0,
         "hash_rule": HASH_RULE,
         "events": events.iter().map(AuditEvent::for_patient).collect::<Vec<_>>(),
     });

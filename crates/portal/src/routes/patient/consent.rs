@@ -4,27 +4,28 @@
 use access_control::audit::{self, NewEvent, Outcome};
 use access_control::consent::{self, BlockTarget};
 use access_control::policy::{guardianship_ended, ProxyKind};
-use access_control::{accounts, ConsentGrant, Request};
+use access_control::{accounts, Audited, Basis, ConsentGrant, Request};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::Markup;
 use records_domain::db::parse_date;
 use records_domain::model::PatientId;
 use records_domain::store::clinics;
-use records_domain::Tx;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{banner, own_record};
+use super::own_record;
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::{set_signed_in, CurrentUser, PatientUser};
 use crate::error::{AppError, AppResult};
-use crate::routes::form_fields::{optional_date, start_date};
+use crate::forms::fields::{optional_date, start_date};
+use crate::routes::banner::{banner, Viewer};
+use crate::views::layout::RecordBanner;
 use crate::views::patient as view;
 
-async fn manage(state: &AppState, user: &CurrentUser) -> AppResult<(Tx, ConsentGrant)> {
+async fn manage(state: &AppState, user: &CurrentUser) -> AppResult<Audited<ConsentGrant>> {
     let patient = own_record(user)?;
     let actor = user.actor();
     let req = Request {
@@ -36,16 +37,27 @@ async fn manage(state: &AppState, user: &CurrentUser) -> AppResult<(Tx, ConsentG
     Ok(state.gate().consent(&req).await?)
 }
 
+/// As `manage`, for a page: with the banner of the patient's own record.
+async fn manage_page(
+    state: &AppState,
+    user: &CurrentUser,
+) -> AppResult<(Audited<ConsentGrant>, RecordBanner)> {
+    let mut record = manage(state, user).await?;
+    let (conn, grant) = record.parts();
+    let banner = banner(conn, Viewer::Citizen, grant.patient(), Basis::OwnRecord).await?;
+    Ok((record, banner))
+}
+
 pub async fn blocks(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut tx, grant) = manage(&state, &user).await?;
-    let banner = banner(&mut tx, grant.patient(), access_control::Basis::OwnRecord).await?;
-    let current = consent::blocks(&mut tx, &grant).await?;
-    let clinicians = accounts::clinicians(&mut tx).await?;
-    let clinics = clinics::all(&mut tx).await?;
-    tx.commit().await?;
+    let (mut record, banner) = manage_page(&state, &user).await?;
+    let (conn, grant) = record.parts();
+    let current = consent::blocks(conn, grant).await?;
+    let clinicians = accounts::clinicians(conn).await?;
+    let clinics = clinics::all(conn).await?;
+    record.commit().await?;
     Ok(view::blocks(
         &user,
         &user.csrf().await?,
@@ -82,9 +94,10 @@ pub async fn add_block(
 ) -> AppResult<Response> {
     let target = parse_target(&form.target)?;
     let until = optional_date(&form.until, "The end date")?;
-    let (mut tx, grant) = manage(&state, &user).await?;
-    consent::add_block(&mut tx, &grant, &user.actor(), &user.ctx, target, until).await?;
-    tx.commit().await?;
+    let mut record = manage(&state, &user).await?;
+    let (conn, grant) = record.parts();
+    consent::add_block(conn, grant, &user.actor(), &user.ctx, target, until).await?;
+    record.commit().await?;
     Ok(Redirect::to("/me/blocks").into_response())
 }
 
@@ -94,9 +107,10 @@ pub async fn lift_block(
     Path(block): Path<Uuid>,
     CsrfForm(_): CsrfForm<crate::auth::login::Empty>,
 ) -> AppResult<Response> {
-    let (mut tx, grant) = manage(&state, &user).await?;
-    consent::lift_block(&mut tx, &grant, &user.actor(), &user.ctx, block).await?;
-    tx.commit().await?;
+    let mut record = manage(&state, &user).await?;
+    let (conn, grant) = record.parts();
+    consent::lift_block(conn, grant, &user.actor(), &user.ctx, block).await?;
+    record.commit().await?;
     Ok(Redirect::to("/me/blocks").into_response())
 }
 
@@ -104,11 +118,11 @@ pub async fn proxies(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut tx, grant) = manage(&state, &user).await?;
-    let banner = banner(&mut tx, grant.patient(), access_control::Basis::OwnRecord).await?;
-    let granted = consent::granted_for(&mut tx, &grant).await?;
-    let held = consent::held_by(&mut tx, user.user.id).await?;
-    tx.commit().await?;
+    let (mut record, banner) = manage_page(&state, &user).await?;
+    let (conn, grant) = record.parts();
+    let granted = consent::granted_for(conn, grant).await?;
+    let held = consent::held_by(conn, user.user.id).await?;
+    record.commit().await?;
     let now = OffsetDateTime::now_utc();
     let held = held
         .into_iter()
@@ -147,10 +161,11 @@ pub async fn grant_power_of_attorney(
 ) -> AppResult<Response> {
     let from = start_date(&form.from, "The start date")?;
     let until = optional_date(&form.until, "The end date")?;
-    let (mut tx, grant) = manage(&state, &user).await?;
+    let mut record = manage(&state, &user).await?;
+    let (conn, grant) = record.parts();
     consent::grant_power_of_attorney(
-        &mut tx,
-        &grant,
+        conn,
+        grant,
         &user.actor(),
         &user.ctx,
         form.username.trim(),
@@ -158,7 +173,7 @@ pub async fn grant_power_of_attorney(
         until,
     )
     .await?;
-    tx.commit().await?;
+    record.commit().await?;
     Ok(Redirect::to("/me/proxies").into_response())
 }
 
@@ -168,9 +183,10 @@ pub async fn revoke(
     Path(proxy): Path<Uuid>,
     CsrfForm(_): CsrfForm<crate::auth::login::Empty>,
 ) -> AppResult<Response> {
-    let (mut tx, grant) = manage(&state, &user).await?;
-    consent::revoke_proxy(&mut tx, &grant, &user.actor(), &user.ctx, proxy).await?;
-    tx.commit().await?;
+    let mut record = manage(&state, &user).await?;
+    let (conn, grant) = record.parts();
+    consent::revoke_proxy(conn, grant, &user.actor(), &user.ctx, proxy).await?;
+    record.commit().await?;
     Ok(Redirect::to("/me/proxies").into_response())
 }
 
@@ -191,7 +207,7 @@ pub async fn switch(
     let target = match form.patient.trim() {
         "" => None,
         id => Some(PatientId(
-            Uuid::parse_str(id).map_err(|_| AppError::NotFound)?,
+            Uuid::parse_str(id).map_err(|_| AppError::not_found())?,
         )),
     };
     let target = target.filter(|p| Some(*p) != user.user.patient_id);
@@ -203,7 +219,7 @@ pub async fn switch(
         let proxy = held
             .iter()
             .find(|p| p.patient_id == patient && p.is_current(now) && !child_turned_15(p, now))
-            .ok_or(AppError::NotFound)?;
+            .ok_or_else(AppError::not_found)?;
         // Into the patient's chain and log: they see who opened their record as a proxy.
         event = event
             .about(patient)

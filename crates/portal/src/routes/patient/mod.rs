@@ -6,16 +6,16 @@ mod access_log;
 mod consent;
 mod record;
 
-use access_control::{AccessError, Basis, Denial, ReadGrant, Request};
+use access_control::{AccessError, Audited, Denial, ReadGrant, Request};
 use axum::routing::{get, post};
 use axum::Router;
 use records_domain::model::PatientId;
-use records_domain::store::{patients, Category};
-use records_domain::Tx;
+use records_domain::store::Category;
 
 use crate::app::AppState;
 use crate::auth::{set_signed_in, CurrentUser};
 use crate::error::{AppError, AppResult};
+use crate::routes::banner::{banner, Viewer};
 use crate::views::layout::RecordBanner;
 
 pub fn routes() -> Router<AppState> {
@@ -45,30 +45,12 @@ pub fn whose_record(user: &CurrentUser) -> AppResult<PatientId> {
     user.signed_in
         .acting_for
         .or(user.user.patient_id)
-        .ok_or(AppError::NotFound)
+        .ok_or_else(AppError::not_found)
 }
 
 /// The user's own record: consent is managed by the patient in person, never through a proxy.
 fn own_record(user: &CurrentUser) -> AppResult<PatientId> {
-    user.user.patient_id.ok_or(AppError::NotFound)
-}
-
-pub async fn banner(tx: &mut Tx, patient: PatientId, basis: Basis) -> AppResult<RecordBanner> {
-    let p = patients::by_id(tx, patient)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let relation = match basis {
-        Basis::OwnRecord => "your own record".to_string(),
-        Basis::Guardian => "you are viewing as guardian".to_string(),
-        Basis::PowerOfAttorney => "you are viewing with power of attorney".to_string(),
-        other => other.describe().to_string(),
-    };
-    Ok(RecordBanner {
-        name: p.full_name(),
-        birth_date: records_domain::db::date_text(p.birth_date),
-        relation,
-        emergency: false,
-    })
+    user.user.patient_id.ok_or_else(AppError::not_found)
 }
 
 /// Decide and audit a read of one category of the record on screen; the transaction, the grant
@@ -78,7 +60,7 @@ async fn open(
     user: &CurrentUser,
     category: Category,
     resource_id: Option<String>,
-) -> AppResult<(Tx, ReadGrant, RecordBanner)> {
+) -> AppResult<(Audited<ReadGrant>, RecordBanner)> {
     open_as(state, user, category, resource_id, false).await
 }
 
@@ -89,7 +71,7 @@ async fn open_to_record(
     user: &CurrentUser,
     category: Category,
     resource_id: Option<String>,
-) -> AppResult<(Tx, ReadGrant, RecordBanner)> {
+) -> AppResult<(Audited<ReadGrant>, RecordBanner)> {
     open_as(state, user, category, resource_id, true).await
 }
 
@@ -99,7 +81,7 @@ async fn open_as(
     category: Category,
     resource_id: Option<String>,
     records: bool,
-) -> AppResult<(Tx, ReadGrant, RecordBanner)> {
+) -> AppResult<(Audited<ReadGrant>, RecordBanner)> {
     let patient = whose_record(user)?;
     let actor = user.actor();
     let req = Request {
@@ -114,12 +96,13 @@ async fn open_as(
     } else {
         gate.read(&req, category).await
     };
-    let (mut tx, grant) = match opened {
+    let mut record = match opened {
         Ok(opened) => opened,
         Err(e) => return Err(proxy_ended(user, e).await),
     };
-    let banner = banner(&mut tx, patient, grant.basis()).await?;
-    Ok((tx, grant, banner))
+    let (conn, grant) = record.parts();
+    let banner = banner(conn, Viewer::Citizen, patient, grant.basis()).await?;
+    Ok((record, banner))
 }
 
 /// A proxy that ended while the user was viewing through it (revoked, expired, the child

@@ -10,12 +10,13 @@ use records_domain::store::{labs, plans, prescriptions, Category, ReadPermit};
 use time::OffsetDateTime;
 
 use super::access_log::record_owner;
-use super::{banner, open, proxy_ended, whose_record};
+use super::{open, proxy_ended, whose_record};
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::login::Empty;
 use crate::auth::PatientUser;
 use crate::error::{AppError, AppResult};
+use crate::routes::banner::{banner, Viewer};
 use crate::views::components::{latest_per_test, split_prescriptions};
 use crate::views::patient as view;
 
@@ -31,24 +32,25 @@ pub async fn overview(
         patient,
         resource_id: None,
     };
-    let (mut tx, grant) = match state.gate().summary(&req).await {
+    let mut record = match state.gate().summary(&req).await {
         Ok(opened) => opened,
         Err(e) => return Err(proxy_ended(&user, e).await),
     };
+    let (conn, grant) = record.parts();
     let mut summary = view::Summary {
-        banner: banner(&mut tx, patient, grant.basis()).await?,
+        banner: banner(conn, Viewer::Citizen, patient, grant.basis()).await?,
         ..Default::default()
     };
     if grant.covers(Category::LabResults) {
-        summary.labs = Some(latest_per_test(&labs::for_patient(&mut tx, &grant).await?));
-        summary.results_pending = labs::has_unreleased(&mut tx, &grant).await?;
+        summary.labs = Some(latest_per_test(&labs::for_patient(conn, grant).await?));
+        summary.results_pending = labs::has_unreleased(conn, grant).await?;
     }
     if grant.covers(Category::Prescriptions) {
-        let all = prescriptions::for_patient(&mut tx, &grant).await?;
+        let all = prescriptions::for_patient(conn, grant).await?;
         summary.prescriptions = Some(split_prescriptions(all).0);
     }
     if grant.covers(Category::TreatmentPlans) {
-        let all = plans::for_patient(&mut tx, &grant).await?;
+        let all = plans::for_patient(conn, grant).await?;
         summary.plans = Some(
             all.into_iter()
                 .filter(|p| p.status.as_str() == "active")
@@ -57,7 +59,7 @@ pub async fn overview(
     }
     if user.user.patient_id == Some(patient) {
         summary.issued_sign_ins = audit_query::about_patient_since(
-            &mut tx,
+            conn,
             patient,
             accounts::ISSUED_SIGN_IN,
             user.user.issued_sign_ins_seen_at,
@@ -67,12 +69,12 @@ pub async fn overview(
     }
     if grant.covers(Category::AccessLog) {
         let since =
-            audit_query::previous_visit(&mut tx, user.user.id, patient, grant.event_seq()).await?;
-        let owner = record_owner(&mut tx, patient).await?;
+            audit_query::previous_visit(conn, user.user.id, patient, grant.event_seq()).await?;
+        let owner = record_owner(conn, patient).await?;
         summary.new_accesses =
-            Some(audit_query::count_accesses_since(&mut tx, patient, owner, since).await?);
+            Some(audit_query::count_accesses_since(conn, patient, owner, since).await?);
     }
-    tx.commit().await?;
+    record.commit().await?;
     Ok(view::overview(&user, &user.csrf().await?, summary))
 }
 
@@ -98,10 +100,11 @@ pub async fn labs(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut tx, grant, banner) = open(&state, &user, Category::LabResults, None).await?;
-    let results = labs::for_patient(&mut tx, &grant).await?;
-    let pending = labs::has_unreleased(&mut tx, &grant).await?;
-    tx.commit().await?;
+    let (mut record, banner) = open(&state, &user, Category::LabResults, None).await?;
+    let (conn, grant) = record.parts();
+    let results = labs::for_patient(conn, grant).await?;
+    let pending = labs::has_unreleased(conn, grant).await?;
+    record.commit().await?;
     Ok(view::labs(
         &user,
         &user.csrf().await?,
@@ -117,14 +120,15 @@ pub async fn lab_history(
     Path(code): Path<String>,
 ) -> AppResult<Markup> {
     if code.len() > 64 {
-        return Err(AppError::NotFound);
+        return Err(AppError::not_found());
     }
-    let (mut tx, grant, banner) =
+    let (mut record, banner) =
         open(&state, &user, Category::LabResults, Some(code.clone())).await?;
-    let history = labs::history(&mut tx, &grant, &code).await?;
-    tx.commit().await?;
+    let (conn, grant) = record.parts();
+    let history = labs::history(conn, grant, &code).await?;
+    record.commit().await?;
     if history.is_empty() {
-        return Err(AppError::NotFound);
+        return Err(AppError::not_found());
     }
     Ok(view::lab_history(
         &user,
@@ -138,9 +142,10 @@ pub async fn prescriptions(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut tx, grant, banner) = open(&state, &user, Category::Prescriptions, None).await?;
-    let all = prescriptions::for_patient(&mut tx, &grant).await?;
-    tx.commit().await?;
+    let (mut record, banner) = open(&state, &user, Category::Prescriptions, None).await?;
+    let (conn, grant) = record.parts();
+    let all = prescriptions::for_patient(conn, grant).await?;
+    record.commit().await?;
     let (active, past) = split_prescriptions(all);
     Ok(view::prescriptions(
         &user,
@@ -155,8 +160,9 @@ pub async fn plans(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut tx, grant, banner) = open(&state, &user, Category::TreatmentPlans, None).await?;
-    let all = plans::for_patient(&mut tx, &grant).await?;
-    tx.commit().await?;
+    let (mut record, banner) = open(&state, &user, Category::TreatmentPlans, None).await?;
+    let (conn, grant) = record.parts();
+    let all = plans::for_patient(conn, grant).await?;
+    record.commit().await?;
     Ok(view::plans(&user, &user.csrf().await?, banner, &all))
 }

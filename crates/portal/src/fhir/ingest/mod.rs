@@ -1,0 +1,119 @@
+//! FHIR R4 in: Patient, Observation, MedicationRequest and CarePlan resources into records,
+//! a Bundle applied in one transaction (all or nothing). Used by the FHIR write API and by
+//! `portal import`.
+//!
+//! Read in this order: `parse` (FHIR JSON into domain values, no database), `identity` (which
+//! patient a resource is about, and registering patients), `apply` (writing a batch through
+//! the gate, every write decided and audited).
+
+mod apply;
+mod identity;
+pub mod parse;
+
+use std::collections::BTreeMap;
+
+use access_control::{Actor, Request, RequestContext};
+use records_domain::model::PatientId;
+use records_domain::store::Upserted;
+use records_domain::DomainError;
+
+pub use apply::{apply_bundle, apply_resources};
+pub use identity::CPR_SYSTEM;
+pub use parse::{
+    bundle_entries, parse_care_plan, parse_medication_request, parse_observation, parse_patient,
+    Batch, IngestError, NoBundle, ResolveReference,
+};
+
+/// What an import did, by resource type.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub inserted: BTreeMap<String, u64>,
+    pub updated: BTreeMap<String, u64>,
+    pub unchanged: BTreeMap<String, u64>,
+    /// resource type -> reason -> count
+    pub skipped: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl Summary {
+    fn count(&mut self, kind: &str, outcome: Upserted) {
+        let map = match outcome {
+            Upserted::Inserted => &mut self.inserted,
+            Upserted::Updated => &mut self.updated,
+            Upserted::Unchanged => &mut self.unchanged,
+        };
+        *map.entry(kind.to_string()).or_default() += 1;
+    }
+
+    fn skip(&mut self, kind: &str, reason: &str) {
+        *self
+            .skipped
+            .entry(kind.to_string())
+            .or_default()
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: &Summary) {
+        for (target, source) in [
+            (&mut self.inserted, &other.inserted),
+            (&mut self.updated, &other.updated),
+            (&mut self.unchanged, &other.unchanged),
+        ] {
+            for (k, v) in source {
+                *target.entry(k.clone()).or_default() += v;
+            }
+        }
+        for (kind, reasons) in &other.skipped {
+            for (reason, n) in reasons {
+                *self
+                    .skipped
+                    .entry(kind.clone())
+                    .or_default()
+                    .entry(reason.clone())
+                    .or_default() += n;
+            }
+        }
+    }
+
+    pub fn total(map: &BTreeMap<String, u64>) -> u64 {
+        map.values().sum()
+    }
+
+    pub fn written(&self) -> u64 {
+        Self::total(&self.inserted) + Self::total(&self.updated)
+    }
+}
+
+/// Who is writing: recorded as the source system of every row and in the audit log.
+pub struct Writer<'a> {
+    pub source_system: &'a str,
+    pub actor: &'a Actor,
+    pub ctx: &'a RequestContext,
+}
+
+impl Writer<'_> {
+    fn request(&self, patient: PatientId, resource_id: Option<String>) -> Request<'_> {
+        Request {
+            actor: self.actor,
+            ctx: self.ctx,
+            patient,
+            resource_id,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Invalid(#[from] IngestError),
+    #[error(transparent)]
+    Storage(#[from] DomainError),
+    #[error(transparent)]
+    Access(#[from] access_control::AccessError),
+}
+
+impl From<sqlx::Error> for ApplyError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Storage(e.into())
+    }
+}
