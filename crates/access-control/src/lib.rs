@@ -24,3 +24,8 @@ pub use gate::{
     BatchGrants, ConsentGrant, Gate, ReadGrant, Refusal, RegisterGrant, Request, WriteGrant,
 };
 pub use policy::{Action, Basis, Decision, Denial, PolicySettings};
+
+/// Every SQL statement this crate sends, for the test that prepares each on both engines.
+pub fn statements() -> Vec<records_domain::db::Statement> {
+    audit::statements()
+}

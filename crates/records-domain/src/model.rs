@@ -10,7 +10,8 @@ use uuid::Uuid;
 use crate::cpr::Cpr;
 use crate::DomainError;
 
-/// A closed set of values stored as text: `as_str` for the database and FHIR, `parse` back.
+/// A closed set of values stored as text: `as_str` for FHIR and the pages, `parse` back; binds
+/// and rows use the same text (`TextColumn`).
 macro_rules! text_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$m])*
@@ -39,6 +40,16 @@ macro_rules! text_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        impl $crate::db::TextColumn for $name {
+            fn to_column(&self) -> Result<String, sqlx::error::BoxDynError> {
+                Ok(self.as_str().to_string())
+            }
+            fn from_column(text: &str) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(Self::parse(text)?)
+            }
+        }
+        $crate::text_column!($name);
     };
 }
 

@@ -34,11 +34,10 @@ pub mod writer;
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use records_domain::db::{ts, RowExt};
+use records_domain::db::{ts, Statement, UuidText};
 use records_domain::model::PatientId;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -318,12 +317,12 @@ pub async fn append_at(
     occurred_at: OffsetDateTime,
 ) -> Result<AuditEvent, AccessError> {
     let chain = chain_key(event.patient_id);
-    sqlx::query("INSERT INTO audit_chains (chain_key, last_seq, last_hash) VALUES ($1, 0, $2) ON CONFLICT (chain_key) DO NOTHING")
+    sqlx::query(OPEN_CHAIN)
         .bind(&chain)
         .bind(GENESIS_HASH)
         .execute(&mut *conn)
         .await?;
-    let head = sqlx::query("UPDATE audit_chains SET last_seq = last_seq + 1 WHERE chain_key = $1 RETURNING last_seq, last_hash")
+    let (seq, prev_hash): (i64, String) = sqlx::query_as(CLAIM_HEAD)
         .bind(&chain)
         .fetch_one(&mut *conn)
         .await?;
@@ -334,7 +333,7 @@ pub async fn append_at(
     let mut stored = AuditEvent {
         id: Uuid::now_v7(),
         chain_key: chain,
-        seq: head.int("last_seq")?,
+        seq,
         occurred_at: ts(occurred_at),
         actor_id: event.actor_id,
         actor_name: event.actor_name,
@@ -351,41 +350,35 @@ pub async fn append_at(
         client_addr: event.client_addr,
         client_addr_key: Some(key),
         client_addr_commitment: commitment,
-        prev_hash: head.text("last_hash")?,
+        prev_hash,
         hash: String::new(),
     };
     stored.hash = stored.compute_hash();
-    sqlx::query(
-        "INSERT INTO audit_events (id, chain_key, seq, occurred_at, actor_id, actor_name, actor_role, \
-         actor_clinic_id, on_behalf_of, patient_id, action, resource_type, resource_id, basis, outcome, \
-         reason, client_addr, client_addr_key, client_addr_commitment, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-         $20, $21)",
-    )
-    .bind(stored.id.to_string())
-    .bind(&stored.chain_key)
-    .bind(stored.seq)
-    .bind(&stored.occurred_at)
-    .bind(stored.actor_id.map(|u| u.to_string()))
-    .bind(&stored.actor_name)
-    .bind(&stored.actor_role)
-    .bind(stored.actor_clinic_id.map(|u| u.to_string()))
-    .bind(stored.on_behalf_of.as_deref())
-    .bind(stored.patient_id.map(|u| u.to_string()))
-    .bind(&stored.action)
-    .bind(&stored.resource_type)
-    .bind(stored.resource_id.as_deref())
-    .bind(&stored.basis)
-    .bind(&stored.outcome)
-    .bind(&stored.reason)
-    .bind(&stored.client_addr)
-    .bind(stored.client_addr_key.as_deref())
-    .bind(stored.client_addr_commitment.as_deref())
-    .bind(&stored.prev_hash)
-    .bind(&stored.hash)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE audit_chains SET last_hash = $1 WHERE chain_key = $2")
+    sqlx::query(INSERT_EVENT)
+        .bind(UuidText(stored.id))
+        .bind(&stored.chain_key)
+        .bind(stored.seq)
+        .bind(&stored.occurred_at)
+        .bind(stored.actor_id.map(UuidText))
+        .bind(&stored.actor_name)
+        .bind(&stored.actor_role)
+        .bind(stored.actor_clinic_id.map(UuidText))
+        .bind(stored.on_behalf_of.as_deref())
+        .bind(stored.patient_id.map(UuidText))
+        .bind(&stored.action)
+        .bind(&stored.resource_type)
+        .bind(stored.resource_id.as_deref())
+        .bind(&stored.basis)
+        .bind(&stored.outcome)
+        .bind(&stored.reason)
+        .bind(&stored.client_addr)
+        .bind(stored.client_addr_key.as_deref())
+        .bind(stored.client_addr_commitment.as_deref())
+        .bind(&stored.prev_hash)
+        .bind(&stored.hash)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(SET_HEAD_HASH)
         .bind(&stored.hash)
         .bind(&stored.chain_key)
         .execute(&mut *conn)
@@ -393,30 +386,92 @@ pub async fn append_at(
     Ok(stored)
 }
 
-pub(crate) fn from_row(row: &AnyRow) -> Result<AuditEvent, AccessError> {
-    Ok(AuditEvent {
-        id: row.uuid("id")?,
-        chain_key: row.text("chain_key")?,
-        seq: row.int("seq")?,
-        occurred_at: row.text("occurred_at")?,
-        actor_id: row.opt_uuid("actor_id")?,
-        actor_name: row.text("actor_name")?,
-        actor_role: row.text("actor_role")?,
-        actor_clinic_id: row.opt_uuid("actor_clinic_id")?,
-        on_behalf_of: row.opt_text("on_behalf_of")?,
-        patient_id: row.opt_uuid("patient_id")?,
-        action: row.text("action")?,
-        resource_type: row.text("resource_type")?,
-        resource_id: row.opt_text("resource_id")?,
-        basis: row.text("basis")?,
-        outcome: row.text("outcome")?,
-        reason: row.text("reason")?,
-        client_addr: row.text("client_addr")?,
-        client_addr_key: row.opt_text("client_addr_key")?,
-        client_addr_commitment: row.opt_text("client_addr_commitment")?,
-        prev_hash: row.text("prev_hash")?,
-        hash: row.text("hash")?,
-    })
+/// The columns `EventRow` reads, in a macro so that statements can `concat!` them.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! audit_event_columns {
+    () => {
+        "id, chain_key, seq, occurred_at, actor_id, actor_name, actor_role, actor_clinic_id, \
+         on_behalf_of, patient_id, action, resource_type, resource_id, basis, outcome, reason, \
+         client_addr, client_addr_key, client_addr_commitment, prev_hash, hash"
+    };
+}
+
+const OPEN_CHAIN: &str =
+    "INSERT INTO audit_chains (chain_key, last_seq, last_hash) VALUES ($1, 0, $2) \
+     ON CONFLICT (chain_key) DO NOTHING";
+const CLAIM_HEAD: &str = "UPDATE audit_chains SET last_seq = last_seq + 1 WHERE chain_key = $1 \
+     RETURNING last_seq, last_hash";
+const INSERT_EVENT: &str = concat!(
+    "INSERT INTO audit_events (",
+    audit_event_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+     $19, $20, $21)"
+);
+const SET_HEAD_HASH: &str = "UPDATE audit_chains SET last_hash = $1 WHERE chain_key = $2";
+
+pub(crate) fn statements() -> Vec<Statement> {
+    let mut all = records_domain::statements!("audit": OPEN_CHAIN, CLAIM_HEAD, INSERT_EVENT,
+        SET_HEAD_HASH);
+    all.extend(query::statements());
+    all.extend(prune::statements());
+    all.extend(verify::statements());
+    all
+}
+
+/// A stored event as read. Times and the texts the hash covers stay as stored: the hash is
+/// recomputed from exactly these characters.
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    id: UuidText,
+    chain_key: String,
+    seq: i64,
+    occurred_at: String,
+    actor_id: Option<UuidText>,
+    actor_name: String,
+    actor_role: String,
+    actor_clinic_id: Option<UuidText>,
+    on_behalf_of: Option<String>,
+    patient_id: Option<UuidText>,
+    action: String,
+    resource_type: String,
+    resource_id: Option<String>,
+    basis: String,
+    outcome: String,
+    reason: String,
+    client_addr: String,
+    client_addr_key: Option<String>,
+    client_addr_commitment: Option<String>,
+    prev_hash: String,
+    hash: String,
+}
+
+impl From<EventRow> for AuditEvent {
+    fn from(row: EventRow) -> Self {
+        AuditEvent {
+            id: row.id.0,
+            chain_key: row.chain_key,
+            seq: row.seq,
+            occurred_at: row.occurred_at,
+            actor_id: row.actor_id.map(Uuid::from),
+            actor_name: row.actor_name,
+            actor_role: row.actor_role,
+            actor_clinic_id: row.actor_clinic_id.map(Uuid::from),
+            on_behalf_of: row.on_behalf_of,
+            patient_id: row.patient_id.map(Uuid::from),
+            action: row.action,
+            resource_type: row.resource_type,
+            resource_id: row.resource_id,
+            basis: row.basis,
+            outcome: row.outcome,
+            reason: row.reason,
+            client_addr: row.client_addr,
+            client_addr_key: row.client_addr_key,
+            client_addr_commitment: row.client_addr_commitment,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+        }
+    }
 }
 
 #[cfg(test)]

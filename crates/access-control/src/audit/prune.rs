@@ -8,10 +8,10 @@
 //! up as a broken link. The database refuses to delete anything younger than ten years
 //! whatever this code is asked to do.
 
-use records_domain::db::{ts, RowExt};
+use records_domain::db::{Statement, Utc};
 use records_domain::model::PatientId;
 use records_domain::DomainError;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -22,6 +22,27 @@ use crate::AccessError;
 /// The shortest retention the database itself enforces.
 pub const MINIMUM_RETENTION_YEARS: i64 = 10;
 pub const PRUNE_ACTION: &str = "prune audit log";
+
+const CLEAR_WINDOW: &str = "DELETE FROM audit_prune_window";
+const OPEN_WINDOW: &str = "INSERT INTO audit_prune_window (id, before) VALUES (1, $1)";
+const CHAINS: &str =
+    "SELECT chain_key, last_seq, pruned_through_seq FROM audit_chains ORDER BY chain_key";
+const FIRST_KEPT: &str =
+    "SELECT MIN(seq) FROM audit_events WHERE chain_key = $1 AND occurred_at >= $2";
+const ANCHOR: &str = "SELECT hash FROM audit_events WHERE chain_key = $1 AND seq = $2";
+const DELETE_CLOSURES: &str = "DELETE FROM audit_review_closures WHERE review_id IN \
+     (SELECT r.id FROM audit_reviews r JOIN audit_events e ON e.id = r.event_id \
+     WHERE e.chain_key = $1 AND e.seq <= $2)";
+const DELETE_REVIEWS: &str = "DELETE FROM audit_reviews WHERE event_id IN \
+     (SELECT id FROM audit_events WHERE chain_key = $1 AND seq <= $2)";
+const DELETE_EVENTS: &str = "DELETE FROM audit_events WHERE chain_key = $1 AND seq <= $2";
+const SET_ANCHOR: &str =
+    "UPDATE audit_chains SET pruned_through_seq = $1, pruned_hash = $2 WHERE chain_key = $3";
+
+pub(crate) fn statements() -> Vec<Statement> {
+    records_domain::statements!("audit::prune": CLEAR_WINDOW, OPEN_WINDOW, CHAINS, FIRST_KEPT,
+        ANCHOR, DELETE_CLOSURES, DELETE_REVIEWS, DELETE_EVENTS, SET_ANCHOR)
+}
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PruneReport {
@@ -48,32 +69,22 @@ pub async fn prune(
             "Audit events are kept at least {MINIMUM_RETENTION_YEARS} years."
         )));
     }
-    let before = ts(now - Duration::days(365 * retention_years + retention_years / 4 + 1));
-    sqlx::query("DELETE FROM audit_prune_window")
+    let before = Utc(now - Duration::days(365 * retention_years + retention_years / 4 + 1));
+    sqlx::query(CLEAR_WINDOW).execute(&mut *conn).await?;
+    sqlx::query(OPEN_WINDOW)
+        .bind(before)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("INSERT INTO audit_prune_window (id, before) VALUES (1, $1)")
-        .bind(&before)
-        .execute(&mut *conn)
-        .await?;
-    let chains = sqlx::query(
-        "SELECT chain_key, last_seq, pruned_through_seq FROM audit_chains ORDER BY chain_key",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let chains: Vec<(String, i64, i64)> = sqlx::query_as(CHAINS).fetch_all(&mut *conn).await?;
     let mut report = PruneReport::default();
-    for chain in chains {
-        let key = chain.text("chain_key")?;
-        let first_kept = sqlx::query(
-            "SELECT MIN(seq) AS seq FROM audit_events WHERE chain_key = $1 AND occurred_at >= $2",
-        )
-        .bind(&key)
-        .bind(&before)
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get::<Option<i64>, _>("seq")?;
-        let through = first_kept.map_or(chain.int("last_seq")?, |s| s - 1);
-        if through <= chain.int("pruned_through_seq")? {
+    for (key, last_seq, pruned_through_seq) in chains {
+        let first_kept: Option<i64> = sqlx::query_scalar(FIRST_KEPT)
+            .bind(&key)
+            .bind(before)
+            .fetch_one(&mut *conn)
+            .await?;
+        let through = first_kept.map_or(last_seq, |s| s - 1);
+        if through <= pruned_through_seq {
             continue;
         }
         let removed = prune_chain(conn, &key, through).await?;
@@ -90,9 +101,7 @@ pub async fn prune(
         report.chains += 1;
         report.events += removed.0;
     }
-    sqlx::query("DELETE FROM audit_prune_window")
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(CLEAR_WINDOW).execute(&mut *conn).await?;
     Ok(report)
 }
 
@@ -102,42 +111,33 @@ async fn prune_chain(
     key: &str,
     through: i64,
 ) -> Result<(u64, String), AccessError> {
-    let anchor = sqlx::query("SELECT hash FROM audit_events WHERE chain_key = $1 AND seq = $2")
+    let anchor: String = sqlx::query_scalar(ANCHOR)
         .bind(key)
         .bind(through)
         .fetch_one(&mut *conn)
-        .await?
-        .text("hash")?;
+        .await?;
     // Reviews of the removed events go with them, answers first (they refer to the reviews).
-    sqlx::query(
-        "DELETE FROM audit_review_closures WHERE review_id IN (SELECT r.id FROM audit_reviews r \
-         JOIN audit_events e ON e.id = r.event_id WHERE e.chain_key = $1 AND e.seq <= $2)",
-    )
-    .bind(key)
-    .bind(through)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "DELETE FROM audit_reviews WHERE event_id IN \
-         (SELECT id FROM audit_events WHERE chain_key = $1 AND seq <= $2)",
-    )
-    .bind(key)
-    .bind(through)
-    .execute(&mut *conn)
-    .await?;
-    let deleted = sqlx::query("DELETE FROM audit_events WHERE chain_key = $1 AND seq <= $2")
+    sqlx::query(DELETE_CLOSURES)
+        .bind(key)
+        .bind(through)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(DELETE_REVIEWS)
+        .bind(key)
+        .bind(through)
+        .execute(&mut *conn)
+        .await?;
+    let deleted = sqlx::query(DELETE_EVENTS)
         .bind(key)
         .bind(through)
         .execute(&mut *conn)
         .await?
         .rows_affected();
-    sqlx::query(
-        "UPDATE audit_chains SET pruned_through_seq = $1, pruned_hash = $2 WHERE chain_key = $3",
-    )
-    .bind(through)
-    .bind(&anchor)
-    .bind(key)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(SET_ANCHOR)
+        .bind(through)
+        .bind(&anchor)
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
     Ok((deleted, anchor))
 }

@@ -4,15 +4,112 @@
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use records_domain::db::{ts, RowExt};
+use records_domain::db::{PortableQuery, Statement, Utc, UuidText};
 use records_domain::model::PatientId;
-use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{from_row, AuditEvent};
+use super::{AuditEvent, EventRow};
 use crate::AccessError;
+
+const ACCESSES_TO: &str = concat!(
+    "SELECT ",
+    crate::audit_event_columns!(),
+    " FROM audit_events WHERE patient_id = $1 AND (actor_id IS NULL OR actor_id <> $2) \
+     AND resource_type <> '' ORDER BY occurred_at DESC, id DESC LIMIT $3"
+);
+const CHAIN_OF: &str = concat!(
+    "SELECT ",
+    crate::audit_event_columns!(),
+    " FROM audit_events WHERE chain_key = $1 ORDER BY seq"
+);
+const COUNT_ACCESSES_SINCE: &str = "SELECT COUNT(*) FROM audit_events WHERE patient_id = $1 \
+     AND (actor_id IS NULL OR actor_id <> $2) AND resource_type <> '' AND occurred_at > $3";
+const PREVIOUS_VISIT: &str = "SELECT occurred_at FROM audit_events WHERE chain_key = $1 \
+     AND seq < $2 AND actor_id = $3 AND action = 'read summary' AND outcome = 'allowed' \
+     ORDER BY seq DESC LIMIT 1";
+const BY_ID: &str = concat!(
+    "SELECT ",
+    crate::audit_event_columns!(),
+    " FROM audit_events WHERE id = $1"
+);
+/// A review with its answer, if any.
+macro_rules! reviews {
+    () => {
+        "SELECT r.id, r.event_id, r.patient_id, r.kind, r.comment, r.opened_at, \
+         c.note AS resolution_note, c.closed_at, c.closed_by FROM audit_reviews r \
+         LEFT JOIN audit_review_closures c ON c.review_id = r.id"
+    };
+}
+const OPEN_REVIEW: &str = "INSERT INTO audit_reviews (id, event_id, patient_id, kind, comment, \
+     opened_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id, kind) DO NOTHING";
+const OPEN_REVIEWS: &str = concat!(
+    reviews!(),
+    " WHERE c.review_id IS NULL ORDER BY r.opened_at DESC, r.id DESC LIMIT $1"
+);
+const CLOSED_REVIEWS: &str = concat!(
+    reviews!(),
+    " WHERE c.review_id IS NOT NULL ORDER BY r.opened_at DESC, r.id DESC LIMIT $1"
+);
+const REVIEWS_OF_PATIENT: &str = concat!(
+    reviews!(),
+    " WHERE r.patient_id = $1 AND r.kind = $2 ORDER BY r.opened_at DESC"
+);
+const REVIEW_BY_ID: &str = concat!(reviews!(), " WHERE r.id = $1");
+const CLOSE_REVIEW: &str = "INSERT INTO audit_review_closures (review_id, note, closed_at, \
+     closed_by) VALUES ($1, $2, $3, $4) ON CONFLICT (review_id) DO NOTHING";
+const CLINICIAN_STATS: &str = "SELECT actor_id, MAX(actor_name) AS actor_name, \
+     SUM(CASE WHEN outcome = 'allowed' THEN 1 ELSE 0 END) AS accesses, \
+     SUM(CASE WHEN outcome = 'allowed' AND basis = 'emergency_override' THEN 1 ELSE 0 END) AS overrides, \
+     SUM(CASE WHEN outcome = 'allowed' AND basis <> 'gp_listing' THEN 1 ELSE 0 END) AS outside_list, \
+     SUM(CASE WHEN outcome = 'denied' THEN 1 ELSE 0 END) AS denials, \
+     COUNT(DISTINCT SUBSTR(occurred_at, 1, 10)) AS days \
+     FROM audit_events WHERE actor_role = 'clinician' AND patient_id IS NOT NULL \
+     AND occurred_at >= $1 AND occurred_at < $2 \
+     GROUP BY actor_id ORDER BY accesses DESC";
+
+/// Every statement of this module; the dynamic ones with every clause switched on.
+pub(crate) fn statements() -> Vec<Statement> {
+    let mut all = records_domain::statements!("audit::query": ACCESSES_TO, CHAIN_OF,
+        COUNT_ACCESSES_SINCE, PREVIOUS_VISIT, BY_ID, OPEN_REVIEW, OPEN_REVIEWS, CLOSED_REVIEWS,
+        REVIEWS_OF_PATIENT, REVIEW_BY_ID, CLOSE_REVIEW, CLINICIAN_STATS);
+    let id = Uuid::nil();
+    let every_filter = Filter {
+        patient_id: Some(PatientId(id)),
+        actor_id: Some(id),
+        clinic_id: Some(id),
+        action: Some("read summary".into()),
+        outcome: Some("allowed".into()),
+        basis: Some("gp_listing".into()),
+        from: Some(OffsetDateTime::UNIX_EPOCH),
+        until: Some(OffsetDateTime::UNIX_EPOCH),
+    };
+    let after = Cursor {
+        occurred_at: Utc(OffsetDateTime::UNIX_EPOCH).to_string(),
+        id: id.to_string(),
+    };
+    let dynamic = [
+        (
+            "audit::query::search",
+            search_query(&every_filter, Some(&after), 1),
+        ),
+        ("audit::query::Export", export_query(&every_filter)),
+        ("audit::query::count", count_query(&every_filter)),
+        (
+            "audit::query::about_patient_since",
+            since_query(
+                PatientId(id),
+                "read summary",
+                Some(OffsetDateTime::UNIX_EPOCH),
+            ),
+        ),
+    ];
+    for (name, query) in dynamic {
+        all.push(Statement::new(name, query.sql().to_string()));
+    }
+    all
+}
 
 /// Accesses to a patient's record by anyone but `viewer` (the patient's own user), newest first.
 pub async fn accesses_to(
@@ -21,16 +118,13 @@ pub async fn accesses_to(
     viewer: Uuid,
     limit: i64,
 ) -> Result<Vec<AuditEvent>, AccessError> {
-    let rows = sqlx::query(
-        "SELECT * FROM audit_events WHERE patient_id = $1 AND (actor_id IS NULL OR actor_id <> $2) \
-         AND resource_type <> '' ORDER BY occurred_at DESC, id DESC LIMIT $3",
-    )
-    .bind(patient.0.to_string())
-    .bind(viewer.to_string())
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(from_row).collect()
+    let rows: Vec<EventRow> = sqlx::query_as(ACCESSES_TO)
+        .bind(patient)
+        .bind(UuidText(viewer))
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(AuditEvent::from).collect())
 }
 
 /// The whole chain of one patient, oldest first, for download and independent verification.
@@ -38,11 +132,11 @@ pub async fn chain_of(
     conn: &mut AnyConnection,
     patient: PatientId,
 ) -> Result<Vec<AuditEvent>, AccessError> {
-    let rows = sqlx::query("SELECT * FROM audit_events WHERE chain_key = $1 ORDER BY seq")
-        .bind(patient.0.to_string())
+    let rows: Vec<EventRow> = sqlx::query_as(CHAIN_OF)
+        .bind(patient)
         .fetch_all(conn)
         .await?;
-    rows.iter().map(from_row).collect()
+    Ok(rows.into_iter().map(AuditEvent::from).collect())
 }
 
 pub async fn count_accesses_since(
@@ -51,16 +145,31 @@ pub async fn count_accesses_since(
     viewer: Uuid,
     since: OffsetDateTime,
 ) -> Result<i64, AccessError> {
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n FROM audit_events WHERE patient_id = $1 AND (actor_id IS NULL OR actor_id <> $2) \
-         AND resource_type <> '' AND occurred_at > $3",
-    )
-    .bind(patient.0.to_string())
-    .bind(viewer.to_string())
-    .bind(ts(since))
-    .fetch_one(conn)
-    .await?;
-    Ok(row.int("n")?)
+    Ok(sqlx::query_scalar(COUNT_ACCESSES_SINCE)
+        .bind(patient)
+        .bind(UuidText(viewer))
+        .bind(Utc(since))
+        .fetch_one(conn)
+        .await?)
+}
+
+fn since_query<'q>(
+    patient: PatientId,
+    action: &'q str,
+    since: Option<OffsetDateTime>,
+) -> PortableQuery<'q> {
+    let mut query = PortableQuery::new(concat!(
+        "SELECT ",
+        crate::audit_event_columns!(),
+        " FROM audit_events"
+    ));
+    query.push_bind(" WHERE patient_id = ", patient);
+    query.push_bind(" AND action = ", action);
+    if let Some(since) = since {
+        query.push_bind(" AND occurred_at > ", Utc(since));
+    }
+    query.push(" ORDER BY occurred_at, id");
+    query
 }
 
 /// Events of one action about a patient after `since` (all of them without), oldest first.
@@ -70,16 +179,11 @@ pub async fn about_patient_since(
     action: &str,
     since: Option<OffsetDateTime>,
 ) -> Result<Vec<AuditEvent>, AccessError> {
-    let rows = sqlx::query(
-        "SELECT * FROM audit_events WHERE patient_id = $1 AND action = $2 AND occurred_at > $3 \
-         ORDER BY occurred_at, id",
-    )
-    .bind(patient.0.to_string())
-    .bind(action)
-    .bind(since.map(ts).unwrap_or_default())
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(from_row).collect()
+    let rows: Vec<EventRow> = since_query(patient, action, since)
+        .build_query_as()?
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(AuditEvent::from).collect())
 }
 
 /// When `viewer` last opened this patient's overview before the view that is audited as
@@ -91,27 +195,21 @@ pub async fn previous_visit(
     patient: PatientId,
     current_seq: i64,
 ) -> Result<OffsetDateTime, AccessError> {
-    let row = sqlx::query(
-        "SELECT occurred_at FROM audit_events WHERE chain_key = $1 AND seq < $2 AND actor_id = $3 \
-         AND action = 'read summary' AND outcome = 'allowed' ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(patient.0.to_string())
-    .bind(current_seq)
-    .bind(viewer.to_string())
-    .fetch_optional(conn)
-    .await?;
-    match row {
-        Some(r) => Ok(r.time("occurred_at")?),
-        None => Ok(OffsetDateTime::UNIX_EPOCH),
-    }
+    let at: Option<Utc> = sqlx::query_scalar(PREVIOUS_VISIT)
+        .bind(patient)
+        .bind(current_seq)
+        .bind(UuidText(viewer))
+        .fetch_optional(conn)
+        .await?;
+    Ok(at.map_or(OffsetDateTime::UNIX_EPOCH, OffsetDateTime::from))
 }
 
 pub async fn by_id(conn: &mut AnyConnection, id: Uuid) -> Result<Option<AuditEvent>, AccessError> {
-    let row = sqlx::query("SELECT * FROM audit_events WHERE id = $1")
-        .bind(id.to_string())
+    let row: Option<EventRow> = sqlx::query_as(BY_ID)
+        .bind(UuidText(id))
         .fetch_optional(conn)
         .await?;
-    row.as_ref().map(from_row).transpose()
+    Ok(row.map(AuditEvent::from))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -134,53 +232,63 @@ pub struct Cursor {
 }
 
 impl Filter {
-    fn where_clause(&self, after: Option<&Cursor>) -> (String, Vec<String>) {
-        let mut clauses = Vec::new();
-        let mut binds: Vec<String> = Vec::new();
-        let mut add = |clause: &str, value: String| {
-            binds.push(value);
-            clauses.push(clause.replace('?', &format!("${}", binds.len())));
-        };
+    /// Appends ` WHERE ...` with the clauses that apply (nothing when none do).
+    fn push_where<'q>(&'q self, query: &mut PortableQuery<'q>, after: Option<&'q Cursor>) {
+        let mut joiner = [" WHERE "].into_iter().chain(std::iter::repeat(" AND "));
+        let mut and = |column: &str| format!("{}{column}", joiner.next().unwrap_or(" AND "));
         if let Some(p) = self.patient_id {
-            add("patient_id = ?", p.0.to_string());
+            query.push_bind(&and("patient_id = "), p);
         }
         if let Some(a) = self.actor_id {
-            add("actor_id = ?", a.to_string());
+            query.push_bind(&and("actor_id = "), UuidText(a));
         }
         if let Some(c) = self.clinic_id {
-            add("actor_clinic_id = ?", c.to_string());
+            query.push_bind(&and("actor_clinic_id = "), UuidText(c));
         }
         if let Some(a) = &self.action {
-            add("action = ?", a.clone());
+            query.push_bind(&and("action = "), a.as_str());
         }
         if let Some(o) = &self.outcome {
-            add("outcome = ?", o.clone());
+            query.push_bind(&and("outcome = "), o.as_str());
         }
         if let Some(b) = &self.basis {
-            add("basis = ?", b.clone());
+            query.push_bind(&and("basis = "), b.as_str());
         }
         if let Some(f) = self.from {
-            add("occurred_at >= ?", ts(f));
+            query.push_bind(&and("occurred_at >= "), Utc(f));
         }
         if let Some(u) = self.until {
-            add("occurred_at < ?", ts(u));
+            query.push_bind(&and("occurred_at < "), Utc(u));
         }
         if let Some(c) = after {
-            binds.push(c.occurred_at.clone());
-            let t = binds.len();
-            binds.push(c.id.clone());
-            clauses.push(format!(
-                "(occurred_at < ${t} OR (occurred_at = ${t} AND id < ${}))",
-                binds.len()
-            ));
+            // Keyset paging: rows strictly before the cursor in (occurred_at, id) order.
+            query.push_bind(&and("(occurred_at < "), c.occurred_at.as_str());
+            query.push_bind(" OR (occurred_at = ", c.occurred_at.as_str());
+            query.push_bind(" AND id < ", c.id.as_str());
+            query.push("))");
         }
-        let sql = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        (sql, binds)
     }
+}
+
+fn events_query<'q>(filter: &'q Filter, after: Option<&'q Cursor>) -> PortableQuery<'q> {
+    let mut query = PortableQuery::new(concat!(
+        "SELECT ",
+        crate::audit_event_columns!(),
+        " FROM audit_events"
+    ));
+    filter.push_where(&mut query, after);
+    query.push(" ORDER BY occurred_at DESC, id DESC");
+    query
+}
+
+fn search_query<'q>(
+    filter: &'q Filter,
+    after: Option<&'q Cursor>,
+    page_size: i64,
+) -> PortableQuery<'q> {
+    let mut query = events_query(filter, after);
+    query.push_bind(" LIMIT ", page_size + 1);
+    query
 }
 
 /// One page of matching events, newest first, and the cursor for the next page.
@@ -190,17 +298,11 @@ pub async fn search(
     after: Option<&Cursor>,
     page_size: i64,
 ) -> Result<(Vec<AuditEvent>, Option<Cursor>), AccessError> {
-    let (clause, binds) = filter.where_clause(after);
-    let sql = format!(
-        "SELECT * FROM audit_events {clause} ORDER BY occurred_at DESC, id DESC LIMIT {}",
-        page_size + 1
-    );
-    let mut query = sqlx::query(&sql);
-    for b in &binds {
-        query = query.bind(b.as_str());
-    }
-    let rows = query.fetch_all(conn).await?;
-    let mut events = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let rows: Vec<EventRow> = search_query(filter, after, page_size)
+        .build_query_as()?
+        .fetch_all(conn)
+        .await?;
+    let mut events: Vec<AuditEvent> = rows.into_iter().map(AuditEvent::from).collect();
     let next = if events.len() as i64 > page_size {
         events.truncate(page_size as usize);
         events.last().map(|e| Cursor {
@@ -213,18 +315,21 @@ pub async fn search(
     Ok((events, next))
 }
 
+fn export_query(filter: &Filter) -> PortableQuery<'_> {
+    events_query(filter, None)
+}
+
 /// A filter turned into SQL, for streaming every match (CSV export) without holding it all.
 pub struct Export {
+    filter: Filter,
     sql: String,
-    binds: Vec<String>,
 }
 
 impl Export {
     pub fn new(filter: &Filter) -> Self {
-        let (clause, binds) = filter.where_clause(None);
         Self {
-            sql: format!("SELECT * FROM audit_events {clause} ORDER BY occurred_at DESC, id DESC"),
-            binds,
+            sql: export_query(filter).sql().to_string(),
+            filter: filter.clone(),
         }
     }
 
@@ -233,16 +338,13 @@ impl Export {
         &'a self,
         conn: &'a mut AnyConnection,
     ) -> BoxStream<'a, Result<AuditEvent, AccessError>> {
-        let mut query = sqlx::query(&self.sql);
-        for b in &self.binds {
-            query = query.bind(b.as_str());
+        match export_query(&self.filter).into_parts() {
+            Ok((_, arguments)) => sqlx::query_as_with::<_, EventRow, _>(&self.sql, arguments)
+                .fetch(conn)
+                .map(|row| row.map(AuditEvent::from).map_err(AccessError::from))
+                .boxed(),
+            Err(e) => futures::stream::once(async move { Err(e.into()) }).boxed(),
         }
-        query
-            .fetch(conn)
-            .map(|row: Result<AnyRow, sqlx::Error>| {
-                row.map_err(AccessError::from).and_then(|r| from_row(&r))
-            })
-            .boxed()
     }
 }
 
@@ -268,11 +370,6 @@ pub const REVIEW_PATIENT_REPORT: &str = "patient_report";
 pub const REVIEW_OVERRIDE: &str = "emergency_override";
 pub const REVIEW_DENIAL_THEN_OVERRIDE: &str = "denial_then_override";
 
-/// A review with its answer, if any.
-const REVIEWS: &str = "SELECT r.id, r.event_id, r.patient_id, r.kind, r.comment, r.opened_at, \
-     c.note AS resolution_note, c.closed_at, c.closed_by FROM audit_reviews r \
-     LEFT JOIN audit_review_closures c ON c.review_id = r.id";
-
 pub async fn open_review(
     conn: &mut AnyConnection,
     event_id: Uuid,
@@ -280,19 +377,15 @@ pub async fn open_review(
     kind: &str,
     comment: &str,
 ) -> Result<bool, AccessError> {
-    let id = Uuid::now_v7();
-    let inserted = sqlx::query(
-        "INSERT INTO audit_reviews (id, event_id, patient_id, kind, comment, opened_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id, kind) DO NOTHING",
-    )
-    .bind(id.to_string())
-    .bind(event_id.to_string())
-    .bind(patient_id.map(|p| p.0.to_string()))
-    .bind(kind)
-    .bind(comment)
-    .bind(ts(OffsetDateTime::now_utc()))
-    .execute(conn)
-    .await?;
+    let inserted = sqlx::query(OPEN_REVIEW)
+        .bind(UuidText(Uuid::now_v7()))
+        .bind(UuidText(event_id))
+        .bind(patient_id)
+        .bind(kind)
+        .bind(comment)
+        .bind(Utc::now())
+        .execute(conn)
+        .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
@@ -302,43 +395,36 @@ pub async fn reviews(
     status: &str,
     limit: i64,
 ) -> Result<Vec<Review>, AccessError> {
-    let answered = match status {
-        "open" => "IS NULL",
-        "closed" => "IS NOT NULL",
+    let sql = match status {
+        "open" => OPEN_REVIEWS,
+        "closed" => CLOSED_REVIEWS,
         other => return Err(AccessError::invalid(format!("no review status {other:?}"))),
     };
-    let rows = sqlx::query(&format!(
-        "{REVIEWS} WHERE c.review_id {answered} ORDER BY r.opened_at DESC, r.id DESC LIMIT $1"
-    ))
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(review_from_row).collect()
+    let rows: Vec<ReviewRow> = sqlx::query_as(sql).bind(limit).fetch_all(conn).await?;
+    Ok(rows.into_iter().map(Review::from).collect())
 }
 
 pub async fn reviews_of_patient(
     conn: &mut AnyConnection,
     patient: PatientId,
 ) -> Result<Vec<Review>, AccessError> {
-    let rows = sqlx::query(&format!(
-        "{REVIEWS} WHERE r.patient_id = $1 AND r.kind = $2 ORDER BY r.opened_at DESC"
-    ))
-    .bind(patient.0.to_string())
-    .bind(REVIEW_PATIENT_REPORT)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(review_from_row).collect()
+    let rows: Vec<ReviewRow> = sqlx::query_as(REVIEWS_OF_PATIENT)
+        .bind(patient)
+        .bind(REVIEW_PATIENT_REPORT)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(Review::from).collect())
 }
 
 pub async fn review_by_id(
     conn: &mut AnyConnection,
     id: Uuid,
 ) -> Result<Option<Review>, AccessError> {
-    let row = sqlx::query(&format!("{REVIEWS} WHERE r.id = $1"))
-        .bind(id.to_string())
+    let row: Option<ReviewRow> = sqlx::query_as(REVIEW_BY_ID)
+        .bind(UuidText(id))
         .fetch_optional(conn)
         .await?;
-    row.as_ref().map(review_from_row).transpose()
+    Ok(row.map(Review::from))
 }
 
 /// Answer an open review by appending its closure; false if it was closed already (by someone
@@ -349,38 +435,49 @@ pub async fn close_review(
     note: &str,
     by: &str,
 ) -> Result<bool, AccessError> {
-    let done = sqlx::query(
-        "INSERT INTO audit_review_closures (review_id, note, closed_at, closed_by) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (review_id) DO NOTHING",
-    )
-    .bind(id.to_string())
-    .bind(note)
-    .bind(ts(OffsetDateTime::now_utc()))
-    .bind(by)
-    .execute(conn)
-    .await?;
+    let done = sqlx::query(CLOSE_REVIEW)
+        .bind(UuidText(id))
+        .bind(note)
+        .bind(Utc::now())
+        .bind(by)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
-fn review_from_row(row: &AnyRow) -> Result<Review, AccessError> {
-    let closed_at = row.opt_text("closed_at")?;
-    Ok(Review {
-        id: row.uuid("id")?,
-        event_id: row.uuid("event_id")?,
-        patient_id: row.opt_uuid("patient_id")?,
-        kind: row.text("kind")?,
-        comment: row.text("comment")?,
-        status: if closed_at.is_some() {
+#[derive(sqlx::FromRow)]
+struct ReviewRow {
+    id: UuidText,
+    event_id: UuidText,
+    patient_id: Option<UuidText>,
+    kind: String,
+    comment: String,
+    resolution_note: Option<String>,
+    opened_at: String,
+    closed_at: Option<String>,
+    closed_by: Option<String>,
+}
+
+impl From<ReviewRow> for Review {
+    fn from(row: ReviewRow) -> Self {
+        let status = if row.closed_at.is_some() {
             "closed"
         } else {
             "open"
+        };
+        Review {
+            id: row.id.0,
+            event_id: row.event_id.0,
+            patient_id: row.patient_id.map(Uuid::from),
+            kind: row.kind,
+            comment: row.comment,
+            status: status.into(),
+            resolution_note: row.resolution_note,
+            opened_at: row.opened_at,
+            closed_at: row.closed_at,
+            closed_by: row.closed_by,
         }
-        .into(),
-        resolution_note: row.opt_text("resolution_note")?,
-        opened_at: row.text("opened_at")?,
-        closed_at,
-        closed_by: row.opt_text("closed_by")?,
-    })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -414,42 +511,50 @@ pub async fn clinician_stats(
     from: OffsetDateTime,
     until: OffsetDateTime,
 ) -> Result<Vec<ClinicianStats>, AccessError> {
-    let rows = sqlx::query(
-        "SELECT actor_id, MAX(actor_name) AS actor_name, \
-         SUM(CASE WHEN outcome = 'allowed' THEN 1 ELSE 0 END) AS accesses, \
-         SUM(CASE WHEN outcome = 'allowed' AND basis = 'emergency_override' THEN 1 ELSE 0 END) AS overrides, \
-         SUM(CASE WHEN outcome = 'allowed' AND basis <> 'gp_listing' THEN 1 ELSE 0 END) AS outside_list, \
-         SUM(CASE WHEN outcome = 'denied' THEN 1 ELSE 0 END) AS denials, \
-         COUNT(DISTINCT SUBSTR(occurred_at, 1, 10)) AS days \
-         FROM audit_events WHERE actor_role = 'clinician' AND patient_id IS NOT NULL AND occurred_at >= $1 AND occurred_at < $2 \
-         GROUP BY actor_id ORDER BY accesses DESC",
-    )
-    .bind(ts(from))
-    .bind(ts(until))
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ClinicianStats {
-                actor_id: r.uuid("actor_id")?,
-                actor_name: r.text("actor_name")?,
-                accesses: r.int("accesses")?,
-                overrides: r.int("overrides")?,
-                outside_list: r.int("outside_list")?,
-                denials: r.int("denials")?,
-                days: r.int("days")?,
-            })
-        })
-        .collect()
+    let rows: Vec<StatsRow> = sqlx::query_as(CLINICIAN_STATS)
+        .bind(Utc(from))
+        .bind(Utc(until))
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(ClinicianStats::from).collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct StatsRow {
+    actor_id: UuidText,
+    actor_name: String,
+    accesses: i64,
+    overrides: i64,
+    outside_list: i64,
+    denials: i64,
+    days: i64,
+}
+
+impl From<StatsRow> for ClinicianStats {
+    fn from(row: StatsRow) -> Self {
+        ClinicianStats {
+            actor_id: row.actor_id.0,
+            actor_name: row.actor_name,
+            accesses: row.accesses,
+            overrides: row.overrides,
+            outside_list: row.outside_list,
+            denials: row.denials,
+            days: row.days,
+        }
+    }
+}
+
+fn count_query(filter: &Filter) -> PortableQuery<'_> {
+    let mut query = PortableQuery::new("SELECT COUNT(*) FROM audit_events");
+    filter.push_where(&mut query, None);
+    query
 }
 
 /// How many events match (the `total` of a FHIR AuditEvent search).
 pub async fn count(conn: &mut AnyConnection, filter: &Filter) -> Result<i64, AccessError> {
-    let (clause, binds) = filter.where_clause(None);
-    let sql = format!("SELECT COUNT(*) AS n FROM audit_events {clause}");
-    let mut query = sqlx::query(&sql);
-    for b in &binds {
-        query = query.bind(b.as_str());
-    }
-    Ok(query.fetch_one(conn).await?.int("n")?)
+    let (n,): (i64,) = count_query(filter)
+        .build_query_as()?
+        .fetch_one(conn)
+        .await?;
+    Ok(n)
 }

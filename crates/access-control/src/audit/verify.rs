@@ -2,12 +2,29 @@
 //! check each event's client address against the commitment its hash covers.
 
 use futures::TryStreamExt;
-use records_domain::db::RowExt;
+use records_domain::db::Statement;
 use sqlx::{AnyConnection, Connection};
 
 use super::prune::{anchor_record, PRUNE_ACTION};
-use super::{from_row, AuditEvent, GENESIS_HASH};
+use super::{AuditEvent, EventRow, GENESIS_HASH};
 use crate::AccessError;
+
+const SNAPSHOT: &str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+const HEADS: &str = "SELECT chain_key, last_seq, last_hash, pruned_through_seq, pruned_hash \
+     FROM audit_chains ORDER BY chain_key";
+const ORPHANS: &str = "SELECT e.chain_key, MIN(e.seq) FROM audit_events e \
+     LEFT JOIN audit_chains c ON c.chain_key = e.chain_key \
+     WHERE c.chain_key IS NULL GROUP BY e.chain_key";
+const CHAIN: &str = concat!(
+    "SELECT ",
+    crate::audit_event_columns!(),
+    " FROM audit_events WHERE chain_key = $1 ORDER BY seq"
+);
+
+/// `SNAPSHOT` is left out: SQLite has no such statement, and it runs on PostgreSQL only.
+pub(crate) fn statements() -> Vec<Statement> {
+    records_domain::statements!("audit::verify": HEADS, ORPHANS, CHAIN)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokenLink {
@@ -37,9 +54,7 @@ pub async fn verify_all(conn: &mut AnyConnection) -> Result<VerifyReport, Access
     let mut snapshot = conn.begin().await?;
     if postgres {
         // PostgreSQL's default isolation takes a new snapshot per statement.
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *snapshot)
-            .await?;
+        sqlx::query(SNAPSHOT).execute(&mut *snapshot).await?;
     }
     let report = verify_snapshot(&mut snapshot).await?;
     snapshot.rollback().await?;
@@ -47,36 +62,26 @@ pub async fn verify_all(conn: &mut AnyConnection) -> Result<VerifyReport, Access
 }
 
 async fn verify_snapshot(conn: &mut AnyConnection) -> Result<VerifyReport, AccessError> {
-    let heads = sqlx::query(
-        "SELECT chain_key, last_seq, last_hash, pruned_through_seq, pruned_hash FROM audit_chains \
-         ORDER BY chain_key",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let heads: Vec<(String, i64, String, i64, String)> =
+        sqlx::query_as(HEADS).fetch_all(&mut *conn).await?;
     let mut report = VerifyReport::default();
-    for head in heads {
-        let key = head.text("chain_key")?;
+    for (key, last_seq, last_hash, pruned_through_seq, pruned_hash) in heads {
         let head = ChainHead {
-            last_seq: head.int("last_seq")?,
-            last_hash: head.text("last_hash")?,
-            pruned_through_seq: head.int("pruned_through_seq")?,
-            pruned_hash: head.text("pruned_hash")?,
+            last_seq,
+            last_hash,
+            pruned_through_seq,
+            pruned_hash,
         };
         let (events, broken) = verify_chain(conn, &key, &head).await?;
         report.chains += 1;
         report.events += events;
         report.broken.extend(broken);
     }
-    let orphans = sqlx::query(
-        "SELECT e.chain_key, MIN(e.seq) AS seq FROM audit_events e LEFT JOIN audit_chains c ON c.chain_key = e.chain_key \
-         WHERE c.chain_key IS NULL GROUP BY e.chain_key",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in orphans {
+    let orphans: Vec<(String, i64)> = sqlx::query_as(ORPHANS).fetch_all(&mut *conn).await?;
+    for (chain_key, seq) in orphans {
         report.broken.push(BrokenLink {
-            chain_key: row.text("chain_key")?,
-            seq: row.int("seq")?,
+            chain_key,
+            seq,
             event_id: None,
             problem: "events of a chain that has no head (chain head deleted)".into(),
         });
@@ -100,7 +105,7 @@ pub async fn verify_chain(
     head: &ChainHead,
 ) -> Result<(u64, Option<BrokenLink>), AccessError> {
     let (head_seq, head_hash) = (head.last_seq, head.last_hash.as_str());
-    let mut rows = sqlx::query("SELECT * FROM audit_events WHERE chain_key = $1 ORDER BY seq")
+    let mut rows = sqlx::query_as::<_, EventRow>(CHAIN)
         .bind(chain_key)
         .fetch(conn);
     let mut expected_seq = head.pruned_through_seq + 1;
@@ -119,7 +124,7 @@ pub async fn verify_chain(
         problem,
     };
     while let Some(row) = rows.try_next().await? {
-        let event = from_row(&row)?;
+        let event = AuditEvent::from(row);
         count += 1;
         if event.seq != expected_seq {
             return Ok((

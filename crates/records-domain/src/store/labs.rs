@@ -1,14 +1,142 @@
-use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::db::{ts, RowExt};
+use crate::db::{Flag, PortableQuery, Statement, Utc, UuidText};
 use crate::model::{Interpretation, LabResult, LabValue, PatientId, ResultStatus, Source};
 use crate::store::{
     require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit,
 };
 use crate::DomainError;
+
+/// The columns `LabRow` reads, in a macro so that statements can `concat!` them.
+macro_rules! columns {
+    () => {
+        "id, patient_id, category, code_system, code, display, value_numeric, value_text, unit, \
+         reference_low, reference_high, interpretation, status, effective_at, issued_at, \
+         performing_lab, released_at, version, source_system, source_id"
+    };
+}
+
+const BY_SOURCE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM lab_results WHERE source_system = $1 AND source_id = $2"
+);
+const UPDATE: &str =
+    "UPDATE lab_results SET code_system = $1, code = $2, display = $3, value_numeric = $4, \
+     value_text = $5, unit = $6, reference_low = $7, reference_high = $8, interpretation = $9, \
+     status = $10, effective_at = $11, issued_at = $12, performing_lab = $13, \
+     category = $15, version = version + 1 WHERE id = $14";
+const INSERT: &str = "INSERT INTO lab_results (id, patient_id, code_system, code, display, value_numeric, value_text, \
+     unit, reference_low, reference_high, interpretation, status, effective_at, issued_at, \
+     performing_lab, released_at, version, source_system, source_id, category) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 1, $17, $18, $19)";
+const FOR_PATIENT: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM lab_results WHERE patient_id = $1 AND ($2 = 1 OR released_at <= $3) \
+     ORDER BY effective_at DESC, id"
+);
+const HISTORY: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM lab_results WHERE patient_id = $1 AND code = $2 AND ($3 = 1 OR released_at <= $4) \
+     ORDER BY effective_at, id"
+);
+const COUNT_UNRELEASED: &str =
+    "SELECT COUNT(*) FROM lab_results WHERE patient_id = $1 AND released_at > $2";
+const RELEASE: &str = "UPDATE lab_results SET released_at = $1, version = version + 1 \
+     WHERE id = $2 AND patient_id = $3 AND released_at > $1";
+const PATIENT_OF: &str = "SELECT patient_id FROM lab_results WHERE id = $1";
+const BY_ID: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM lab_results WHERE id = $1 AND patient_id = $2 AND ($3 = 1 OR released_at <= $4)"
+);
+
+/// Every statement of this module; the searches with every filter on.
+pub(crate) fn statements() -> Vec<Statement> {
+    let mut all = crate::statements!("labs": BY_SOURCE, UPDATE, INSERT, FOR_PATIENT, HISTORY,
+        COUNT_UNRELEASED, RELEASE, PATIENT_OF, BY_ID);
+    let every_filter = LabQuery {
+        code_system: Some("http://loinc.org".into()),
+        code: Some("2093-3".into()),
+        from: Some(OffsetDateTime::UNIX_EPOCH),
+        until: Some(OffsetDateTime::UNIX_EPOCH),
+        category: Some("laboratory".into()),
+        newest_first: true,
+        limit: 1,
+        offset: 0,
+    };
+    let patient = PatientId(Uuid::nil());
+    let now = OffsetDateTime::UNIX_EPOCH;
+    for (name, what) in [
+        ("labs::search page", Page::Rows),
+        ("labs::search count", Page::Count),
+    ] {
+        let query = search_query(patient, false, now, &every_filter, what);
+        all.push(Statement::new(name, query.sql().to_string()));
+    }
+    all
+}
+
+#[derive(sqlx::FromRow)]
+struct LabRow {
+    id: UuidText,
+    patient_id: PatientId,
+    category: String,
+    code_system: String,
+    code: String,
+    display: String,
+    value_numeric: Option<f64>,
+    value_text: Option<String>,
+    unit: Option<String>,
+    reference_low: Option<f64>,
+    reference_high: Option<f64>,
+    interpretation: Interpretation,
+    status: ResultStatus,
+    effective_at: Utc,
+    issued_at: Utc,
+    performing_lab: String,
+    released_at: Utc,
+    version: i64,
+    source_system: String,
+    source_id: String,
+}
+
+impl From<LabRow> for LabResult {
+    fn from(row: LabRow) -> Self {
+        let value = match (row.value_numeric, row.value_text) {
+            (Some(v), _) => LabValue::Numeric(v),
+            (None, Some(t)) => LabValue::Text(t),
+            (None, None) => LabValue::Text(String::new()),
+        };
+        LabResult {
+            id: row.id.0,
+            patient_id: row.patient_id,
+            category: row.category,
+            code_system: row.code_system,
+            code: row.code,
+            display: row.display,
+            value,
+            unit: row.unit,
+            reference_low: row.reference_low,
+            reference_high: row.reference_high,
+            interpretation: row.interpretation,
+            status: row.status,
+            effective_at: row.effective_at.0,
+            issued_at: row.issued_at.0,
+            performing_lab: row.performing_lab,
+            released_at: row.released_at.0,
+            version: row.version,
+            source: Source {
+                system: row.source_system,
+                id: row.source_id,
+            },
+        }
+    }
+}
 
 /// Insert, or update the result with the same source key; an identical re-import is a no-op.
 pub async fn upsert(
@@ -22,76 +150,64 @@ pub async fn upsert(
         result.patient_id,
         &result.source,
     )?;
-    let existing =
-        sqlx::query("SELECT * FROM lab_results WHERE source_system = $1 AND source_id = $2")
-            .bind(&result.source.system)
-            .bind(&result.source.id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let existing: Option<LabRow> = sqlx::query_as(BY_SOURCE)
+        .bind(&result.source.system)
+        .bind(&result.source.id)
+        .fetch_optional(&mut *conn)
+        .await?;
     let (numeric, text) = match &result.value {
         LabValue::Numeric(v) => (Some(*v), None),
         LabValue::Text(t) => (None, Some(t.as_str())),
     };
-    match existing {
-        Some(row) => {
-            let current = from_row(&row)?;
+    match existing.map(LabResult::from) {
+        Some(current) => {
             same_patient(current.patient_id, result.patient_id)?;
             if same_content(&current, result) {
                 return Ok(Upserted::Unchanged);
             }
-            sqlx::query(
-                "UPDATE lab_results SET code_system = $1, code = $2, display = $3, value_numeric = $4, \
-                 value_text = $5, unit = $6, reference_low = $7, reference_high = $8, interpretation = $9, \
-                 status = $10, effective_at = $11, issued_at = $12, performing_lab = $13, \
-                 category = $15, version = version + 1 WHERE id = $14",
-            )
-            .bind(&result.code_system)
-            .bind(&result.code)
-            .bind(&result.display)
-            .bind(numeric)
-            .bind(text)
-            .bind(result.unit.as_deref())
-            .bind(result.reference_low)
-            .bind(result.reference_high)
-            .bind(result.interpretation.as_str())
-            .bind(result.status.as_str())
-            .bind(ts(result.effective_at))
-            .bind(ts(result.issued_at))
-            .bind(&result.performing_lab)
-            .bind(current.id.to_string())
-            .bind(&result.category)
-            .execute(conn)
-            .await?;
+            sqlx::query(UPDATE)
+                .bind(&result.code_system)
+                .bind(&result.code)
+                .bind(&result.display)
+                .bind(numeric)
+                .bind(text)
+                .bind(result.unit.as_deref())
+                .bind(result.reference_low)
+                .bind(result.reference_high)
+                .bind(result.interpretation)
+                .bind(result.status)
+                .bind(Utc(result.effective_at))
+                .bind(Utc(result.issued_at))
+                .bind(&result.performing_lab)
+                .bind(UuidText(current.id))
+                .bind(&result.category)
+                .execute(conn)
+                .await?;
             Ok(Upserted::Updated)
         }
         None => {
-            sqlx::query(
-                "INSERT INTO lab_results (id, patient_id, code_system, code, display, value_numeric, value_text, \
-                 unit, reference_low, reference_high, interpretation, status, effective_at, issued_at, \
-                 performing_lab, released_at, version, source_system, source_id, category) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 1, $17, $18, $19)",
-            )
-            .bind(result.id.to_string())
-            .bind(result.patient_id.0.to_string())
-            .bind(&result.code_system)
-            .bind(&result.code)
-            .bind(&result.display)
-            .bind(numeric)
-            .bind(text)
-            .bind(result.unit.as_deref())
-            .bind(result.reference_low)
-            .bind(result.reference_high)
-            .bind(result.interpretation.as_str())
-            .bind(result.status.as_str())
-            .bind(ts(result.effective_at))
-            .bind(ts(result.issued_at))
-            .bind(&result.performing_lab)
-            .bind(ts(result.released_at))
-            .bind(&result.source.system)
-            .bind(&result.source.id)
-            .bind(&result.category)
-            .execute(conn)
-            .await?;
+            sqlx::query(INSERT)
+                .bind(UuidText(result.id))
+                .bind(result.patient_id)
+                .bind(&result.code_system)
+                .bind(&result.code)
+                .bind(&result.display)
+                .bind(numeric)
+                .bind(text)
+                .bind(result.unit.as_deref())
+                .bind(result.reference_low)
+                .bind(result.reference_high)
+                .bind(result.interpretation)
+                .bind(result.status)
+                .bind(Utc(result.effective_at))
+                .bind(Utc(result.issued_at))
+                .bind(&result.performing_lab)
+                .bind(Utc(result.released_at))
+                .bind(&result.source.system)
+                .bind(&result.source.id)
+                .bind(&result.category)
+                .execute(conn)
+                .await?;
             Ok(Upserted::Inserted)
         }
     }
@@ -120,16 +236,13 @@ pub async fn for_patient(
     permit: &impl ReadPermit,
 ) -> Result<Vec<LabResult>, DomainError> {
     require(permit, Category::LabResults)?;
-    let rows = sqlx::query(
-        "SELECT * FROM lab_results WHERE patient_id = $1 AND ($2 = 1 OR released_at <= $3) \
-         ORDER BY effective_at DESC, id",
-    )
-    .bind(permit.patient_id().0.to_string())
-    .bind(i64::from(permit.includes_unreleased()))
-    .bind(ts(OffsetDateTime::now_utc()))
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(from_row).collect()
+    let rows: Vec<LabRow> = sqlx::query_as(FOR_PATIENT)
+        .bind(permit.patient_id())
+        .bind(Flag(permit.includes_unreleased()))
+        .bind(Utc::now())
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(LabResult::from).collect())
 }
 
 /// One test's history, oldest first (the order of a trend chart).
@@ -139,17 +252,14 @@ pub async fn history(
     code: &str,
 ) -> Result<Vec<LabResult>, DomainError> {
     require(permit, Category::LabResults)?;
-    let rows = sqlx::query(
-        "SELECT * FROM lab_results WHERE patient_id = $1 AND code = $2 AND ($3 = 1 OR released_at <= $4) \
-         ORDER BY effective_at, id",
-    )
-    .bind(permit.patient_id().0.to_string())
-    .bind(code)
-    .bind(i64::from(permit.includes_unreleased()))
-    .bind(ts(OffsetDateTime::now_utc()))
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(from_row).collect()
+    let rows: Vec<LabRow> = sqlx::query_as(HISTORY)
+        .bind(permit.patient_id())
+        .bind(code)
+        .bind(Flag(permit.includes_unreleased()))
+        .bind(Utc::now())
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(LabResult::from).collect())
 }
 
 /// Whether results exist that are held back from this reader (they may be pending a talk).
@@ -158,14 +268,12 @@ pub async fn has_unreleased(
     permit: &impl ReadPermit,
 ) -> Result<bool, DomainError> {
     require(permit, Category::LabResults)?;
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n FROM lab_results WHERE patient_id = $1 AND released_at > $2",
-    )
-    .bind(permit.patient_id().0.to_string())
-    .bind(ts(OffsetDateTime::now_utc()))
-    .fetch_one(conn)
-    .await?;
-    Ok(row.int("n")? > 0)
+    let n: i64 = sqlx::query_scalar(COUNT_UNRELEASED)
+        .bind(permit.patient_id())
+        .bind(Utc::now())
+        .fetch_one(conn)
+        .await?;
+    Ok(n > 0)
 }
 
 /// Make a held-back result visible to the patient now.
@@ -175,49 +283,16 @@ pub async fn release(
     result: Uuid,
 ) -> Result<(), DomainError> {
     require(permit, Category::LabResults)?;
-    let done = sqlx::query(
-        "UPDATE lab_results SET released_at = $1, version = version + 1 WHERE id = $2 AND patient_id = $3 AND released_at > $1",
-    )
-    .bind(ts(OffsetDateTime::now_utc()))
-    .bind(result.to_string())
-    .bind(permit.patient_id().0.to_string())
-    .execute(conn)
-    .await?;
+    let done = sqlx::query(RELEASE)
+        .bind(Utc::now())
+        .bind(UuidText(result))
+        .bind(permit.patient_id())
+        .execute(conn)
+        .await?;
     if done.rows_affected() == 0 {
         return Err(DomainError::NotFound);
     }
     Ok(())
-}
-
-fn from_row(row: &AnyRow) -> Result<LabResult, DomainError> {
-    let value = match (row.opt_float("value_numeric")?, row.opt_text("value_text")?) {
-        (Some(v), _) => LabValue::Numeric(v),
-        (None, Some(t)) => LabValue::Text(t),
-        (None, None) => LabValue::Text(String::new()),
-    };
-    Ok(LabResult {
-        id: row.uuid("id")?,
-        patient_id: PatientId(row.uuid("patient_id")?),
-        category: row.text("category")?,
-        code_system: row.text("code_system")?,
-        code: row.text("code")?,
-        display: row.text("display")?,
-        value,
-        unit: row.opt_text("unit")?,
-        reference_low: row.opt_float("reference_low")?,
-        reference_high: row.opt_float("reference_high")?,
-        interpretation: Interpretation::parse(&row.text("interpretation")?)?,
-        status: ResultStatus::parse(&row.text("status")?)?,
-        effective_at: row.time("effective_at")?,
-        issued_at: row.time("issued_at")?,
-        performing_lab: row.text("performing_lab")?,
-        released_at: row.time("released_at")?,
-        version: row.int("version")?,
-        source: Source {
-            system: row.text("source_system")?,
-            id: row.text("source_id")?,
-        },
-    })
 }
 
 /// The patient a result belongs to: needed to decide on access before reading it.
@@ -225,11 +300,10 @@ pub async fn patient_of(
     conn: &mut AnyConnection,
     id: Uuid,
 ) -> Result<Option<PatientId>, DomainError> {
-    let row = sqlx::query("SELECT patient_id FROM lab_results WHERE id = $1")
-        .bind(id.to_string())
+    Ok(sqlx::query_scalar(PATIENT_OF)
+        .bind(UuidText(id))
         .fetch_optional(conn)
-        .await?;
-    row.map(|r| r.uuid("patient_id").map(PatientId)).transpose()
+        .await?)
 }
 
 pub async fn by_id_for(
@@ -238,15 +312,15 @@ pub async fn by_id_for(
     id: Uuid,
 ) -> Result<LabResult, DomainError> {
     require(permit, Category::LabResults)?;
-    let row = sqlx::query("SELECT * FROM lab_results WHERE id = $1 AND patient_id = $2 AND ($3 = 1 OR released_at <= $4)")
-        .bind(id.to_string())
-        .bind(permit.patient_id().0.to_string())
-        .bind(i64::from(permit.includes_unreleased()))
-        .bind(ts(OffsetDateTime::now_utc()))
+    let row: LabRow = sqlx::query_as(BY_ID)
+        .bind(UuidText(id))
+        .bind(permit.patient_id())
+        .bind(Flag(permit.includes_unreleased()))
+        .bind(Utc::now())
         .fetch_optional(conn)
         .await?
         .ok_or(DomainError::NotFound)?;
-    from_row(&row)
+    Ok(row.into())
 }
 
 /// Filters of a result search (FHIR Observation search).
@@ -262,6 +336,58 @@ pub struct LabQuery {
     pub offset: i64,
 }
 
+/// What a search query returns: one page of rows, or the number of all matches.
+#[derive(Clone, Copy)]
+enum Page {
+    Rows,
+    Count,
+}
+
+/// Only the filters the search names become clauses (an empty text names none, as in FHIR).
+fn search_query<'q>(
+    patient: PatientId,
+    includes_unreleased: bool,
+    now: OffsetDateTime,
+    q: &'q LabQuery,
+    page: Page,
+) -> PortableQuery<'q> {
+    let select = match page {
+        Page::Rows => concat!("SELECT ", columns!()),
+        Page::Count => "SELECT COUNT(*)",
+    };
+    let mut query = PortableQuery::new(select);
+    query.push_bind(" FROM lab_results WHERE patient_id = ", patient);
+    if !includes_unreleased {
+        query.push_bind(" AND released_at <= ", Utc(now));
+    }
+    if let Some(system) = given(&q.code_system) {
+        query.push_bind(" AND code_system = ", system);
+    }
+    if let Some(code) = given(&q.code) {
+        query.push_bind(" AND code = ", code);
+    }
+    if let Some(from) = q.from {
+        query.push_bind(" AND effective_at >= ", Utc(from));
+    }
+    if let Some(until) = q.until {
+        query.push_bind(" AND effective_at < ", Utc(until));
+    }
+    if let Some(category) = given(&q.category) {
+        query.push_bind(" AND category = ", category);
+    }
+    if let Page::Rows = page {
+        let order = if q.newest_first { "DESC" } else { "ASC" };
+        query.push(&format!(" ORDER BY effective_at {order}, id {order}"));
+        query.push_bind(" LIMIT ", q.limit);
+        query.push_bind(" OFFSET ", q.offset);
+    }
+    query
+}
+
+fn given(text: &Option<String>) -> Option<&str> {
+    text.as_deref().filter(|t| !t.is_empty())
+}
+
 /// One page of matching results and the number of all matches.
 pub async fn search(
     conn: &mut AnyConnection,
@@ -269,36 +395,15 @@ pub async fn search(
     q: &LabQuery,
 ) -> Result<(Vec<LabResult>, i64), DomainError> {
     require(permit, Category::LabResults)?;
-    let filter = "FROM lab_results WHERE patient_id = $1 AND ($2 = 1 OR released_at <= $3) \
-                  AND ($4 = '' OR code_system = $4) AND ($5 = '' OR code = $5) AND ($6 = '' OR effective_at >= $6) \
-                  AND ($7 = '' OR effective_at < $7) AND ($8 = '' OR category = $8)";
-    let order = if q.newest_first { "DESC" } else { "ASC" };
-    let page_sql =
-        format!("SELECT * {filter} ORDER BY effective_at {order}, id {order} LIMIT $9 OFFSET $10");
-    let count_sql = format!("SELECT COUNT(*) AS n {filter}");
-    fn bind<'q>(
-        sql: &'q str,
-        permit: &impl ReadPermit,
-        q: &LabQuery,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-        sqlx::query(sql)
-            .bind(permit.patient_id().0.to_string())
-            .bind(i64::from(permit.includes_unreleased()))
-            .bind(ts(OffsetDateTime::now_utc()))
-            .bind(q.code_system.clone().unwrap_or_default())
-            .bind(q.code.clone().unwrap_or_default())
-            .bind(q.from.map(ts).unwrap_or_default())
-            .bind(q.until.map(ts).unwrap_or_default())
-            .bind(q.category.clone().unwrap_or_default())
-    }
-    let total = bind(&count_sql, permit, q)
+    let (patient, unreleased) = (permit.patient_id(), permit.includes_unreleased());
+    let now = OffsetDateTime::now_utc();
+    let (total,): (i64,) = search_query(patient, unreleased, now, q, Page::Count)
+        .build_query_as()?
         .fetch_one(&mut *conn)
-        .await?
-        .int("n")?;
-    let rows = bind(&page_sql, permit, q)
-        .bind(q.limit)
-        .bind(q.offset)
+        .await?;
+    let rows: Vec<LabRow> = search_query(patient, unreleased, now, q, Page::Rows)
+        .build_query_as()?
         .fetch_all(conn)
         .await?;
-    Ok((rows.iter().map(from_row).collect::<Result<_, _>>()?, total))
+    Ok((rows.into_iter().map(LabResult::from).collect(), total))
 }

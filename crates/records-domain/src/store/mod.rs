@@ -9,7 +9,20 @@ pub mod patients;
 pub mod plans;
 pub mod prescriptions;
 
+use crate::db::Statement;
 use crate::model::PatientId;
+
+/// Every SQL statement the stores send, for the test that prepares each on both engines.
+pub fn statements() -> Vec<Statement> {
+    [
+        labs::statements(),
+        prescriptions::statements(),
+        plans::statements(),
+        patients::statements(),
+        clinics::statements(),
+    ]
+    .concat()
+}
 
 /// The parts of a record that a decision can grant separately (guardians, for example, see
 /// prescriptions and plans but not lab results).

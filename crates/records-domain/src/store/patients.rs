@@ -1,16 +1,118 @@
 //! Patient demographics. Finding a patient is not reading their record: callers use these to
 //! resolve who a request is about, and the access decision comes after.
 
-use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
-use time::{Date, OffsetDateTime};
+use time::Date;
 use uuid::Uuid;
 
 use crate::cpr::Cpr;
-use crate::db::{date_text, ts, RowExt};
+use crate::db::{Flag, IsoDate, Statement, Utc, UuidText};
 use crate::model::{Patient, PatientId, Sex, Source};
 use crate::store::{RegisterPermit, Upserted};
 use crate::DomainError;
+
+/// A name search's clause ($1 is the lower-case prefix pattern).
+macro_rules! name_matches {
+    () => {
+        "(LOWER(given_name) LIKE $1 ESCAPE '\\' OR LOWER(family_name) LIKE $1 ESCAPE '\\' \
+         OR LOWER(given_name || ' ' || family_name) LIKE $1 ESCAPE '\\')"
+    };
+}
+
+/// The columns `PatientRow` reads, in a macro so that statements can `concat!` them.
+macro_rules! columns {
+    () => {
+        "id, national_id, given_name, family_name, birth_date, sex, gp_clinic_id, \
+         original_identifier"
+    };
+}
+
+const EXISTING: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM patients WHERE (source_system = $1 AND source_id = $2) OR ($4 = 1 AND national_id = $3)"
+);
+const UPDATE_DEMOGRAPHICS: &str = "UPDATE patients SET given_name = $1, family_name = $2, \
+     birth_date = $3, sex = $4 WHERE id = $5";
+const INSERT: &str = "INSERT INTO patients (id, national_id, given_name, family_name, birth_date, \
+     sex, gp_clinic_id, source_system, source_id, original_identifier, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+const BY_ID: &str = concat!("SELECT ", columns!(), " FROM patients WHERE id = $1");
+const BY_CPR: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM patients WHERE national_id = $1"
+);
+/// Two statements rather than `($2 = '' OR birth_date = $2)`: only a plain equality lets the
+/// planner look the birth date up in its index, which keeps a GP's lookup by name and birth
+/// date flat however many patients there are.
+const BY_NAME_AND_BIRTH_DATE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM patients WHERE birth_date = $2 AND ",
+    name_matches!(),
+    " ORDER BY family_name, given_name, birth_date LIMIT $3"
+);
+const BY_NAME: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM patients WHERE ",
+    name_matches!(),
+    " ORDER BY family_name, given_name, birth_date LIMIT $2"
+);
+const LISTED_WITH: &str = "SELECT COUNT(*) FROM patients WHERE gp_clinic_id = $1";
+const SET_GP_CLINIC: &str = "UPDATE patients SET gp_clinic_id = $1 WHERE id = $2";
+const COUNT: &str = "SELECT COUNT(*) FROM patients";
+const BY_SOURCE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM patients WHERE source_system = $1 AND source_id = $2"
+);
+
+pub(crate) fn statements() -> Vec<Statement> {
+    crate::statements!("patients": EXISTING, UPDATE_DEMOGRAPHICS, INSERT, BY_ID, BY_CPR,
+        BY_NAME_AND_BIRTH_DATE, BY_NAME, LISTED_WITH, SET_GP_CLINIC, COUNT, BY_SOURCE)
+}
+
+#[derive(sqlx::FromRow)]
+struct PatientRow {
+    id: PatientId,
+    national_id: String,
+    given_name: String,
+    family_name: String,
+    birth_date: IsoDate,
+    sex: Sex,
+    gp_clinic_id: Option<UuidText>,
+    original_identifier: Option<String>,
+}
+
+impl TryFrom<PatientRow> for Patient {
+    type Error = DomainError;
+
+    fn try_from(row: PatientRow) -> Result<Self, DomainError> {
+        Ok(Patient {
+            id: row.id,
+            cpr: Cpr::parse(&row.national_id)?,
+            given_name: row.given_name,
+            family_name: row.family_name,
+            birth_date: row.birth_date.0,
+            sex: row.sex,
+            gp_clinic_id: row.gp_clinic_id.map(Uuid::from),
+            original_identifier: row.original_identifier,
+        })
+    }
+}
+
+async fn fetch_one_patient<'q>(
+    query: sqlx::query::QueryAs<'q, sqlx::Any, PatientRow, sqlx::any::AnyArguments<'q>>,
+    conn: &mut AnyConnection,
+) -> Result<Option<Patient>, DomainError> {
+    query
+        .fetch_optional(conn)
+        .await?
+        .map(Patient::try_from)
+        .transpose()
+}
 
 /// How a source's patient is recognised as one the portal already holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,16 +132,12 @@ pub async fn existing(
     source: &Source,
     same_as: SameAs,
 ) -> Result<Option<Patient>, DomainError> {
-    let row = sqlx::query(
-        "SELECT * FROM patients WHERE (source_system = $1 AND source_id = $2) OR ($4 = 1 AND national_id = $3)",
-    )
-    .bind(&source.system)
-    .bind(&source.id)
-    .bind(patient.cpr.digits())
-    .bind(i64::from(same_as == SameAs::SourceKeyOrCpr))
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.as_ref().map(from_row).transpose()
+    let query = sqlx::query_as(EXISTING)
+        .bind(&source.system)
+        .bind(&source.id)
+        .bind(patient.cpr.digits())
+        .bind(Flag(same_as == SameAs::SourceKeyOrCpr));
+    fetch_one_patient(query, conn).await
 }
 
 /// Whether storing `patient` over `current` would change who they are.
@@ -69,37 +167,31 @@ pub async fn upsert(
         if same_demographics(current, patient) {
             return Ok((current.id, Upserted::Unchanged));
         }
-        sqlx::query(
-            "UPDATE patients SET given_name = $1, family_name = $2, birth_date = $3, sex = $4 WHERE id = $5",
-        )
-        .bind(&patient.given_name)
-        .bind(&patient.family_name)
-        .bind(date_text(patient.birth_date))
-        .bind(patient.sex.as_str())
-        .bind(current.id.0.to_string())
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(UPDATE_DEMOGRAPHICS)
+            .bind(&patient.given_name)
+            .bind(&patient.family_name)
+            .bind(IsoDate(patient.birth_date))
+            .bind(patient.sex)
+            .bind(current.id)
+            .execute(&mut *conn)
+            .await?;
         return Ok((current.id, Upserted::Updated));
     }
     let id = permit.patient_id();
-    sqlx::query(
-        "INSERT INTO patients (id, national_id, given_name, family_name, birth_date, sex, gp_clinic_id, \
-         source_system, source_id, original_identifier, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(id.0.to_string())
-    .bind(patient.cpr.digits())
-    .bind(&patient.given_name)
-    .bind(&patient.family_name)
-    .bind(date_text(patient.birth_date))
-    .bind(patient.sex.as_str())
-    .bind(patient.gp_clinic_id.map(|c| c.to_string()))
-    .bind(&source.system)
-    .bind(&source.id)
-    .bind(patient.original_identifier.as_deref())
-    .bind(ts(OffsetDateTime::now_utc()))
-    .execute(conn)
-    .await?;
+    sqlx::query(INSERT)
+        .bind(id)
+        .bind(patient.cpr.digits())
+        .bind(&patient.given_name)
+        .bind(&patient.family_name)
+        .bind(IsoDate(patient.birth_date))
+        .bind(patient.sex)
+        .bind(patient.gp_clinic_id.map(UuidText))
+        .bind(&source.system)
+        .bind(&source.id)
+        .bind(patient.original_identifier.as_deref())
+        .bind(Utc::now())
+        .execute(conn)
+        .await?;
     Ok((id, Upserted::Inserted))
 }
 
@@ -107,19 +199,11 @@ pub async fn by_id(
     conn: &mut AnyConnection,
     id: PatientId,
 ) -> Result<Option<Patient>, DomainError> {
-    let row = sqlx::query("SELECT * FROM patients WHERE id = $1")
-        .bind(id.0.to_string())
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(from_row).transpose()
+    fetch_one_patient(sqlx::query_as(BY_ID).bind(id), conn).await
 }
 
 pub async fn by_cpr(conn: &mut AnyConnection, cpr: &Cpr) -> Result<Option<Patient>, DomainError> {
-    let row = sqlx::query("SELECT * FROM patients WHERE national_id = $1")
-        .bind(cpr.digits())
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(from_row).transpose()
+    fetch_one_patient(sqlx::query_as(BY_CPR).bind(cpr.digits()), conn).await
 }
 
 /// Case-insensitive match on given or family name (prefix), optionally on the birth date.
@@ -130,44 +214,31 @@ pub async fn search_by_name(
     limit: i64,
 ) -> Result<Vec<Patient>, DomainError> {
     let pattern = format!("{}%", escape_like(&name.trim().to_lowercase()));
-    // Two statements rather than `($2 = '' OR birth_date = $2)`: only a plain equality lets
-    // the planner look the birth date up in its index, which keeps a GP's lookup by name and
-    // birth date flat however many patients there are.
-    const NAME_MATCHES: &str =
-        "(LOWER(given_name) LIKE $1 ESCAPE '\\' OR LOWER(family_name) LIKE $1 ESCAPE '\\' \
-         OR LOWER(given_name || ' ' || family_name) LIKE $1 ESCAPE '\\')";
-    let rows = match birth_date {
+    let rows: Vec<PatientRow> = match birth_date {
         Some(born) => {
-            sqlx::query(&format!(
-                "SELECT * FROM patients WHERE birth_date = $2 AND {NAME_MATCHES} \
-                 ORDER BY family_name, given_name, birth_date LIMIT $3"
-            ))
-            .bind(pattern)
-            .bind(date_text(born))
-            .bind(limit)
-            .fetch_all(conn)
-            .await?
+            sqlx::query_as(BY_NAME_AND_BIRTH_DATE)
+                .bind(pattern)
+                .bind(IsoDate(born))
+                .bind(limit)
+                .fetch_all(conn)
+                .await?
         }
         None => {
-            sqlx::query(&format!(
-                "SELECT * FROM patients WHERE {NAME_MATCHES} \
-                 ORDER BY family_name, given_name, birth_date LIMIT $2"
-            ))
-            .bind(pattern)
-            .bind(limit)
-            .fetch_all(conn)
-            .await?
+            sqlx::query_as(BY_NAME)
+                .bind(pattern)
+                .bind(limit)
+                .fetch_all(conn)
+                .await?
         }
     };
-    rows.iter().map(from_row).collect()
+    rows.into_iter().map(Patient::try_from).collect()
 }
 
 pub async fn listed_with(conn: &mut AnyConnection, clinic: Uuid) -> Result<i64, DomainError> {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM patients WHERE gp_clinic_id = $1")
-        .bind(clinic.to_string())
+    Ok(sqlx::query_scalar(LISTED_WITH)
+        .bind(UuidText(clinic))
         .fetch_one(conn)
-        .await?;
-    row.int("n")
+        .await?)
 }
 
 pub async fn set_gp_clinic(
@@ -175,9 +246,9 @@ pub async fn set_gp_clinic(
     patient: PatientId,
     clinic: Option<Uuid>,
 ) -> Result<(), DomainError> {
-    let done = sqlx::query("UPDATE patients SET gp_clinic_id = $1 WHERE id = $2")
-        .bind(clinic.map(|c| c.to_string()))
-        .bind(patient.0.to_string())
+    let done = sqlx::query(SET_GP_CLINIC)
+        .bind(clinic.map(UuidText))
+        .bind(patient)
         .execute(conn)
         .await?;
     if done.rows_affected() == 0 {
@@ -187,10 +258,7 @@ pub async fn set_gp_clinic(
 }
 
 pub async fn count(conn: &mut AnyConnection) -> Result<i64, DomainError> {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM patients")
-        .fetch_one(conn)
-        .await?;
-    row.int("n")
+    Ok(sqlx::query_scalar(COUNT).fetch_one(conn).await?)
 }
 
 fn escape_like(s: &str) -> String {
@@ -199,28 +267,13 @@ fn escape_like(s: &str) -> String {
         .replace('_', "\\_")
 }
 
-fn from_row(row: &AnyRow) -> Result<Patient, DomainError> {
-    Ok(Patient {
-        id: PatientId(row.uuid("id")?),
-        cpr: Cpr::parse(&row.text("national_id")?)?,
-        given_name: row.text("given_name")?,
-        family_name: row.text("family_name")?,
-        birth_date: row.date("birth_date")?,
-        sex: Sex::parse(&row.text("sex")?)?,
-        gp_clinic_id: row.opt_uuid("gp_clinic_id")?,
-        original_identifier: row.opt_text("original_identifier")?,
-    })
-}
-
 /// The patient an earlier import of the same source created.
 pub async fn by_source(
     conn: &mut AnyConnection,
     source: &Source,
 ) -> Result<Option<Patient>, DomainError> {
-    let row = sqlx::query("SELECT * FROM patients WHERE source_system = $1 AND source_id = $2")
+    let query = sqlx::query_as(BY_SOURCE)
         .bind(&source.system)
-        .bind(&source.id)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(from_row).transpose()
+        .bind(&source.id);
+    fetch_one_patient(query, conn).await
 }

@@ -1,11 +1,10 @@
 use std::collections::HashMap;
 
-use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::db::{date_text, parse_date, ts, RowExt};
+use crate::db::{IsoDate, Statement, Utc, UuidText};
 use crate::model::{
     Activity, ActivityStatus, Goal, GoalStatus, PatientId, PlanStatus, Source, TreatmentPlan,
 };
@@ -13,6 +12,111 @@ use crate::store::{
     require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit,
 };
 use crate::DomainError;
+
+/// The columns `PlanRow` reads, in a macro so that statements can `concat!` them.
+macro_rules! columns {
+    () => {
+        "id, patient_id, title, description, status, period_start, period_end, author, \
+         updated_at, version, source_system, source_id"
+    };
+}
+
+const BY_SOURCE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM treatment_plans WHERE source_system = $1 AND source_id = $2"
+);
+const BUMP_VERSION: &str = "UPDATE treatment_plans SET version = version + 1 WHERE id = $1";
+const INSERT: &str = "INSERT INTO treatment_plans (id, patient_id, title, description, status, \
+     period_start, period_end, author, updated_at, version, source_system, source_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)";
+const DELETE_GOALS: &str = "DELETE FROM plan_goals WHERE plan_id = $1";
+const DELETE_ACTIVITIES: &str = "DELETE FROM plan_activities WHERE plan_id = $1";
+const INSERT_GOAL: &str =
+    "INSERT INTO plan_goals (id, plan_id, position, description, target, status) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+const INSERT_ACTIVITY: &str =
+    "INSERT INTO plan_activities (id, plan_id, position, description, status) \
+     VALUES ($1, $2, $3, $4, $5)";
+const FOR_PATIENT: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM treatment_plans WHERE patient_id = $1 \
+     ORDER BY CASE WHEN status IN ('active', 'draft', 'on-hold') THEN 0 ELSE 1 END, \
+     period_start DESC, id"
+);
+const BY_ID: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM treatment_plans WHERE id = $1 AND patient_id = $2"
+);
+const PARTS: &str =
+    "SELECT g.plan_id, 'goal' AS kind, g.position, g.description, g.target, g.status \
+       FROM plan_goals g JOIN treatment_plans t ON t.id = g.plan_id WHERE t.patient_id = $1 \
+     UNION ALL SELECT a.plan_id, 'activity', a.position, a.description, NULL, a.status \
+       FROM plan_activities a JOIN treatment_plans t ON t.id = a.plan_id WHERE t.patient_id = $1 \
+     ORDER BY plan_id, kind, position";
+const WRITE_CONTENT: &str =
+    "UPDATE treatment_plans SET title = $1, description = $2, status = $3, \
+     period_start = $4, period_end = $5, author = $6, updated_at = $7 WHERE id = $8";
+const CLAIM_VERSION: &str = "UPDATE treatment_plans SET version = version + 1 \
+     WHERE id = $1 AND patient_id = $2 AND version = $3";
+const PATIENT_OF: &str = "SELECT patient_id FROM treatment_plans WHERE id = $1";
+
+pub(crate) fn statements() -> Vec<Statement> {
+    crate::statements!("plans": BY_SOURCE, BUMP_VERSION, INSERT, DELETE_GOALS, DELETE_ACTIVITIES,
+        INSERT_GOAL, INSERT_ACTIVITY, FOR_PATIENT, BY_ID, PARTS, WRITE_CONTENT, CLAIM_VERSION,
+        PATIENT_OF)
+}
+
+#[derive(sqlx::FromRow)]
+struct PlanRow {
+    id: UuidText,
+    patient_id: PatientId,
+    title: String,
+    description: String,
+    status: PlanStatus,
+    period_start: IsoDate,
+    period_end: Option<IsoDate>,
+    author: String,
+    updated_at: Utc,
+    version: i64,
+    source_system: String,
+    source_id: String,
+}
+
+impl From<PlanRow> for TreatmentPlan {
+    fn from(row: PlanRow) -> Self {
+        TreatmentPlan {
+            id: row.id.0,
+            patient_id: row.patient_id,
+            title: row.title,
+            description: row.description,
+            status: row.status,
+            period_start: row.period_start.0,
+            period_end: row.period_end.map(Date::from),
+            author: row.author,
+            updated_at: row.updated_at.0,
+            version: row.version,
+            goals: Vec::new(),
+            activities: Vec::new(),
+            source: Source {
+                system: row.source_system,
+                id: row.source_id,
+            },
+        }
+    }
+}
+
+/// A goal or an activity of a plan (`PARTS`); activities have no target.
+#[derive(sqlx::FromRow)]
+struct PartRow {
+    plan_id: UuidText,
+    kind: String,
+    description: String,
+    target: Option<String>,
+    status: String,
+}
 
 pub async fn upsert(
     conn: &mut AnyConnection,
@@ -25,19 +129,17 @@ pub async fn upsert(
         plan.patient_id,
         &plan.source,
     )?;
-    let existing =
-        sqlx::query("SELECT * FROM treatment_plans WHERE source_system = $1 AND source_id = $2")
-            .bind(&plan.source.system)
-            .bind(&plan.source.id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    match existing {
+    let existing: Option<PlanRow> = sqlx::query_as(BY_SOURCE)
+        .bind(&plan.source.system)
+        .bind(&plan.source.id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match existing.map(TreatmentPlan::from) {
         None => {
             insert_row(conn, plan).await?;
             Ok(Upserted::Inserted)
         }
-        Some(row) => {
-            let mut current = from_row(&row)?;
+        Some(mut current) => {
             same_patient(current.patient_id, plan.patient_id)?;
             load_parts(conn, std::slice::from_mut(&mut current)).await?;
             if same_content(&current, plan) {
@@ -45,8 +147,8 @@ pub async fn upsert(
             }
             let content = PlanContent::of(plan);
             write_content(conn, current.id, &content, &plan.author).await?;
-            sqlx::query("UPDATE treatment_plans SET version = version + 1 WHERE id = $1")
-                .bind(current.id.to_string())
+            sqlx::query(BUMP_VERSION)
+                .bind(UuidText(current.id))
                 .execute(conn)
                 .await?;
             Ok(Upserted::Updated)
@@ -67,24 +169,20 @@ fn same_content(a: &TreatmentPlan, b: &TreatmentPlan) -> bool {
 }
 
 async fn insert_row(conn: &mut AnyConnection, plan: &TreatmentPlan) -> Result<(), DomainError> {
-    sqlx::query(
-        "INSERT INTO treatment_plans (id, patient_id, title, description, status, period_start, period_end, \
-         author, updated_at, version, source_system, source_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)",
-    )
-    .bind(plan.id.to_string())
-    .bind(plan.patient_id.0.to_string())
-    .bind(&plan.title)
-    .bind(&plan.description)
-    .bind(plan.status.as_str())
-    .bind(date_text(plan.period_start))
-    .bind(plan.period_end.map(date_text))
-    .bind(&plan.author)
-    .bind(ts(plan.updated_at))
-    .bind(&plan.source.system)
-    .bind(&plan.source.id)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(INSERT)
+        .bind(UuidText(plan.id))
+        .bind(plan.patient_id)
+        .bind(&plan.title)
+        .bind(&plan.description)
+        .bind(plan.status)
+        .bind(IsoDate(plan.period_start))
+        .bind(plan.period_end.map(IsoDate))
+        .bind(&plan.author)
+        .bind(Utc(plan.updated_at))
+        .bind(&plan.source.system)
+        .bind(&plan.source.id)
+        .execute(&mut *conn)
+        .await?;
     replace_parts(conn, plan.id, &plan.goals, &plan.activities).await
 }
 
@@ -94,36 +192,32 @@ async fn replace_parts(
     goals: &[Goal],
     activities: &[Activity],
 ) -> Result<(), DomainError> {
-    for table in ["plan_goals", "plan_activities"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE plan_id = $1"))
-            .bind(plan.to_string())
+    for delete in [DELETE_GOALS, DELETE_ACTIVITIES] {
+        sqlx::query(delete)
+            .bind(UuidText(plan))
             .execute(&mut *conn)
             .await?;
     }
     for (position, goal) in goals.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO plan_goals (id, plan_id, position, description, target, status) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(plan.to_string())
-        .bind(position as i64)
-        .bind(&goal.description)
-        .bind(goal.target.as_deref())
-        .bind(goal.status.as_str())
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(INSERT_GOAL)
+            .bind(UuidText(Uuid::now_v7()))
+            .bind(UuidText(plan))
+            .bind(position as i64)
+            .bind(&goal.description)
+            .bind(goal.target.as_deref())
+            .bind(goal.status)
+            .execute(&mut *conn)
+            .await?;
     }
     for (position, activity) in activities.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO plan_activities (id, plan_id, position, description, status) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(plan.to_string())
-        .bind(position as i64)
-        .bind(&activity.description)
-        .bind(activity.status.as_str())
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(INSERT_ACTIVITY)
+            .bind(UuidText(Uuid::now_v7()))
+            .bind(UuidText(plan))
+            .bind(position as i64)
+            .bind(&activity.description)
+            .bind(activity.status)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -134,14 +228,11 @@ pub async fn for_patient(
     permit: &impl ReadPermit,
 ) -> Result<Vec<TreatmentPlan>, DomainError> {
     require(permit, Category::TreatmentPlans)?;
-    let rows = sqlx::query(
-        "SELECT * FROM treatment_plans WHERE patient_id = $1 \
-         ORDER BY CASE WHEN status IN ('active', 'draft', 'on-hold') THEN 0 ELSE 1 END, period_start DESC, id",
-    )
-    .bind(permit.patient_id().0.to_string())
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut plans = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let rows: Vec<PlanRow> = sqlx::query_as(FOR_PATIENT)
+        .bind(permit.patient_id())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut plans: Vec<TreatmentPlan> = rows.into_iter().map(TreatmentPlan::from).collect();
     load_parts(conn, &mut plans).await?;
     Ok(plans)
 }
@@ -152,13 +243,13 @@ pub async fn by_id_for(
     id: Uuid,
 ) -> Result<TreatmentPlan, DomainError> {
     require(permit, Category::TreatmentPlans)?;
-    let row = sqlx::query("SELECT * FROM treatment_plans WHERE id = $1 AND patient_id = $2")
-        .bind(id.to_string())
-        .bind(permit.patient_id().0.to_string())
+    let row: PlanRow = sqlx::query_as(BY_ID)
+        .bind(UuidText(id))
+        .bind(permit.patient_id())
         .fetch_optional(&mut *conn)
         .await?
         .ok_or(DomainError::NotFound)?;
-    let mut plan = [from_row(&row)?];
+    let mut plan = [TreatmentPlan::from(row)];
     load_parts(conn, &mut plan).await?;
     let [plan] = plan;
     Ok(plan)
@@ -172,32 +263,27 @@ async fn load_parts(
     let Some(patient) = plans.first().map(|p| p.patient_id) else {
         return Ok(());
     };
-    let rows = sqlx::query(
-        "SELECT g.plan_id, 'goal' AS kind, g.position, g.description, g.target, g.status \
-           FROM plan_goals g JOIN treatment_plans t ON t.id = g.plan_id WHERE t.patient_id = $1 \
-         UNION ALL SELECT a.plan_id, 'activity', a.position, a.description, NULL, a.status \
-           FROM plan_activities a JOIN treatment_plans t ON t.id = a.plan_id WHERE t.patient_id = $1 \
-         ORDER BY plan_id, kind, position",
-    )
-    .bind(patient.0.to_string())
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<PartRow> = sqlx::query_as(PARTS)
+        .bind(patient)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut by_plan: HashMap<Uuid, &mut TreatmentPlan> =
         plans.iter_mut().map(|p| (p.id, p)).collect();
-    for row in &rows {
-        let Some(plan) = by_plan.get_mut(&row.uuid("plan_id")?) else {
+    for row in rows {
+        let Some(plan) = by_plan.get_mut(&row.plan_id.0) else {
             continue;
         };
-        if row.text("kind")? == "goal" {
+        // One column holds both kinds' statuses, so it is parsed once the kind is known.
+        if row.kind == "goal" {
             plan.goals.push(Goal {
-                description: row.text("description")?,
-                target: row.opt_text("target")?,
-                status: GoalStatus::parse(&row.text("status")?)?,
+                description: row.description,
+                target: row.target,
+                status: GoalStatus::parse(&row.status)?,
             });
         } else {
             plan.activities.push(Activity {
-                description: row.text("description")?,
-                status: ActivityStatus::parse(&row.text("status")?)?,
+                description: row.description,
+                status: ActivityStatus::parse(&row.status)?,
             });
         }
     }
@@ -260,20 +346,17 @@ async fn write_content(
     content: &PlanContent,
     author: &str,
 ) -> Result<(), DomainError> {
-    sqlx::query(
-        "UPDATE treatment_plans SET title = $1, description = $2, status = $3, period_start = $4, \
-         period_end = $5, author = $6, updated_at = $7 WHERE id = $8",
-    )
-    .bind(content.title.trim())
-    .bind(content.description.trim())
-    .bind(content.status.as_str())
-    .bind(date_text(content.period_start))
-    .bind(content.period_end.map(date_text))
-    .bind(author)
-    .bind(ts(OffsetDateTime::now_utc()))
-    .bind(id.to_string())
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(WRITE_CONTENT)
+        .bind(content.title.trim())
+        .bind(content.description.trim())
+        .bind(content.status)
+        .bind(IsoDate(content.period_start))
+        .bind(content.period_end.map(IsoDate))
+        .bind(author)
+        .bind(Utc::now())
+        .bind(UuidText(id))
+        .execute(&mut *conn)
+        .await?;
     replace_parts(conn, id, &content.goals, &content.activities).await
 }
 
@@ -316,14 +399,12 @@ pub async fn update(
 ) -> Result<(), DomainError> {
     require(permit, Category::TreatmentPlans)?;
     content.validate()?;
-    let claimed = sqlx::query(
-        "UPDATE treatment_plans SET version = version + 1 WHERE id = $1 AND patient_id = $2 AND version = $3",
-    )
-    .bind(id.to_string())
-    .bind(permit.patient_id().0.to_string())
-    .bind(expected_version)
-    .execute(&mut *conn)
-    .await?;
+    let claimed = sqlx::query(CLAIM_VERSION)
+        .bind(UuidText(id))
+        .bind(permit.patient_id())
+        .bind(expected_version)
+        .execute(&mut *conn)
+        .await?;
     if claimed.rows_affected() == 0 {
         by_id_for(conn, permit, id).await?;
         return Err(DomainError::Conflict);
@@ -331,40 +412,13 @@ pub async fn update(
     write_content(conn, id, content, permit.author_name()).await
 }
 
-fn from_row(row: &AnyRow) -> Result<TreatmentPlan, DomainError> {
-    let id = row.uuid("id")?;
-    Ok(TreatmentPlan {
-        id,
-        patient_id: PatientId(row.uuid("patient_id")?),
-        title: row.text("title")?,
-        description: row.text("description")?,
-        status: PlanStatus::parse(&row.text("status")?)?,
-        period_start: row.date("period_start")?,
-        period_end: row
-            .opt_text("period_end")?
-            .as_deref()
-            .map(parse_date)
-            .transpose()?,
-        author: row.text("author")?,
-        updated_at: row.time("updated_at")?,
-        version: row.int("version")?,
-        goals: Vec::new(),
-        activities: Vec::new(),
-        source: Source {
-            system: row.text("source_system")?,
-            id: row.text("source_id")?,
-        },
-    })
-}
-
 /// The patient a plan belongs to: needed to decide on access before reading it.
 pub async fn patient_of(
     conn: &mut AnyConnection,
     id: Uuid,
 ) -> Result<Option<PatientId>, DomainError> {
-    let row = sqlx::query("SELECT patient_id FROM treatment_plans WHERE id = $1")
-        .bind(id.to_string())
+    Ok(sqlx::query_scalar(PATIENT_OF)
+        .bind(UuidText(id))
         .fetch_optional(conn)
-        .await?;
-    row.map(|r| r.uuid("patient_id").map(PatientId)).transpose()
+        .await?)
 }

@@ -1,14 +1,99 @@
-use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::db::{date_text, ts, RowExt};
+use crate::db::{IsoDate, Statement, Utc, UuidText};
 use crate::model::{PatientId, Prescription, PrescriptionStatus, Source};
 use crate::store::{
     require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit,
 };
 use crate::DomainError;
+
+/// The columns `PrescriptionRow` reads, in a macro so that statements can `concat!` them.
+macro_rules! columns {
+    () => {
+        "id, patient_id, medication_system, medication_code, medication_name, dosage_text, \
+         status, authored_at, prescriber, valid_from, valid_until, stop_reason, version, \
+         source_system, source_id"
+    };
+}
+
+const BY_SOURCE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM prescriptions WHERE source_system = $1 AND source_id = $2"
+);
+const UPDATE: &str = "UPDATE prescriptions SET medication_system = $1, medication_code = $2, \
+     medication_name = $3, dosage_text = $4, status = $5, authored_at = $6, prescriber = $7, \
+     valid_from = $8, valid_until = $9, stop_reason = $10, version = version + 1 WHERE id = $11";
+const INSERT: &str =
+    "INSERT INTO prescriptions (id, patient_id, medication_system, medication_code, \
+     medication_name, dosage_text, status, authored_at, prescriber, valid_from, valid_until, \
+     stop_reason, version, source_system, source_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $14)";
+const FOR_PATIENT: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM prescriptions WHERE patient_id = $1 \
+     ORDER BY CASE WHEN status = 'active' THEN 0 ELSE 1 END, authored_at DESC, id"
+);
+const STOP: &str = "UPDATE prescriptions SET status = 'stopped', stop_reason = $1, valid_until = $2, \
+     version = version + 1 WHERE id = $3 AND patient_id = $4 AND version = $5 AND status = 'active'";
+const EXISTS: &str = "SELECT id FROM prescriptions WHERE id = $1 AND patient_id = $2";
+const BY_ID: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM prescriptions WHERE id = $1 AND patient_id = $2"
+);
+const PATIENT_OF: &str = "SELECT patient_id FROM prescriptions WHERE id = $1";
+
+pub(crate) fn statements() -> Vec<Statement> {
+    crate::statements!("prescriptions": BY_SOURCE, UPDATE, INSERT, FOR_PATIENT, STOP, EXISTS,
+        BY_ID, PATIENT_OF)
+}
+
+#[derive(sqlx::FromRow)]
+struct PrescriptionRow {
+    id: UuidText,
+    patient_id: PatientId,
+    medication_system: String,
+    medication_code: String,
+    medication_name: String,
+    dosage_text: String,
+    status: PrescriptionStatus,
+    authored_at: Utc,
+    prescriber: String,
+    valid_from: IsoDate,
+    valid_until: Option<IsoDate>,
+    stop_reason: Option<String>,
+    version: i64,
+    source_system: String,
+    source_id: String,
+}
+
+impl From<PrescriptionRow> for Prescription {
+    fn from(row: PrescriptionRow) -> Self {
+        Prescription {
+            id: row.id.0,
+            patient_id: row.patient_id,
+            medication_system: row.medication_system,
+            medication_code: row.medication_code,
+            medication_name: row.medication_name,
+            dosage_text: row.dosage_text,
+            status: row.status,
+            authored_at: row.authored_at.0,
+            prescriber: row.prescriber,
+            valid_from: row.valid_from.0,
+            valid_until: row.valid_until.map(Date::from),
+            stop_reason: row.stop_reason,
+            version: row.version,
+            source: Source {
+                system: row.source_system,
+                id: row.source_id,
+            },
+        }
+    }
+}
 
 pub async fn upsert(
     conn: &mut AnyConnection,
@@ -16,36 +101,30 @@ pub async fn upsert(
     p: &Prescription,
 ) -> Result<Upserted, DomainError> {
     require_upsert(permit, Category::Prescriptions, p.patient_id, &p.source)?;
-    let existing =
-        sqlx::query("SELECT * FROM prescriptions WHERE source_system = $1 AND source_id = $2")
-            .bind(&p.source.system)
-            .bind(&p.source.id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if let Some(row) = existing {
-        let current = from_row(&row)?;
+    let existing: Option<PrescriptionRow> = sqlx::query_as(BY_SOURCE)
+        .bind(&p.source.system)
+        .bind(&p.source.id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(current) = existing.map(Prescription::from) {
         same_patient(current.patient_id, p.patient_id)?;
         if same_content(&current, p) {
             return Ok(Upserted::Unchanged);
         }
-        sqlx::query(
-            "UPDATE prescriptions SET medication_system = $1, medication_code = $2, medication_name = $3, \
-             dosage_text = $4, status = $5, authored_at = $6, prescriber = $7, valid_from = $8, \
-             valid_until = $9, stop_reason = $10, version = version + 1 WHERE id = $11",
-        )
-        .bind(&p.medication_system)
-        .bind(&p.medication_code)
-        .bind(&p.medication_name)
-        .bind(&p.dosage_text)
-        .bind(p.status.as_str())
-        .bind(ts(p.authored_at))
-        .bind(&p.prescriber)
-        .bind(date_text(p.valid_from))
-        .bind(p.valid_until.map(date_text))
-        .bind(p.stop_reason.as_deref())
-        .bind(current.id.to_string())
-        .execute(conn)
-        .await?;
+        sqlx::query(UPDATE)
+            .bind(&p.medication_system)
+            .bind(&p.medication_code)
+            .bind(&p.medication_name)
+            .bind(&p.dosage_text)
+            .bind(p.status)
+            .bind(Utc(p.authored_at))
+            .bind(&p.prescriber)
+            .bind(IsoDate(p.valid_from))
+            .bind(p.valid_until.map(IsoDate))
+            .bind(p.stop_reason.as_deref())
+            .bind(UuidText(current.id))
+            .execute(conn)
+            .await?;
         return Ok(Upserted::Updated);
     }
     insert_row(conn, p).await?;
@@ -53,27 +132,23 @@ pub async fn upsert(
 }
 
 async fn insert_row(conn: &mut AnyConnection, p: &Prescription) -> Result<(), DomainError> {
-    sqlx::query(
-        "INSERT INTO prescriptions (id, patient_id, medication_system, medication_code, medication_name, \
-         dosage_text, status, authored_at, prescriber, valid_from, valid_until, stop_reason, version, \
-         source_system, source_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $14)",
-    )
-    .bind(p.id.to_string())
-    .bind(p.patient_id.0.to_string())
-    .bind(&p.medication_system)
-    .bind(&p.medication_code)
-    .bind(&p.medication_name)
-    .bind(&p.dosage_text)
-    .bind(p.status.as_str())
-    .bind(ts(p.authored_at))
-    .bind(&p.prescriber)
-    .bind(date_text(p.valid_from))
-    .bind(p.valid_until.map(date_text))
-    .bind(p.stop_reason.as_deref())
-    .bind(&p.source.system)
-    .bind(&p.source.id)
-    .execute(conn)
-    .await?;
+    sqlx::query(INSERT)
+        .bind(UuidText(p.id))
+        .bind(p.patient_id)
+        .bind(&p.medication_system)
+        .bind(&p.medication_code)
+        .bind(&p.medication_name)
+        .bind(&p.dosage_text)
+        .bind(p.status)
+        .bind(Utc(p.authored_at))
+        .bind(&p.prescriber)
+        .bind(IsoDate(p.valid_from))
+        .bind(p.valid_until.map(IsoDate))
+        .bind(p.stop_reason.as_deref())
+        .bind(&p.source.system)
+        .bind(&p.source.id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -97,14 +172,11 @@ pub async fn for_patient(
     permit: &impl ReadPermit,
 ) -> Result<Vec<Prescription>, DomainError> {
     require(permit, Category::Prescriptions)?;
-    let rows = sqlx::query(
-        "SELECT * FROM prescriptions WHERE patient_id = $1 \
-         ORDER BY CASE WHEN status = 'active' THEN 0 ELSE 1 END, authored_at DESC, id",
-    )
-    .bind(permit.patient_id().0.to_string())
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(from_row).collect()
+    let rows: Vec<PrescriptionRow> = sqlx::query_as(FOR_PATIENT)
+        .bind(permit.patient_id())
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(Prescription::from).collect())
 }
 
 /// What a prescriber enters; the rest (status, author, times) the portal fills in.
@@ -193,23 +265,20 @@ pub async fn stop(
     if reason.trim().len() < 3 {
         return Err(DomainError::invalid("Say why the prescription is stopped."));
     }
-    let done = sqlx::query(
-        "UPDATE prescriptions SET status = 'stopped', stop_reason = $1, valid_until = $2, version = version + 1 \
-         WHERE id = $3 AND patient_id = $4 AND version = $5 AND status = 'active'",
-    )
-    .bind(reason.trim())
-    .bind(date_text(OffsetDateTime::now_utc().date()))
-    .bind(id.to_string())
-    .bind(permit.patient_id().0.to_string())
-    .bind(expected_version)
-    .execute(&mut *conn)
-    .await?;
+    let done = sqlx::query(STOP)
+        .bind(reason.trim())
+        .bind(IsoDate(OffsetDateTime::now_utc().date()))
+        .bind(UuidText(id))
+        .bind(permit.patient_id())
+        .bind(expected_version)
+        .execute(&mut *conn)
+        .await?;
     if done.rows_affected() == 1 {
         return Ok(());
     }
-    let exists = sqlx::query("SELECT id FROM prescriptions WHERE id = $1 AND patient_id = $2")
-        .bind(id.to_string())
-        .bind(permit.patient_id().0.to_string())
+    let exists = sqlx::query(EXISTS)
+        .bind(UuidText(id))
+        .bind(permit.patient_id())
         .fetch_optional(conn)
         .await?;
     Err(if exists.is_some() {
@@ -225,39 +294,13 @@ pub async fn by_id_for(
     id: Uuid,
 ) -> Result<Prescription, DomainError> {
     require(permit, Category::Prescriptions)?;
-    let row = sqlx::query("SELECT * FROM prescriptions WHERE id = $1 AND patient_id = $2")
-        .bind(id.to_string())
-        .bind(permit.patient_id().0.to_string())
+    let row: PrescriptionRow = sqlx::query_as(BY_ID)
+        .bind(UuidText(id))
+        .bind(permit.patient_id())
         .fetch_optional(conn)
         .await?
         .ok_or(DomainError::NotFound)?;
-    from_row(&row)
-}
-
-fn from_row(row: &AnyRow) -> Result<Prescription, DomainError> {
-    Ok(Prescription {
-        id: row.uuid("id")?,
-        patient_id: PatientId(row.uuid("patient_id")?),
-        medication_system: row.text("medication_system")?,
-        medication_code: row.text("medication_code")?,
-        medication_name: row.text("medication_name")?,
-        dosage_text: row.text("dosage_text")?,
-        status: PrescriptionStatus::parse(&row.text("status")?)?,
-        authored_at: row.time("authored_at")?,
-        prescriber: row.text("prescriber")?,
-        valid_from: row.date("valid_from")?,
-        valid_until: row
-            .opt_text("valid_until")?
-            .as_deref()
-            .map(crate::db::parse_date)
-            .transpose()?,
-        stop_reason: row.opt_text("stop_reason")?,
-        version: row.int("version")?,
-        source: Source {
-            system: row.text("source_system")?,
-            id: row.text("source_id")?,
-        },
-    })
+    Ok(row.into())
 }
 
 /// The patient a prescription belongs to: needed to decide on access before reading it.
@@ -265,9 +308,8 @@ pub async fn patient_of(
     conn: &mut AnyConnection,
     id: Uuid,
 ) -> Result<Option<PatientId>, DomainError> {
-    let row = sqlx::query("SELECT patient_id FROM prescriptions WHERE id = $1")
-        .bind(id.to_string())
+    Ok(sqlx::query_scalar(PATIENT_OF)
+        .bind(UuidText(id))
         .fetch_optional(conn)
-        .await?;
-    row.map(|r| r.uuid("patient_id").map(PatientId)).transpose()
+        .await?)
 }

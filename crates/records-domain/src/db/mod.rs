@@ -11,10 +11,16 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
-use time::{Date, OffsetDateTime, UtcOffset};
+use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::DomainError;
+
+mod portable;
+mod types;
+
+pub use portable::{PortableQuery, Statement};
+pub use types::{Flag, IsoDate, TextColumn, Utc, UuidText};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -177,13 +183,9 @@ impl Db {
     }
 }
 
-/// Fixed-width UTC text, so that comparing the text compares the times.
+/// Fixed-width UTC text, as stored (see `Utc`).
 pub fn ts(t: OffsetDateTime) -> String {
-    let format =
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
-    t.to_offset(UtcOffset::UTC)
-        .format(&format)
-        .unwrap_or_default()
+    Utc(t).to_string()
 }
 
 pub fn parse_ts(s: &str) -> Result<OffsetDateTime, DomainError> {
@@ -191,8 +193,7 @@ pub fn parse_ts(s: &str) -> Result<OffsetDateTime, DomainError> {
 }
 
 pub fn date_text(d: Date) -> String {
-    let format = format_description!("[year]-[month]-[day]");
-    d.format(&format).unwrap_or_default()
+    IsoDate(d).to_string()
 }
 
 pub fn parse_date(s: &str) -> Result<Date, DomainError> {
@@ -246,20 +247,5 @@ impl RowExt for AnyRow {
     }
     fn date(&self, col: &str) -> Result<Date, DomainError> {
         parse_date(&self.text(col)?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::datetime;
-
-    #[test]
-    fn timestamps_round_trip_and_sort_as_text() {
-        let a = datetime!(2024-03-01 09:05:00.000123 UTC);
-        let b = datetime!(2024-03-01 10:00:00 +02:00);
-        assert_eq!(parse_ts(&ts(a)).unwrap(), a);
-        assert_eq!(ts(b), "2024-03-01T08:00:00.000000Z");
-        assert!(ts(b) < ts(a));
     }
 }
