@@ -187,6 +187,15 @@ async fn security_headers(State(state): State<AppState>, request: Request, next:
 pub async fn spawn(
     config: Config,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>, Db)> {
+    let bind = config.bind;
+    let (app, db) = build(config).await?;
+    let (addr, server) = serve(bind, app).await?;
+    Ok((addr, server, db))
+}
+
+/// The portal's router over its own database and state, not yet bound to an address: tests
+/// call it in-process, `spawn` serves it.
+pub async fn build(config: Config) -> anyhow::Result<(Router, Db)> {
     let db = connect(&config).await?;
     let store = Store::connect(&config.database_url, db.engine()).await?;
     store.spawn_cleanup();
@@ -210,8 +219,6 @@ pub async fn spawn(
         .await?;
         LoginKey::from_hex(&stored)?
     };
-    let listener = tokio::net::TcpListener::bind(config.bind).await?;
-    let addr = listener.local_addr()?;
     let state = AppState {
         audit: AuditWriter::start(&db).await?,
         db: db.clone(),
@@ -227,7 +234,17 @@ pub async fn spawn(
         anonymous_audit: AnonymousAudit::default(),
         login_key,
     };
-    let app = router(state, store).into_make_service_with_connect_info::<SocketAddr>();
+    Ok((router(state, store), db))
+}
+
+/// Serve `app` on `bind`, with each connection's peer address as `ConnectInfo`.
+pub async fn serve(
+    bind: SocketAddr,
+    app: Router,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let addr = listener.local_addr()?;
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
@@ -239,5 +256,5 @@ pub async fn spawn(
             tracing::error!(error = %e, "server stopped");
         }
     });
-    Ok((addr, server, db))
+    Ok((addr, server))
 }

@@ -3,9 +3,9 @@
 //! stolen or replayed tokens and cookies are worthless, brute force meets the lock-out and the
 //! throttle, and oversized bodies are refused.
 
-mod support;
+use crate::support;
 
-use support::{Browser, TestApp};
+use support::TestApp;
 
 const XSS: &str = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>";
 const XSS_ESCAPED: &str = "&lt;script&gt;alert('x')&lt;/script&gt;";
@@ -322,33 +322,16 @@ both_engines!(
         assert_eq!(app.count("SELECT COUNT(*) FROM blocks").await, 0);
 
         // A session cookie copied before logout opens nothing afterwards.
-        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-        let client = reqwest::Client::builder()
-            .cookie_provider(jar.clone())
-            .build()
-            .unwrap();
-        let mut thief = Browser {
-            client,
-            base: app.base.clone(),
-            csrf: None,
-        };
-        let login = thief.login("karen").await;
-        login.assert_ok();
-        let url: reqwest::Url = app.base.parse().unwrap();
-        let stolen = reqwest::cookie::CookieStore::cookies(&*jar, &url).expect("session cookie");
-        thief.logout().await;
-        let replay = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let answer = replay
-            .get(format!("{}/me", app.base))
-            .header("cookie", stolen)
-            .send()
-            .await
-            .unwrap();
+        let mut karen = app.browser();
+        karen.login("karen").await.assert_ok();
+        let mut thief = karen.copy().without_redirects();
+        assert!(
+            thief.cookie("portal").is_some(),
+            "a session cookie to steal"
+        );
+        karen.logout().await;
         assert_eq!(
-            answer.status().as_u16(),
+            thief.get("/me").await.status,
             303,
             "the old session is gone server-side"
         );
@@ -438,15 +421,14 @@ both_engines!(
         assert!(asked.url.ends_with("/login/second-factor"));
         let token = attacker.csrf.clone().unwrap();
         let guesses = (0..30).map(|i| {
-            let request = attacker
-                .client
-                .post(format!("{}/login/second-factor", app.base))
-                .header("x-forwarded-for", format!("198.51.100.{}", 10 + i))
-                .form(&[
-                    ("csrf", token.as_str()),
-                    ("code", &format!("{:06}", 100_000 + i)),
-                ]);
-            async move { request.send().await.unwrap().status().as_u16() }
+            let mut tab = attacker
+                .clone()
+                .with_header("x-forwarded-for", &format!("198.51.100.{}", 10 + i));
+            let (token, code) = (token.clone(), format!("{:06}", 100_000 + i));
+            async move {
+                let fields = [("csrf", token.as_str()), ("code", code.as_str())];
+                tab.post_raw("/login/second-factor", &fields).await.status
+            }
         });
         let statuses = futures::future::join_all(guesses).await;
         assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
@@ -541,17 +523,19 @@ both_engines!(
     unauthenticated_fhir_calls_are_throttled_and_recorded_once_per_address,
     |app: TestApp| async move {
         let before = app.count("SELECT COUNT(*) FROM audit_events").await;
-        let client = reqwest::Client::new();
+        let mut anonymous = app.browser_without_redirects();
+        let mut forger = app.browser_with_bearer("pp_not-a-token");
         let mut statuses = Vec::new();
         for i in 0..40 {
-            let mut request = client.get(format!("{}/fhir/r4/Patient", app.base));
-            if i % 2 == 1 {
-                request = request.bearer_auth("pp_not-a-token");
-            }
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let retry_after = response.headers().contains_key("retry-after");
-            let body: serde_json::Value = response.json().await.unwrap();
+            let client = if i % 2 == 1 {
+                &mut forger
+            } else {
+                &mut anonymous
+            };
+            let response = client.get("/fhir/r4/Patient").await;
+            let status = response.status;
+            let retry_after = response.headers.contains_key("retry-after");
+            let body: serde_json::Value = serde_json::from_str(&response.body).unwrap();
             assert_eq!(body["resourceType"], "OperationOutcome");
             if status == 429 {
                 assert!(retry_after, "429 says when to come back");

@@ -2,7 +2,7 @@
 //! second factor (QR code, recovery codes shown once, each usable once), the idle timeout; each
 //! TOTP code signs in once, and a new password or second factor ends every other session.
 
-mod support;
+use crate::support;
 
 use records_domain::Engine;
 use support::TestApp;

@@ -1,7 +1,7 @@
 //! The foundation: the portal starts on both engines with the demo population, a citizen signs
 //! in and sees their own record and nobody else's, and the basic protections are in place.
 
-mod support;
+use crate::support;
 
 use support::TestApp;
 
@@ -236,8 +236,7 @@ both_engines!(
         );
 
         // The token is bound to the browser's own cookie, signed, and expires.
-        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-        let mut b = app.browser_with_cookies(jar.clone());
+        let mut b = app.browser();
         b.get("/login").await;
         let good = b.csrf.clone().unwrap();
         let credentials = [
@@ -249,15 +248,7 @@ both_engines!(
         let others = other.csrf.clone().unwrap();
         let (expiry, mac) = good.split_once('.').unwrap();
         let stretched = format!("{}.{mac}", expiry.parse::<i64>().unwrap() + 86_400);
-        let url: reqwest::Url = app.base.parse().unwrap();
-        let cookies = reqwest::cookie::CookieStore::cookies(&*jar, &url).unwrap();
-        let nonce = cookies
-            .to_str()
-            .unwrap()
-            .split("; ")
-            .find_map(|c| c.strip_prefix("portal-login="))
-            .unwrap()
-            .to_string();
+        let nonce = b.cookie("portal-login").unwrap();
         let key = portal::auth::csrf::LoginKey::from_hex(
             &app.text("SELECT secret FROM server_keys WHERE name = 'login_csrf'")
                 .await,

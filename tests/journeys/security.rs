@@ -3,7 +3,7 @@
 //! the route offers them) and must get exactly the area's answer. Nothing answers with a server
 //! error, and no denied answer carries clinical data.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 //! listings and care relationships take effect on access at once; administrators see no
 //! clinical data and nobody else reaches these pages.
 
-mod support;
+use crate::support;
 
 use support::{Browser, Page, TestApp};
 
@@ -157,11 +157,7 @@ both_engines!(
                 ("display_name", "Dr. Twin"),
                 ("role", "auditor"),
             ];
-            let mut other_tab = Browser {
-                client: admin.client.clone(),
-                base: admin.base.clone(),
-                csrf: admin.csrf.clone(),
-            };
+            let mut other_tab = admin.clone();
             let (a, b) = tokio::join!(
                 admin.post("/admin/users", &fields),
                 other_tab.post("/admin/users", &fields)
@@ -268,7 +264,11 @@ both_engines!(
         let mut hansen = app.signed_in("dr.hansen").await;
         let mut admin = app.signed_in("admin").await;
         let record = format!("/clinician/patients/{bo}");
-        let before = hansen.get(&record).await.status;
+        assert_eq!(
+            hansen.get(&record).await.status,
+            403,
+            "Bo is not Dr. Hansen's patient until the listing below"
+        );
 
         admin.get("/admin/listings").await.assert_ok();
         let listed = admin
@@ -294,7 +294,11 @@ both_engines!(
         );
 
         let mut larsen_browser = app.signed_in("dr.larsen").await;
-        larsen_browser.get(&record).await;
+        assert_eq!(
+            larsen_browser.get(&record).await.status,
+            403,
+            "unlisted, Bo is nobody's patient until the care relationship below"
+        );
         admin.get("/admin/relationships").await.assert_ok();
         admin
             .post(
@@ -341,7 +345,6 @@ both_engines!(
             )
             .await;
         assert_eq!(refused.status, 400);
-        let _ = before;
     }
 );
 

@@ -3,7 +3,7 @@
 //! Every resource the server returns is also written to $FHIR_OUT (when set) so that CI can
 //! check them with an external FHIR R4 validator (tests/fhir_validate.py).
 
-mod support;
+use crate::support;
 
 use access_control::accounts::{self, NewUser};
 use access_control::{tokens, Role};
@@ -13,9 +13,7 @@ use serde_json::{json, Value};
 use support::TestApp;
 
 struct Fhir {
-    client: reqwest::Client,
-    base: String,
-    token: Option<String>,
+    client: support::Browser,
     engine: &'static str,
 }
 
@@ -25,59 +23,45 @@ impl Fhir {
             records_domain::Engine::Sqlite => "sqlite",
             records_domain::Engine::Postgres => "postgres",
         };
-        Self {
-            client: reqwest::Client::new(),
-            base: format!("{}/fhir/r4", app.base),
-            token,
-            engine,
-        }
+        let client = match token {
+            Some(token) => app.browser_with_bearer(&token),
+            None => app.browser_without_redirects(),
+        };
+        Self { client, engine }
     }
 
-    async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> (u16, Value, reqwest::header::HeaderMap) {
-        let request = match &self.token {
-            Some(t) => request.bearer_auth(t),
-            None => request,
-        };
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+    /// The answer's status and JSON body (null when it has none), kept for the validator.
+    fn answer(&self, page: support::Page) -> (u16, Value) {
+        let body: Value = serde_json::from_str(&page.body).unwrap_or(Value::Null);
         keep_for_validator(self.engine, &body);
-        (status, body, headers)
+        (page.status, body)
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
-        let (status, body, _) = self
-            .send(self.client.get(format!("{}{path}", self.base)))
-            .await;
-        (status, body)
+        let page = self.client.clone().get(&format!("/fhir/r4{path}")).await;
+        self.answer(page)
     }
 
     async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
-        let (status, body, _) = self
-            .send(
-                self.client
-                    .put(format!("{}{path}", self.base))
-                    .header("content-type", "application/fhir+json")
-                    .body(body.to_string()),
-            )
+        let page = self
+            .client
+            .clone()
+            .put_json(&format!("/fhir/r4{path}"), &body.to_string())
             .await;
-        (status, body)
+        self.answer(page)
     }
 
     async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let (status, body, _) = self
-            .send(
-                self.client
-                    .post(format!("{}{path}", self.base))
-                    .header("content-type", "application/fhir+json")
-                    .body(body.to_string()),
-            )
+        self.post_text(path, &body.to_string()).await
+    }
+
+    async fn post_text(&self, path: &str, body: &str) -> (u16, Value) {
+        let page = self
+            .client
+            .clone()
+            .post_json(&format!("/fhir/r4{path}"), body)
             .await;
-        (status, body)
+        self.answer(page)
     }
 }
 
@@ -503,25 +487,11 @@ both_engines!(
             Some(token(&app, "lab1", "system/*.write", None).await),
         );
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        let response = lab
-            .client
-            .post(lab.base.to_string())
-            .bearer_auth(lab.token.clone().unwrap())
-            .body(deep)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 400);
-        let huge = vec![b' '; 40 * 1024 * 1024];
-        let response = lab
-            .client
-            .post(lab.base.to_string())
-            .bearer_auth(lab.token.clone().unwrap())
-            .body(huge)
-            .send()
-            .await;
-        assert!(
-            response.map(|r| r.status().as_u16() == 413).unwrap_or(true),
+        assert_eq!(lab.post_text("", &deep).await.0, 400);
+        let huge = " ".repeat(40 * 1024 * 1024);
+        assert_eq!(
+            lab.post_text("", &huge).await.0,
+            413,
             "oversized body refused"
         );
         let (status, _) = lab.post("", &json!("not a bundle")).await;

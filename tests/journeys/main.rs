@@ -1,0 +1,16 @@
+//! The end-to-end journeys, one module per user or concern, in one test binary. Names read as
+//! journeys: `patient::blocks_hold_until_revoked::sqlite`, `clinician::…::postgres`.
+
+#[macro_use]
+mod support;
+
+mod account;
+mod admin;
+mod attacks;
+mod audit;
+mod clinician;
+mod crash;
+mod fhir;
+mod foundation;
+mod patient;
+mod security;
