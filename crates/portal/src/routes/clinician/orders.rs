@@ -10,13 +10,14 @@ use records_domain::DomainError;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{open_read, open_write, written};
+use super::written;
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::login::Empty;
 use crate::auth::{ClinicianUser, CurrentUser};
 use crate::error::{AppError, AppResult};
 use crate::forms::PrescriptionForm;
+use crate::routes::open::Opener;
 use crate::views::clinician as view;
 use crate::views::components::split_prescriptions;
 
@@ -27,14 +28,9 @@ pub async fn release(
     CsrfForm(_): CsrfForm<Empty>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
-    let mut record = open_write(
-        &state,
-        &user,
-        patient,
-        Category::LabResults,
-        Some(result.to_string()),
-    )
-    .await?;
+    let mut record = Opener::clinician(&state, &user, patient)
+        .write(Category::LabResults, Some(result.to_string()))
+        .await?;
     let (conn, grant) = record.parts();
     labs::release(conn, grant, result).await?;
     written(record, patient, "labs").await
@@ -56,14 +52,9 @@ pub async fn prescribe(
         Err(e) => return Err(e.into()),
     };
     let id = Uuid::now_v7();
-    let mut record = open_write(
-        &state,
-        &user,
-        patient,
-        Category::Prescriptions,
-        Some(id.to_string()),
-    )
-    .await?;
+    let mut record = Opener::clinician(&state, &user, patient)
+        .write(Category::Prescriptions, Some(id.to_string()))
+        .await?;
     let (conn, grant) = record.parts();
     prescriptions::prescribe(conn, grant, id, &new).await?;
     written(record, patient, "prescriptions").await
@@ -76,8 +67,9 @@ async fn refused_prescription(
     form: &PrescriptionForm,
     problem: &str,
 ) -> AppResult<Response> {
-    let (mut record, banner) =
-        open_read(state, user, patient, Some(Category::Prescriptions), None).await?;
+    let (mut record, banner) = Opener::clinician(state, user, patient)
+        .read(Category::Prescriptions, None)
+        .await?;
     let (conn, grant) = record.parts();
     let (active, past) = split_prescriptions(prescriptions::for_patient(conn, grant).await?);
     record.commit().await?;
@@ -106,14 +98,9 @@ pub async fn stop(
     CsrfForm(form): CsrfForm<StopForm>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
-    let mut record = open_write(
-        &state,
-        &user,
-        patient,
-        Category::Prescriptions,
-        Some(prescription.to_string()),
-    )
-    .await?;
+    let mut record = Opener::clinician(&state, &user, patient)
+        .write(Category::Prescriptions, Some(prescription.to_string()))
+        .await?;
     let (conn, grant) = record.parts();
     match prescriptions::stop(conn, grant, prescription, form.version, &form.reason).await {
         Ok(()) => written(record, patient, "prescriptions").await,
