@@ -6,6 +6,7 @@
 use access_control::{AccessError, Actor, Audited, Denial, ReadGrant, Request, WriteGrant};
 use records_domain::model::PatientId;
 use records_domain::store::Category;
+use sqlx::AnyConnection;
 
 use crate::app::AppState;
 use crate::auth::{set_signed_in, CurrentUser};
@@ -93,6 +94,24 @@ impl<'a> Opener<'a> {
         resource_id: Option<String>,
     ) -> AppResult<(Audited<ReadGrant>, RecordBanner)> {
         self.read_page(Read::Category(category), resource_id).await
+    }
+
+    /// As `read`, with what `fetch` reads in the same audited transaction, committed before the
+    /// page is drawn.
+    pub async fn read_with<T, E>(
+        &self,
+        category: Category,
+        resource_id: Option<String>,
+        fetch: impl AsyncFnOnce(&mut AnyConnection, &ReadGrant) -> Result<T, E>,
+    ) -> AppResult<(RecordBanner, T)>
+    where
+        AppError: From<E>,
+    {
+        let (mut record, banner) = self.read(category, resource_id).await?;
+        let (conn, grant) = record.parts();
+        let found = fetch(conn, grant).await?;
+        record.commit().await?;
+        Ok((banner, found))
     }
 
     /// As `read`, in a write transaction, for a page that records something of the user's own

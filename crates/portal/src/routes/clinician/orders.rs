@@ -67,12 +67,12 @@ async fn refused_prescription(
     form: &PrescriptionForm,
     problem: &str,
 ) -> AppResult<Response> {
-    let (mut record, banner) = Opener::clinician(state, user, patient)
-        .read(Category::Prescriptions, None)
+    let (banner, all) = Opener::clinician(state, user, patient)
+        .read_with(Category::Prescriptions, None, async |conn, grant| {
+            prescriptions::for_patient(conn, grant).await
+        })
         .await?;
-    let (conn, grant) = record.parts();
-    let (active, past) = split_prescriptions(prescriptions::for_patient(conn, grant).await?);
-    record.commit().await?;
+    let (active, past) = split_prescriptions(all);
     let page = view::prescriptions(
         user,
         &user.csrf().await?,

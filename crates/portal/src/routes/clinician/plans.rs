@@ -14,7 +14,7 @@ use super::written;
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::{ClinicianUser, CurrentUser};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::forms::PlanForm;
 use crate::routes::open::Opener;
 use crate::views::clinician as view;
@@ -73,12 +73,13 @@ pub async fn edit_form(
     Path((patient, plan)): Path<(Uuid, Uuid)>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (mut record, banner) = Opener::clinician(&state, &user, patient)
-        .read(Category::TreatmentPlans, Some(plan.to_string()))
+    let (banner, current) = Opener::clinician(&state, &user, patient)
+        .read_with(
+            Category::TreatmentPlans,
+            Some(plan.to_string()),
+            async |conn, grant| plans::by_id_for(conn, grant, plan).await,
+        )
         .await?;
-    let (conn, grant) = record.parts();
-    let current = plans::by_id_for(conn, grant, plan).await?;
-    record.commit().await?;
     Ok(view::plan_form(
         &user,
         &user.csrf().await?,
@@ -151,14 +152,13 @@ async fn conflict(
     plan: Uuid,
     mut form: PlanForm,
 ) -> AppResult<Response> {
-    let (mut record, banner) = Opener::clinician(state, user, patient)
-        .read(Category::TreatmentPlans, Some(plan.to_string()))
+    let (banner, current) = Opener::clinician(state, user, patient)
+        .read_with(
+            Category::TreatmentPlans,
+            Some(plan.to_string()),
+            async |conn, grant| plans::by_id_for(conn, grant, plan).await,
+        )
         .await?;
-    let (conn, grant) = record.parts();
-    let current = plans::by_id_for(conn, grant, plan)
-        .await
-        .map_err(AppError::from)?;
-    record.commit().await?;
     form.version = current.version;
     let page = view::plan_conflict(user, &user.csrf().await?, banner, patient, &current, &form);
     Ok((StatusCode::CONFLICT, page).into_response())

@@ -46,12 +46,11 @@ pub async fn labs(
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (mut record, banner) = Opener::clinician(&state, &user, patient)
-        .read(Category::LabResults, None)
+    let (banner, results) = Opener::clinician(&state, &user, patient)
+        .read_with(Category::LabResults, None, async |conn, grant| {
+            labs::for_patient(conn, grant).await
+        })
         .await?;
-    let (conn, grant) = record.parts();
-    let results = labs::for_patient(conn, grant).await?;
-    record.commit().await?;
     Ok(view::labs(
         &user,
         &user.csrf().await?,
@@ -70,12 +69,13 @@ pub async fn lab_history(
     if code.len() > 64 {
         return Err(AppError::not_found());
     }
-    let (mut record, banner) = Opener::clinician(&state, &user, patient)
-        .read(Category::LabResults, Some(code.clone()))
+    let (banner, history) = Opener::clinician(&state, &user, patient)
+        .read_with(
+            Category::LabResults,
+            Some(code.clone()),
+            async |conn, grant| labs::history(conn, grant, &code).await,
+        )
         .await?;
-    let (conn, grant) = record.parts();
-    let history = labs::history(conn, grant, &code).await?;
-    record.commit().await?;
     if history.is_empty() {
         return Err(AppError::not_found());
     }
@@ -94,12 +94,12 @@ pub async fn prescriptions(
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (mut record, banner) = Opener::clinician(&state, &user, patient)
-        .read(Category::Prescriptions, None)
+    let (banner, all) = Opener::clinician(&state, &user, patient)
+        .read_with(Category::Prescriptions, None, async |conn, grant| {
+            prescriptions::for_patient(conn, grant).await
+        })
         .await?;
-    let (conn, grant) = record.parts();
-    let (active, past) = split_prescriptions(prescriptions::for_patient(conn, grant).await?);
-    record.commit().await?;
+    let (active, past) = split_prescriptions(all);
     Ok(view::prescriptions(
         &user,
         &user.csrf().await?,
@@ -117,12 +117,11 @@ pub async fn plans(
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (mut record, banner) = Opener::clinician(&state, &user, patient)
-        .read(Category::TreatmentPlans, None)
+    let (banner, all) = Opener::clinician(&state, &user, patient)
+        .read_with(Category::TreatmentPlans, None, async |conn, grant| {
+            plans::for_patient(conn, grant).await
+        })
         .await?;
-    let (conn, grant) = record.parts();
-    let all = plans::for_patient(conn, grant).await?;
-    record.commit().await?;
     Ok(view::plans(
         &user,
         &user.csrf().await?,

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::response::Redirect;
 use maud::Markup;
 use records_domain::store::{labs, plans, prescriptions, Category, ReadPermit};
+use records_domain::DomainError;
 use time::OffsetDateTime;
 
 use super::access_log::record_owner;
@@ -88,13 +89,12 @@ pub async fn labs(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut record, banner) = Opener::citizen(&state, &user)?
-        .read(Category::LabResults, None)
+    let (banner, (results, pending)) = Opener::citizen(&state, &user)?
+        .read_with(Category::LabResults, None, async |conn, grant| {
+            let results = labs::for_patient(conn, grant).await?;
+            Ok::<_, DomainError>((results, labs::has_unreleased(conn, grant).await?))
+        })
         .await?;
-    let (conn, grant) = record.parts();
-    let results = labs::for_patient(conn, grant).await?;
-    let pending = labs::has_unreleased(conn, grant).await?;
-    record.commit().await?;
     Ok(view::labs(
         &user,
         &user.csrf().await?,
@@ -112,12 +112,13 @@ pub async fn lab_history(
     if code.len() > 64 {
         return Err(AppError::not_found());
     }
-    let (mut record, banner) = Opener::citizen(&state, &user)?
-        .read(Category::LabResults, Some(code.clone()))
+    let (banner, history) = Opener::citizen(&state, &user)?
+        .read_with(
+            Category::LabResults,
+            Some(code.clone()),
+            async |conn, grant| labs::history(conn, grant, &code).await,
+        )
         .await?;
-    let (conn, grant) = record.parts();
-    let history = labs::history(conn, grant, &code).await?;
-    record.commit().await?;
     if history.is_empty() {
         return Err(AppError::not_found());
     }
@@ -133,12 +134,11 @@ pub async fn prescriptions(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut record, banner) = Opener::citizen(&state, &user)?
-        .read(Category::Prescriptions, None)
+    let (banner, all) = Opener::citizen(&state, &user)?
+        .read_with(Category::Prescriptions, None, async |conn, grant| {
+            prescriptions::for_patient(conn, grant).await
+        })
         .await?;
-    let (conn, grant) = record.parts();
-    let all = prescriptions::for_patient(conn, grant).await?;
-    record.commit().await?;
     let (active, past) = split_prescriptions(all);
     Ok(view::prescriptions(
         &user,
@@ -153,11 +153,10 @@ pub async fn plans(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut record, banner) = Opener::citizen(&state, &user)?
-        .read(Category::TreatmentPlans, None)
+    let (banner, all) = Opener::citizen(&state, &user)?
+        .read_with(Category::TreatmentPlans, None, async |conn, grant| {
+            plans::for_patient(conn, grant).await
+        })
         .await?;
-    let (conn, grant) = record.parts();
-    let all = plans::for_patient(conn, grant).await?;
-    record.commit().await?;
     Ok(view::plans(&user, &user.csrf().await?, banner, &all))
 }
