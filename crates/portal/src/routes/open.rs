@@ -138,6 +138,23 @@ impl<'a> Opener<'a> {
         }
     }
 
+    /// As `write`, making the change with `make` in the same audited transaction and committing.
+    pub async fn write_with<T, E>(
+        &self,
+        category: Category,
+        resource_id: Option<String>,
+        make: impl AsyncFnOnce(&mut AnyConnection, &WriteGrant) -> Result<T, E>,
+    ) -> AppResult<T>
+    where
+        AppError: From<E>,
+    {
+        let mut record = self.write(category, resource_id).await?;
+        let (conn, grant) = record.parts();
+        let made = make(conn, grant).await?;
+        record.commit().await?;
+        Ok(made)
+    }
+
     async fn read_page(
         &self,
         how: Read,

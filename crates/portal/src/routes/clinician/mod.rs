@@ -62,5 +62,10 @@ async fn written(
     page: &str,
 ) -> AppResult<Response> {
     record.commit().await?;
-    Ok(Redirect::to(&format!("/clinician/patients/{}/{page}", patient.0)).into_response())
+    Ok(back_to(patient, page))
+}
+
+/// The record page a change was made from.
+fn back_to(patient: PatientId, page: &str) -> Response {
+    Redirect::to(&format!("/clinician/patients/{}/{page}", patient.0)).into_response()
 }

@@ -1,6 +1,7 @@
 //! Writes that change what the patient sees: releasing held-back results, prescribing and
 //! stopping prescriptions. Each is decided and audited by the gate in the write's transaction.
 
+use access_control::WriteGrant;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -8,9 +9,10 @@ use records_domain::model::PatientId;
 use records_domain::store::{labs, prescriptions, Category};
 use records_domain::DomainError;
 use serde::Deserialize;
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
-use super::written;
+use super::back_to;
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::login::Empty;
@@ -28,12 +30,14 @@ pub async fn release(
     CsrfForm(_): CsrfForm<Empty>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
-    let mut record = Opener::clinician(&state, &user, patient)
-        .write(Category::LabResults, Some(result.to_string()))
+    Opener::clinician(&state, &user, patient)
+        .write_with(
+            Category::LabResults,
+            Some(result.to_string()),
+            async |conn, grant| labs::release(conn, grant, result).await,
+        )
         .await?;
-    let (conn, grant) = record.parts();
-    labs::release(conn, grant, result).await?;
-    written(record, patient, "labs").await
+    Ok(back_to(patient, "labs"))
 }
 
 pub async fn prescribe(
@@ -52,12 +56,14 @@ pub async fn prescribe(
         Err(e) => return Err(e.into()),
     };
     let id = Uuid::now_v7();
-    let mut record = Opener::clinician(&state, &user, patient)
-        .write(Category::Prescriptions, Some(id.to_string()))
+    Opener::clinician(&state, &user, patient)
+        .write_with(
+            Category::Prescriptions,
+            Some(id.to_string()),
+            async |conn, grant| prescriptions::prescribe(conn, grant, id, &new).await,
+        )
         .await?;
-    let (conn, grant) = record.parts();
-    prescriptions::prescribe(conn, grant, id, &new).await?;
-    written(record, patient, "prescriptions").await
+    Ok(back_to(patient, "prescriptions"))
 }
 
 async fn refused_prescription(
@@ -98,17 +104,23 @@ pub async fn stop(
     CsrfForm(form): CsrfForm<StopForm>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
-    let mut record = Opener::clinician(&state, &user, patient)
-        .write(Category::Prescriptions, Some(prescription.to_string()))
+    // A stale form is refused with the reason kept, so it can be given again after a reload.
+    let change = async |conn: &mut AnyConnection, grant: &WriteGrant| {
+        match prescriptions::stop(conn, grant, prescription, form.version, &form.reason).await {
+            Err(DomainError::Conflict) => Err(AppError::conflict(format!(
+                "Someone changed or stopped this prescription after you opened it, so nothing was changed. \
+                 Reload the prescriptions and check them. Your reason was: “{}”",
+                form.reason.trim()
+            ))),
+            other => other.map_err(AppError::from),
+        }
+    };
+    Opener::clinician(&state, &user, patient)
+        .write_with(
+            Category::Prescriptions,
+            Some(prescription.to_string()),
+            change,
+        )
         .await?;
-    let (conn, grant) = record.parts();
-    match prescriptions::stop(conn, grant, prescription, form.version, &form.reason).await {
-        Ok(()) => written(record, patient, "prescriptions").await,
-        Err(DomainError::Conflict) => Err(AppError::conflict(format!(
-            "Someone changed or stopped this prescription after you opened it, so nothing was changed. \
-             Reload the prescriptions and check them. Your reason was: “{}”",
-            form.reason.trim()
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    Ok(back_to(patient, "prescriptions"))
 }

@@ -10,7 +10,7 @@ use records_domain::store::{plans, Category};
 use records_domain::DomainError;
 use uuid::Uuid;
 
-use super::written;
+use super::{back_to, written};
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::{ClinicianUser, CurrentUser};
@@ -59,12 +59,14 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     };
     let id = Uuid::now_v7();
-    let mut record = Opener::clinician(&state, &user, patient)
-        .write(Category::TreatmentPlans, Some(id.to_string()))
+    Opener::clinician(&state, &user, patient)
+        .write_with(
+            Category::TreatmentPlans,
+            Some(id.to_string()),
+            async |conn, grant| plans::create(conn, grant, id, &content).await,
+        )
         .await?;
-    let (conn, grant) = record.parts();
-    plans::create(conn, grant, id, &content).await?;
-    written(record, patient, "plans").await
+    Ok(back_to(patient, "plans"))
 }
 
 pub async fn edit_form(
