@@ -4,8 +4,8 @@
 //! becomes for them (`OnRefusal`).
 
 use access_control::{AccessError, Actor, Audited, Denial, ReadGrant, Request, WriteGrant};
-use records_domain::model::PatientId;
-use records_domain::store::Category;
+use records_domain::model::{LabResult, PatientId};
+use records_domain::store::{labs, Category};
 use sqlx::AnyConnection;
 
 use crate::app::AppState;
@@ -13,6 +13,9 @@ use crate::auth::{set_signed_in, CurrentUser};
 use crate::error::{AppError, AppResult};
 use crate::routes::banner::{banner, Viewer};
 use crate::views::layout::RecordBanner;
+
+/// Lab codes (LOINC and local ones) are far shorter; a longer one is not worth a query.
+const MAX_LAB_CODE_LEN: usize = 64;
 
 /// What a refusal becomes, beyond the refusal page.
 #[derive(Debug, Clone, Copy)]
@@ -112,6 +115,25 @@ impl<'a> Opener<'a> {
         let found = fetch(conn, grant).await?;
         record.commit().await?;
         Ok((banner, found))
+    }
+
+    /// The history of one lab test, for the patient's and the clinician's page alike. A code
+    /// longer than any real one, or one with no results, is not found, as an unknown id would be.
+    pub async fn lab_history(&self, code: &str) -> AppResult<(RecordBanner, Vec<LabResult>)> {
+        if code.len() > MAX_LAB_CODE_LEN {
+            return Err(AppError::not_found());
+        }
+        let (banner, history) = self
+            .read_with(
+                Category::LabResults,
+                Some(code.to_string()),
+                async |conn, grant| labs::history(conn, grant, code).await,
+            )
+            .await?;
+        if history.is_empty() {
+            return Err(AppError::not_found());
+        }
+        Ok((banner, history))
     }
 
     /// As `read`, in a write transaction, for a page that records something of the user's own

@@ -66,19 +66,9 @@ pub async fn lab_history(
     Path((patient, code)): Path<(Uuid, String)>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    if code.len() > 64 {
-        return Err(AppError::not_found());
-    }
     let (banner, history) = Opener::clinician(&state, &user, patient)
-        .read_with(
-            Category::LabResults,
-            Some(code.clone()),
-            async |conn, grant| labs::history(conn, grant, &code).await,
-        )
+        .lab_history(&code)
         .await?;
-    if history.is_empty() {
-        return Err(AppError::not_found());
-    }
     Ok(view::lab_history(
         &user,
         &user.csrf().await?,

@@ -109,19 +109,7 @@ pub async fn lab_history(
     PatientUser(user): PatientUser,
     Path(code): Path<String>,
 ) -> AppResult<Markup> {
-    if code.len() > 64 {
-        return Err(AppError::not_found());
-    }
-    let (banner, history) = Opener::citizen(&state, &user)?
-        .read_with(
-            Category::LabResults,
-            Some(code.clone()),
-            async |conn, grant| labs::history(conn, grant, &code).await,
-        )
-        .await?;
-    if history.is_empty() {
-        return Err(AppError::not_found());
-    }
+    let (banner, history) = Opener::citizen(&state, &user)?.lab_history(&code).await?;
     Ok(view::lab_history(
         &user,
         &user.csrf().await?,
