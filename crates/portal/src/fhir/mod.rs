@@ -44,23 +44,23 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/fhir/r4/Observation/{id}",
-            get(read::read_observation).put(write::update),
+            get(read::read_by_id::<read::Observation>).put(write::update),
         )
         .route(
             "/fhir/r4/MedicationRequest",
-            get(read::search_medication_requests).post(write::create),
+            get(read::search_by_status::<read::MedicationRequest>).post(write::create),
         )
         .route(
             "/fhir/r4/MedicationRequest/{id}",
-            get(read::read_medication_request).put(write::update),
+            get(read::read_by_id::<read::MedicationRequest>).put(write::update),
         )
         .route(
             "/fhir/r4/CarePlan",
-            get(read::search_care_plans).post(write::create),
+            get(read::search_by_status::<read::CarePlan>).post(write::create),
         )
         .route(
             "/fhir/r4/CarePlan/{id}",
-            get(read::read_care_plan).put(write::update),
+            get(read::read_by_id::<read::CarePlan>).put(write::update),
         )
         .route("/fhir/r4/AuditEvent", get(read::search_audit_events))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))

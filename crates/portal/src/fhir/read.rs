@@ -3,14 +3,15 @@
 //! search returns one Bundle page with a `next` link.
 
 use access_control::audit::{query as audit_query, NewEvent, Outcome};
-use access_control::{AccessError, Role};
+use access_control::{AccessError, Audited, ReadGrant, Role};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use records_domain::model::PatientId;
+use records_domain::model::{LabResult, PatientId, Prescription, TreatmentPlan};
 use records_domain::store::{labs, patients, plans, prescriptions, Category};
-use records_domain::Cpr;
+use records_domain::{Cpr, DomainError};
 use serde_json::Value;
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use super::caller::audit_system;
@@ -130,65 +131,193 @@ pub(super) async fn search_patients(
             Err(e) => return Err(e.into()),
         }
     }
-    let total = visible.len() as i64;
-    let page: Vec<Value> = visible
-        .into_iter()
-        .skip(query.paging.offset as usize)
-        .take(query.paging.count as usize)
-        .collect();
-    let path = format!("{BASE}/Patient");
-    let next = next_url(
-        &path,
-        &pairs,
-        query.paging.offset,
-        query.paging.count,
-        total,
-    );
-    Ok(fhir_json(
-        StatusCode::OK,
-        &resources::searchset(BASE, &self_url(&path, &raw), next, total, page),
-    ))
+    Ok(paged("Patient", &pairs, &raw, &query.paging, visible))
 }
 
-pub(super) async fn read_observation(
+/// A resource kept in one category of a patient's record: what the read-by-id handler, and for
+/// `ByStatus` the search handler, need to know of it.
+pub(super) trait RecordResource {
+    const TYPE: &'static str;
+    const CATEGORY: Category;
+    type Row;
+    async fn patient_of(
+        conn: &mut AnyConnection,
+        id: Uuid,
+    ) -> Result<Option<PatientId>, DomainError>;
+    async fn by_id(
+        conn: &mut AnyConnection,
+        grant: &ReadGrant,
+        id: Uuid,
+    ) -> Result<Self::Row, DomainError>;
+    fn render(row: &Self::Row) -> Value;
+}
+
+/// A resource searched by patient and status: few enough per patient to filter in memory.
+pub(super) trait ByStatus: RecordResource {
+    async fn for_patient(
+        conn: &mut AnyConnection,
+        grant: &ReadGrant,
+    ) -> Result<Vec<Self::Row>, DomainError>;
+    fn status(row: &Self::Row) -> &str;
+}
+
+pub(super) struct Observation;
+pub(super) struct MedicationRequest;
+pub(super) struct CarePlan;
+
+impl RecordResource for Observation {
+    const TYPE: &'static str = "Observation";
+    const CATEGORY: Category = Category::LabResults;
+    type Row = LabResult;
+    async fn patient_of(
+        conn: &mut AnyConnection,
+        id: Uuid,
+    ) -> Result<Option<PatientId>, DomainError> {
+        labs::patient_of(conn, id).await
+    }
+    async fn by_id(
+        conn: &mut AnyConnection,
+        grant: &ReadGrant,
+        id: Uuid,
+    ) -> Result<LabResult, DomainError> {
+        labs::by_id_for(conn, grant, id).await
+    }
+    fn render(row: &LabResult) -> Value {
+        resources::observation(row)
+    }
+}
+
+impl RecordResource for MedicationRequest {
+    const TYPE: &'static str = "MedicationRequest";
+    const CATEGORY: Category = Category::Prescriptions;
+    type Row = Prescription;
+    async fn patient_of(
+        conn: &mut AnyConnection,
+        id: Uuid,
+    ) -> Result<Option<PatientId>, DomainError> {
+        prescriptions::patient_of(conn, id).await
+    }
+    async fn by_id(
+        conn: &mut AnyConnection,
+        grant: &ReadGrant,
+        id: Uuid,
+    ) -> Result<Prescription, DomainError> {
+        prescriptions::by_id_for(conn, grant, id).await
+    }
+    fn render(row: &Prescription) -> Value {
+        resources::medication_request(row)
+    }
+}
+
+impl ByStatus for MedicationRequest {
+    async fn for_patient(
+        conn: &mut AnyConnection,
+        grant: &ReadGrant,
+    ) -> Result<Vec<Prescription>, DomainError> {
+        prescriptions::for_patient(conn, grant).await
+    }
+    fn status(row: &Prescription) -> &str {
+        row.status.as_str()
+    }
+}
+
+impl RecordResource for CarePlan {
+    const TYPE: &'static str = "CarePlan";
+    const CATEGORY: Category = Category::TreatmentPlans;
+    type Row = TreatmentPlan;
+    async fn patient_of(
+        conn: &mut AnyConnection,
+        id: Uuid,
+    ) -> Result<Option<PatientId>, DomainError> {
+        plans::patient_of(conn, id).await
+    }
+    async fn by_id(
+        conn: &mut AnyConnection,
+        grant: &ReadGrant,
+        id: Uuid,
+    ) -> Result<TreatmentPlan, DomainError> {
+        plans::by_id_for(conn, grant, id).await
+    }
+    fn render(row: &TreatmentPlan) -> Value {
+        resources::care_plan(row)
+    }
+}
+
+impl ByStatus for CarePlan {
+    async fn for_patient(
+        conn: &mut AnyConnection,
+        grant: &ReadGrant,
+    ) -> Result<Vec<TreatmentPlan>, DomainError> {
+        plans::for_patient(conn, grant).await
+    }
+    fn status(row: &TreatmentPlan) -> &str {
+        row.status.as_str()
+    }
+}
+
+/// Decide and audit a read of the resource's category of one patient's record.
+async fn open<R: RecordResource>(
+    state: &AppState,
+    caller: &FhirCaller,
+    patient: PatientId,
+    resource_id: String,
+) -> FhirResult<Audited<ReadGrant>> {
+    Ok(state
+        .gate()
+        .read(&caller.request(patient, Some(resource_id)), R::CATEGORY)
+        .await?)
+}
+
+pub(super) async fn read_by_id<R: RecordResource>(
     State(state): State<AppState>,
     mut caller: FhirCaller,
     Path(id): Path<String>,
 ) -> FhirResult<Response> {
-    caller.require(&state, "Observation", false).await?;
+    caller.require(&state, R::TYPE, false).await?;
     let id = uuid(&id)?;
-    let patient = labs::patient_of(&mut *state.db.pool().acquire().await?, id)
+    let patient = R::patient_of(&mut *state.db.pool().acquire().await?, id)
         .await?
         .ok_or_else(FhirError::not_found)?;
-    let mut record = state
-        .gate()
-        .read(
-            &caller.request(patient, Some(format!("Observation/{id}"))),
-            Category::LabResults,
-        )
-        .await?;
+    let mut record = open::<R>(&state, &caller, patient, format!("{}/{id}", R::TYPE)).await?;
     let (conn, grant) = record.parts();
-    let result = labs::by_id_for(conn, grant, id).await?;
+    let found = R::by_id(conn, grant, id).await?;
     record.commit().await?;
-    Ok(fhir_json(StatusCode::OK, &resources::observation(&result)))
+    Ok(fhir_json(StatusCode::OK, &R::render(&found)))
 }
 
+pub(super) async fn search_by_status<R: ByStatus>(
+    State(state): State<AppState>,
+    mut caller: FhirCaller,
+    RawQuery(raw): RawQuery,
+) -> FhirResult<Response> {
+    caller.require(&state, R::TYPE, false).await?;
+    let pairs = query_pairs(raw.clone())?;
+    let q = StatusSearch::parse(&pairs)?;
+    let patient = caller.patient_or_own(q.patient)?;
+    let mut record = open::<R>(&state, &caller, patient, format!("{} search", R::TYPE)).await?;
+    let (conn, grant) = record.parts();
+    let all = R::for_patient(conn, grant).await?;
+    record.commit().await?;
+    let matching: Vec<Value> = all
+        .iter()
+        .filter(|row| q.status.as_deref().is_none_or(|s| R::status(row) == s))
+        .map(R::render)
+        .collect();
+    Ok(paged(R::TYPE, &pairs, &raw, &q.paging, matching))
+}
+
+/// Observations are many (years of lab results): searched and paged in the database.
 pub(super) async fn search_observations(
     State(state): State<AppState>,
     mut caller: FhirCaller,
     RawQuery(raw): RawQuery,
 ) -> FhirResult<Response> {
-    caller.require(&state, "Observation", false).await?;
+    caller.require(&state, Observation::TYPE, false).await?;
     let pairs = query_pairs(raw.clone())?;
     let q = ObservationSearch::parse(&pairs)?;
     let patient = caller.patient_or_own(q.patient)?;
-    let mut record = state
-        .gate()
-        .read(
-            &caller.request(patient, Some("Observation search".into())),
-            Category::LabResults,
-        )
-        .await?;
+    let mut record =
+        open::<Observation>(&state, &caller, patient, "Observation search".into()).await?;
     let (conn, grant) = record.parts();
     let lab_query = labs::LabQuery {
         code_system: q.code.as_ref().and_then(|c| c.0.clone()),
@@ -216,117 +345,8 @@ pub(super) async fn search_observations(
     ))
 }
 
-pub(super) async fn read_medication_request(
-    State(state): State<AppState>,
-    mut caller: FhirCaller,
-    Path(id): Path<String>,
-) -> FhirResult<Response> {
-    caller.require(&state, "MedicationRequest", false).await?;
-    let id = uuid(&id)?;
-    let patient = prescriptions::patient_of(&mut *state.db.pool().acquire().await?, id)
-        .await?
-        .ok_or_else(FhirError::not_found)?;
-    let mut record = state
-        .gate()
-        .read(
-            &caller.request(patient, Some(format!("MedicationRequest/{id}"))),
-            Category::Prescriptions,
-        )
-        .await?;
-    let (conn, grant) = record.parts();
-    let found = prescriptions::by_id_for(conn, grant, id).await?;
-    record.commit().await?;
-    Ok(fhir_json(
-        StatusCode::OK,
-        &resources::medication_request(&found),
-    ))
-}
-
-pub(super) async fn search_medication_requests(
-    State(state): State<AppState>,
-    mut caller: FhirCaller,
-    RawQuery(raw): RawQuery,
-) -> FhirResult<Response> {
-    caller.require(&state, "MedicationRequest", false).await?;
-    let pairs = query_pairs(raw.clone())?;
-    let q = StatusSearch::parse(&pairs)?;
-    let patient = caller.patient_or_own(q.patient)?;
-    let mut record = state
-        .gate()
-        .read(
-            &caller.request(patient, Some("MedicationRequest search".into())),
-            Category::Prescriptions,
-        )
-        .await?;
-    let (conn, grant) = record.parts();
-    let all = prescriptions::for_patient(conn, grant).await?;
-    record.commit().await?;
-    let matching: Vec<Value> = all
-        .iter()
-        .filter(|p| q.status.as_deref().is_none_or(|s| p.status.as_str() == s))
-        .map(resources::medication_request)
-        .collect();
-    Ok(paged(
-        "MedicationRequest",
-        &pairs,
-        &raw,
-        &q.paging,
-        matching,
-    ))
-}
-
-pub(super) async fn read_care_plan(
-    State(state): State<AppState>,
-    mut caller: FhirCaller,
-    Path(id): Path<String>,
-) -> FhirResult<Response> {
-    caller.require(&state, "CarePlan", false).await?;
-    let id = uuid(&id)?;
-    let patient = plans::patient_of(&mut *state.db.pool().acquire().await?, id)
-        .await?
-        .ok_or_else(FhirError::not_found)?;
-    let mut record = state
-        .gate()
-        .read(
-            &caller.request(patient, Some(format!("CarePlan/{id}"))),
-            Category::TreatmentPlans,
-        )
-        .await?;
-    let (conn, grant) = record.parts();
-    let found = plans::by_id_for(conn, grant, id).await?;
-    record.commit().await?;
-    Ok(fhir_json(StatusCode::OK, &resources::care_plan(&found)))
-}
-
-pub(super) async fn search_care_plans(
-    State(state): State<AppState>,
-    mut caller: FhirCaller,
-    RawQuery(raw): RawQuery,
-) -> FhirResult<Response> {
-    caller.require(&state, "CarePlan", false).await?;
-    let pairs = query_pairs(raw.clone())?;
-    let q = StatusSearch::parse(&pairs)?;
-    let patient = caller.patient_or_own(q.patient)?;
-    let mut record = state
-        .gate()
-        .read(
-            &caller.request(patient, Some("CarePlan search".into())),
-            Category::TreatmentPlans,
-        )
-        .await?;
-    let (conn, grant) = record.parts();
-    let all = plans::for_patient(conn, grant).await?;
-    record.commit().await?;
-    let matching: Vec<Value> = all
-        .iter()
-        .filter(|p| q.status.as_deref().is_none_or(|s| p.status.as_str() == s))
-        .map(resources::care_plan)
-        .collect();
-    Ok(paged("CarePlan", &pairs, &raw, &q.paging, matching))
-}
-
-/// Page a search whose matches are few enough to filter in memory (one patient's
-/// prescriptions or plans).
+/// Page a search whose matches are few enough to filter in memory (the patients a search
+/// may show, one patient's prescriptions or plans).
 fn paged(
     kind: &str,
     pairs: &[(String, String)],

@@ -6,4 +6,5 @@ pub mod audit;
 mod banner;
 pub mod clinician;
 pub mod health;
+mod open;
 pub mod patient;

@@ -10,13 +10,13 @@ use records_domain::db::parse_date;
 use records_domain::model::Patient;
 use records_domain::store::patients;
 
-use super::request;
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::ClinicianUser;
 use crate::error::{AppError, AppResult};
 use crate::forms::LookupForm;
 use crate::problem::Problem;
+use crate::routes::open::Opener;
 use crate::views::clinician::{self as view, Hit};
 
 const MAX_HITS: i64 = 50;
@@ -44,8 +44,8 @@ pub async fn search(
     let mut tx = state.db.begin_write().await?;
     let mut hits = Vec::with_capacity(found.len());
     for patient in found {
-        let req = request(&actor, &user, patient.id, None);
-        let decision = gate.lookup(&mut tx, &req).await?;
+        let opener = Opener::clinician(&state, &user, patient.id);
+        let decision = gate.lookup(&mut tx, &opener.request(&actor, None)).await?;
         hits.push(Hit {
             may_open: decision.is_allowed(),
             basis: decision.reason(),

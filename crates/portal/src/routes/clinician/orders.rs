@@ -1,6 +1,7 @@
 //! Writes that change what the patient sees: releasing held-back results, prescribing and
 //! stopping prescriptions. Each is decided and audited by the gate in the write's transaction.
 
+use access_control::WriteGrant;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -8,15 +9,17 @@ use records_domain::model::PatientId;
 use records_domain::store::{labs, prescriptions, Category};
 use records_domain::DomainError;
 use serde::Deserialize;
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
-use super::{open_read, open_write, written};
+use super::back_to;
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::login::Empty;
 use crate::auth::{ClinicianUser, CurrentUser};
 use crate::error::{AppError, AppResult};
 use crate::forms::PrescriptionForm;
+use crate::routes::open::Opener;
 use crate::views::clinician as view;
 use crate::views::components::split_prescriptions;
 
@@ -27,17 +30,14 @@ pub async fn release(
     CsrfForm(_): CsrfForm<Empty>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
-    let mut record = open_write(
-        &state,
-        &user,
-        patient,
-        Category::LabResults,
-        Some(result.to_string()),
-    )
-    .await?;
-    let (conn, grant) = record.parts();
-    labs::release(conn, grant, result).await?;
-    written(record, patient, "labs").await
+    Opener::clinician(&state, &user, patient)
+        .write_with(
+            Category::LabResults,
+            Some(result.to_string()),
+            async |conn, grant| labs::release(conn, grant, result).await,
+        )
+        .await?;
+    Ok(back_to(patient, "labs"))
 }
 
 pub async fn prescribe(
@@ -56,17 +56,14 @@ pub async fn prescribe(
         Err(e) => return Err(e.into()),
     };
     let id = Uuid::now_v7();
-    let mut record = open_write(
-        &state,
-        &user,
-        patient,
-        Category::Prescriptions,
-        Some(id.to_string()),
-    )
-    .await?;
-    let (conn, grant) = record.parts();
-    prescriptions::prescribe(conn, grant, id, &new).await?;
-    written(record, patient, "prescriptions").await
+    Opener::clinician(&state, &user, patient)
+        .write_with(
+            Category::Prescriptions,
+            Some(id.to_string()),
+            async |conn, grant| prescriptions::prescribe(conn, grant, id, &new).await,
+        )
+        .await?;
+    Ok(back_to(patient, "prescriptions"))
 }
 
 async fn refused_prescription(
@@ -76,11 +73,12 @@ async fn refused_prescription(
     form: &PrescriptionForm,
     problem: &str,
 ) -> AppResult<Response> {
-    let (mut record, banner) =
-        open_read(state, user, patient, Some(Category::Prescriptions), None).await?;
-    let (conn, grant) = record.parts();
-    let (active, past) = split_prescriptions(prescriptions::for_patient(conn, grant).await?);
-    record.commit().await?;
+    let (banner, all) = Opener::clinician(state, user, patient)
+        .read_with(Category::Prescriptions, None, async |conn, grant| {
+            prescriptions::for_patient(conn, grant).await
+        })
+        .await?;
+    let (active, past) = split_prescriptions(all);
     let page = view::prescriptions(
         user,
         &user.csrf().await?,
@@ -106,22 +104,23 @@ pub async fn stop(
     CsrfForm(form): CsrfForm<StopForm>,
 ) -> AppResult<Response> {
     let patient = PatientId(patient);
-    let mut record = open_write(
-        &state,
-        &user,
-        patient,
-        Category::Prescriptions,
-        Some(prescription.to_string()),
-    )
-    .await?;
-    let (conn, grant) = record.parts();
-    match prescriptions::stop(conn, grant, prescription, form.version, &form.reason).await {
-        Ok(()) => written(record, patient, "prescriptions").await,
-        Err(DomainError::Conflict) => Err(AppError::conflict(format!(
-            "Someone changed or stopped this prescription after you opened it, so nothing was changed. \
-             Reload the prescriptions and check them. Your reason was: “{}”",
-            form.reason.trim()
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    // A stale form is refused with the reason kept, so it can be given again after a reload.
+    let change = async |conn: &mut AnyConnection, grant: &WriteGrant| {
+        match prescriptions::stop(conn, grant, prescription, form.version, &form.reason).await {
+            Err(DomainError::Conflict) => Err(AppError::conflict(format!(
+                "Someone changed or stopped this prescription after you opened it, so nothing was changed. \
+                 Reload the prescriptions and check them. Your reason was: “{}”",
+                form.reason.trim()
+            ))),
+            other => other.map_err(AppError::from),
+        }
+    };
+    Opener::clinician(&state, &user, patient)
+        .write_with(
+            Category::Prescriptions,
+            Some(prescription.to_string()),
+            change,
+        )
+        .await?;
+    Ok(back_to(patient, "prescriptions"))
 }

@@ -10,12 +10,13 @@ use records_domain::store::{plans, Category};
 use records_domain::DomainError;
 use uuid::Uuid;
 
-use super::{open_read, open_write, written};
+use super::{back_to, written};
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::{ClinicianUser, CurrentUser};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::forms::PlanForm;
+use crate::routes::open::Opener;
 use crate::views::clinician as view;
 
 pub async fn new_form(
@@ -24,8 +25,9 @@ pub async fn new_form(
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (record, banner) =
-        open_read(&state, &user, patient, Some(Category::TreatmentPlans), None).await?;
+    let (record, banner) = Opener::clinician(&state, &user, patient)
+        .read(Category::TreatmentPlans, None)
+        .await?;
     record.commit().await?;
     let form = PlanForm {
         status: "active".into(),
@@ -57,17 +59,14 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     };
     let id = Uuid::now_v7();
-    let mut record = open_write(
-        &state,
-        &user,
-        patient,
-        Category::TreatmentPlans,
-        Some(id.to_string()),
-    )
-    .await?;
-    let (conn, grant) = record.parts();
-    plans::create(conn, grant, id, &content).await?;
-    written(record, patient, "plans").await
+    Opener::clinician(&state, &user, patient)
+        .write_with(
+            Category::TreatmentPlans,
+            Some(id.to_string()),
+            async |conn, grant| plans::create(conn, grant, id, &content).await,
+        )
+        .await?;
+    Ok(back_to(patient, "plans"))
 }
 
 pub async fn edit_form(
@@ -76,17 +75,13 @@ pub async fn edit_form(
     Path((patient, plan)): Path<(Uuid, Uuid)>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (mut record, banner) = open_read(
-        &state,
-        &user,
-        patient,
-        Some(Category::TreatmentPlans),
-        Some(plan.to_string()),
-    )
-    .await?;
-    let (conn, grant) = record.parts();
-    let current = plans::by_id_for(conn, grant, plan).await?;
-    record.commit().await?;
+    let (banner, current) = Opener::clinician(&state, &user, patient)
+        .read_with(
+            Category::TreatmentPlans,
+            Some(plan.to_string()),
+            async |conn, grant| plans::by_id_for(conn, grant, plan).await,
+        )
+        .await?;
     Ok(view::plan_form(
         &user,
         &user.csrf().await?,
@@ -112,14 +107,9 @@ pub async fn update(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut record = open_write(
-        &state,
-        &user,
-        patient,
-        Category::TreatmentPlans,
-        Some(plan.to_string()),
-    )
-    .await?;
+    let mut record = Opener::clinician(&state, &user, patient)
+        .write(Category::TreatmentPlans, Some(plan.to_string()))
+        .await?;
     let (conn, grant) = record.parts();
     match plans::update(conn, grant, plan, form.version, &content).await {
         Ok(()) => written(record, patient, "plans").await,
@@ -139,8 +129,9 @@ async fn refused_form(
     form: &PlanForm,
     problem: &str,
 ) -> AppResult<Response> {
-    let (record, banner) =
-        open_read(state, user, patient, Some(Category::TreatmentPlans), None).await?;
+    let (record, banner) = Opener::clinician(state, user, patient)
+        .read(Category::TreatmentPlans, None)
+        .await?;
     record.commit().await?;
     let page = view::plan_form(
         user,
@@ -163,19 +154,13 @@ async fn conflict(
     plan: Uuid,
     mut form: PlanForm,
 ) -> AppResult<Response> {
-    let (mut record, banner) = open_read(
-        state,
-        user,
-        patient,
-        Some(Category::TreatmentPlans),
-        Some(plan.to_string()),
-    )
-    .await?;
-    let (conn, grant) = record.parts();
-    let current = plans::by_id_for(conn, grant, plan)
-        .await
-        .map_err(AppError::from)?;
-    record.commit().await?;
+    let (banner, current) = Opener::clinician(state, user, patient)
+        .read_with(
+            Category::TreatmentPlans,
+            Some(plan.to_string()),
+            async |conn, grant| plans::by_id_for(conn, grant, plan).await,
+        )
+        .await?;
     form.version = current.version;
     let page = view::plan_conflict(user, &user.csrf().await?, banner, patient, &current, &form);
     Ok((StatusCode::CONFLICT, page).into_response())

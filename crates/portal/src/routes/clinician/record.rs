@@ -9,11 +9,11 @@ use records_domain::store::{labs, patients, plans, prescriptions, Category};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{open_read, request};
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::{ClinicianUser, CurrentUser};
 use crate::error::{AppError, AppResult};
+use crate::routes::open::Opener;
 use crate::views::clinician as view;
 use crate::views::components::{latest_per_test, split_prescriptions};
 
@@ -23,7 +23,7 @@ pub async fn overview(
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (mut record, banner) = open_read(&state, &user, patient, None, None).await?;
+    let (mut record, banner) = Opener::clinician(&state, &user, patient).summary().await?;
     let (conn, grant) = record.parts();
     let results = labs::for_patient(conn, grant).await?;
     let (active, _) = split_prescriptions(prescriptions::for_patient(conn, grant).await?);
@@ -46,11 +46,11 @@ pub async fn labs(
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (mut record, banner) =
-        open_read(&state, &user, patient, Some(Category::LabResults), None).await?;
-    let (conn, grant) = record.parts();
-    let results = labs::for_patient(conn, grant).await?;
-    record.commit().await?;
+    let (banner, results) = Opener::clinician(&state, &user, patient)
+        .read_with(Category::LabResults, None, async |conn, grant| {
+            labs::for_patient(conn, grant).await
+        })
+        .await?;
     Ok(view::labs(
         &user,
         &user.csrf().await?,
@@ -66,23 +66,9 @@ pub async fn lab_history(
     Path((patient, code)): Path<(Uuid, String)>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    if code.len() > 64 {
-        return Err(AppError::not_found());
-    }
-    let (mut record, banner) = open_read(
-        &state,
-        &user,
-        patient,
-        Some(Category::LabResults),
-        Some(code.clone()),
-    )
-    .await?;
-    let (conn, grant) = record.parts();
-    let history = labs::history(conn, grant, &code).await?;
-    record.commit().await?;
-    if history.is_empty() {
-        return Err(AppError::not_found());
-    }
+    let (banner, history) = Opener::clinician(&state, &user, patient)
+        .lab_history(&code)
+        .await?;
     Ok(view::lab_history(
         &user,
         &user.csrf().await?,
@@ -98,11 +84,12 @@ pub async fn prescriptions(
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (mut record, banner) =
-        open_read(&state, &user, patient, Some(Category::Prescriptions), None).await?;
-    let (conn, grant) = record.parts();
-    let (active, past) = split_prescriptions(prescriptions::for_patient(conn, grant).await?);
-    record.commit().await?;
+    let (banner, all) = Opener::clinician(&state, &user, patient)
+        .read_with(Category::Prescriptions, None, async |conn, grant| {
+            prescriptions::for_patient(conn, grant).await
+        })
+        .await?;
+    let (active, past) = split_prescriptions(all);
     Ok(view::prescriptions(
         &user,
         &user.csrf().await?,
@@ -120,11 +107,11 @@ pub async fn plans(
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (mut record, banner) =
-        open_read(&state, &user, patient, Some(Category::TreatmentPlans), None).await?;
-    let (conn, grant) = record.parts();
-    let all = plans::for_patient(conn, grant).await?;
-    record.commit().await?;
+    let (banner, all) = Opener::clinician(&state, &user, patient)
+        .read_with(Category::TreatmentPlans, None, async |conn, grant| {
+            plans::for_patient(conn, grant).await
+        })
+        .await?;
     Ok(view::plans(
         &user,
         &user.csrf().await?,
@@ -157,10 +144,11 @@ async fn override_target(
     patient: PatientId,
 ) -> AppResult<Patient> {
     let actor = user.actor();
+    let opener = Opener::clinician(state, user, patient);
     let mut tx = state.db.begin_write().await?;
     state
         .gate()
-        .lookup(&mut tx, &request(&actor, user, patient, None))
+        .lookup(&mut tx, &opener.request(&actor, None))
         .await?;
     let found = patients::by_id(&mut tx, patient)
         .await?

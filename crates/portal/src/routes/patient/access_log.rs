@@ -16,11 +16,11 @@ use records_domain::store::{clinics, Category};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{open, open_to_record};
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::PatientUser;
 use crate::error::{AppError, AppResult};
+use crate::routes::open::Opener;
 use crate::views::patient as view;
 
 /// Enough for years of a typical record; older entries stay in the chain download.
@@ -31,7 +31,9 @@ pub async fn page(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut record, banner) = open(&state, &user, Category::AccessLog, None).await?;
+    let (mut record, banner) = Opener::citizen(&state, &user)?
+        .read(Category::AccessLog, None)
+        .await?;
     let (conn, grant) = record.parts();
     let (patient, basis) = (grant.patient(), grant.basis());
     let owner = record_owner(conn, patient).await?;
@@ -87,13 +89,9 @@ pub async fn report(
             "Please keep the comment under {MAX_COMMENT_CHARS} characters."
         )));
     }
-    let (mut record, _) = open_to_record(
-        &state,
-        &user,
-        Category::AccessLog,
-        Some(event_id.to_string()),
-    )
-    .await?;
+    let (mut record, _) = Opener::citizen(&state, &user)?
+        .read_to_record(Category::AccessLog, Some(event_id.to_string()))
+        .await?;
     let (conn, grant) = record.parts();
     let event = audit_query::by_id(conn, event_id)
         .await?
@@ -137,7 +135,9 @@ pub async fn chain(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Response> {
-    let (mut record, _) = open(&state, &user, Category::AccessLog, Some("chain".into())).await?;
+    let (mut record, _) = Opener::citizen(&state, &user)?
+        .read(Category::AccessLog, Some("chain".into()))
+        .await?;
     let (conn, grant) = record.parts();
     // The chain holds the owner's own actions too (blocks, reports): theirs alone to download.
     if grant.basis() != Basis::OwnRecord {

@@ -2,21 +2,20 @@
 
 use access_control::accounts;
 use access_control::audit::query as audit_query;
-use access_control::Request;
 use axum::extract::{Path, State};
 use axum::response::Redirect;
 use maud::Markup;
 use records_domain::store::{labs, plans, prescriptions, Category, ReadPermit};
+use records_domain::DomainError;
 use time::OffsetDateTime;
 
 use super::access_log::record_owner;
-use super::{open, proxy_ended, whose_record};
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::login::Empty;
 use crate::auth::PatientUser;
 use crate::error::{AppError, AppResult};
-use crate::routes::banner::{banner, Viewer};
+use crate::routes::open::Opener;
 use crate::views::components::{latest_per_test, split_prescriptions};
 use crate::views::patient as view;
 
@@ -24,21 +23,11 @@ pub async fn overview(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let patient = whose_record(&user)?;
-    let actor = user.actor();
-    let req = Request {
-        actor: &actor,
-        ctx: &user.ctx,
-        patient,
-        resource_id: None,
-    };
-    let mut record = match state.gate().summary(&req).await {
-        Ok(opened) => opened,
-        Err(e) => return Err(proxy_ended(&user, e).await),
-    };
+    let (mut record, banner) = Opener::citizen(&state, &user)?.summary().await?;
     let (conn, grant) = record.parts();
+    let patient = grant.patient();
     let mut summary = view::Summary {
-        banner: banner(conn, Viewer::Citizen, patient, grant.basis()).await?,
+        banner,
         ..Default::default()
     };
     if grant.covers(Category::LabResults) {
@@ -100,11 +89,12 @@ pub async fn labs(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut record, banner) = open(&state, &user, Category::LabResults, None).await?;
-    let (conn, grant) = record.parts();
-    let results = labs::for_patient(conn, grant).await?;
-    let pending = labs::has_unreleased(conn, grant).await?;
-    record.commit().await?;
+    let (banner, (results, pending)) = Opener::citizen(&state, &user)?
+        .read_with(Category::LabResults, None, async |conn, grant| {
+            let results = labs::for_patient(conn, grant).await?;
+            Ok::<_, DomainError>((results, labs::has_unreleased(conn, grant).await?))
+        })
+        .await?;
     Ok(view::labs(
         &user,
         &user.csrf().await?,
@@ -119,17 +109,7 @@ pub async fn lab_history(
     PatientUser(user): PatientUser,
     Path(code): Path<String>,
 ) -> AppResult<Markup> {
-    if code.len() > 64 {
-        return Err(AppError::not_found());
-    }
-    let (mut record, banner) =
-        open(&state, &user, Category::LabResults, Some(code.clone())).await?;
-    let (conn, grant) = record.parts();
-    let history = labs::history(conn, grant, &code).await?;
-    record.commit().await?;
-    if history.is_empty() {
-        return Err(AppError::not_found());
-    }
+    let (banner, history) = Opener::citizen(&state, &user)?.lab_history(&code).await?;
     Ok(view::lab_history(
         &user,
         &user.csrf().await?,
@@ -142,10 +122,11 @@ pub async fn prescriptions(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut record, banner) = open(&state, &user, Category::Prescriptions, None).await?;
-    let (conn, grant) = record.parts();
-    let all = prescriptions::for_patient(conn, grant).await?;
-    record.commit().await?;
+    let (banner, all) = Opener::citizen(&state, &user)?
+        .read_with(Category::Prescriptions, None, async |conn, grant| {
+            prescriptions::for_patient(conn, grant).await
+        })
+        .await?;
     let (active, past) = split_prescriptions(all);
     Ok(view::prescriptions(
         &user,
@@ -160,9 +141,10 @@ pub async fn plans(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (mut record, banner) = open(&state, &user, Category::TreatmentPlans, None).await?;
-    let (conn, grant) = record.parts();
-    let all = plans::for_patient(conn, grant).await?;
-    record.commit().await?;
+    let (banner, all) = Opener::citizen(&state, &user)?
+        .read_with(Category::TreatmentPlans, None, async |conn, grant| {
+            plans::for_patient(conn, grant).await
+        })
+        .await?;
     Ok(view::plans(&user, &user.csrf().await?, banner, &all))
 }
