@@ -82,6 +82,7 @@ fn config(database_url: &str) -> Config {
         policy: Default::default(),
         audit_retention_years: 10,
         trusted_proxies: 0,
+        operations: Default::default(),
     }
 }
 

@@ -210,10 +210,13 @@ pub async fn spawn(
         .await?;
         LoginKey::from_hex(&stored)?
     };
+    let stop = crate::ops::shutdown::stop_signal()?;
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
+    let deadline = config.operations.shutdown_timeout;
+    let audit = AuditWriter::start(&db).await?;
     let state = AppState {
-        audit: AuditWriter::start(&db).await?,
+        audit: audit.clone(),
         db: db.clone(),
         replica,
         config: Arc::new(config),
@@ -228,16 +231,8 @@ pub async fn spawn(
         login_key,
     };
     let app = router(state, store).into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "server stopped");
-        }
-    });
+    let server = tokio::spawn(crate::ops::shutdown::serve(
+        listener, app, audit, stop, deadline,
+    ));
     Ok((addr, server, db))
 }

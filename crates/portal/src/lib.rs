@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod fhir;
 pub mod import;
+pub mod ops;
 pub mod routes;
 pub mod seed;
 pub mod sessions;

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use records_domain::Db;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{append, AuditEvent, NewEvent};
 use crate::AccessError;
@@ -30,6 +30,8 @@ struct Pending {
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
     queue: mpsc::Sender<Pending>,
+    /// Its sender lives as long as the task, so `changed()` fails exactly when the task is done.
+    running: watch::Receiver<()>,
 }
 
 impl AuditWriter {
@@ -39,8 +41,21 @@ impl AuditWriter {
     pub async fn start(db: &Db) -> Result<Self, AccessError> {
         let own = db.dedicated().await?;
         let (queue, requests) = mpsc::channel(QUEUE);
-        tokio::spawn(run(own, requests));
-        Ok(Self { queue })
+        let (alive, running) = watch::channel(());
+        tokio::spawn(async move {
+            run(own, requests).await;
+            drop(alive);
+        });
+        Ok(Self { queue, running })
+    }
+
+    /// Drop this handle and wait until the task has committed everything queued and stopped,
+    /// which it does once every other handle is gone too (a server shutting down drops its
+    /// routes' handles first).
+    pub async fn close(self) {
+        let Self { queue, mut running } = self;
+        drop(queue);
+        while running.changed().await.is_ok() {}
     }
 
     /// Append `event` and return once it is durable.

@@ -1,0 +1,3 @@
+//! Running the portal as a service: stopping without losing work, and metrics for Prometheus.
+
+pub mod shutdown;
