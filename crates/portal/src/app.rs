@@ -125,6 +125,7 @@ pub fn router(state: AppState, store: Store) -> Router {
             AppError::internal("a request handler panicked").into_response()
         }))
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(crate::ops::metrics::track))
         .with_state(state)
 }
 
@@ -214,6 +215,10 @@ pub async fn spawn(
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
     let deadline = config.operations.shutdown_timeout;
+    if let Some(bind) = config.operations.metrics_bind {
+        let at = crate::ops::metrics::serve(bind, db.clone(), replica.clone()).await?;
+        tracing::info!(%at, "metrics on /metrics");
+    }
     let audit = AuditWriter::start(&db).await?;
     let state = AppState {
         audit: audit.clone(),

@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// writer before it exits anyway.
     #[arg(long, env = "PORTAL_SHUTDOWN_TIMEOUT", default_value = "20")]
     pub shutdown_timeout: String,
+    /// Address for Prometheus' `/metrics`, apart from the public listener; unset = no metrics.
+    #[arg(long, env = "PORTAL_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -86,12 +89,15 @@ pub struct Config {
 pub struct Operations {
     /// From the stop signal to exit, whatever is still running.
     pub shutdown_timeout: std::time::Duration,
+    /// Where `/metrics` is served; never on the public listener.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 impl Default for Operations {
     fn default() -> Self {
         Self {
             shutdown_timeout: std::time::Duration::from_secs(20),
+            metrics_bind: None,
         }
     }
 }
@@ -230,7 +236,16 @@ impl ServeArgs {
                 ))
             }
         };
-        Ok(Operations { shutdown_timeout })
+        let metrics_bind = self
+            .metrics_bind
+            .as_deref()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| address("PORTAL_METRICS_BIND (--metrics-bind)", v))
+            .transpose()?;
+        Ok(Operations {
+            shutdown_timeout,
+            metrics_bind,
+        })
     }
 
     pub fn into_config(self) -> Result<Config, ConfigError> {
@@ -325,6 +340,10 @@ mod tests {
         assert!(c.demo);
         assert_eq!(c.override_window, Duration::hours(2));
         assert_eq!(c.operations.shutdown_timeout.as_secs(), 20);
+        assert!(
+            c.operations.metrics_bind.is_none(),
+            "no metrics unless asked"
+        );
     }
 
     #[test]
@@ -345,6 +364,8 @@ mod tests {
         assert!(e.to_string().contains("PORTAL_AUDIT_RETENTION_YEARS"));
         let e = parse(&["--shutdown-timeout", "0"]).unwrap_err();
         assert!(e.to_string().contains("PORTAL_SHUTDOWN_TIMEOUT"));
+        let e = parse(&["--metrics-bind", "everywhere"]).unwrap_err();
+        assert!(e.to_string().contains("PORTAL_METRICS_BIND"));
     }
 
     #[test]

@@ -85,8 +85,10 @@ async fn run(db: Db, mut requests: mpsc::Receiver<Pending>) {
 async fn commit(db: &Db, mut batch: Vec<Pending>) {
     batch.sort_by_cached_key(|p| super::chain_key(p.event.patient_id));
     let events: Vec<NewEvent> = batch.iter().map(|p| p.event.clone()).collect();
+    metrics::histogram!("portal_audit_batch_size").record(events.len() as f64);
     match write(db, events).await {
         Ok(stored) => {
+            metrics::counter!("portal_audit_appends_total").increment(stored.len() as u64);
             for (pending, event) in batch.into_iter().zip(stored) {
                 // A request that gave up waiting has nothing to be told.
                 let _ = pending.done.send(Ok(event));

@@ -1,9 +1,10 @@
-//! Graceful shutdown of a real `portal serve` process: SIGTERM in the middle of audited reads.
-//! Every request either gets its whole answer or finds the port closed (no connection is
+//! Operating a real `portal serve` process. Graceful shutdown: SIGTERM in the middle of audited
+//! reads; every request either gets its whole answer or finds the port closed (no connection is
 //! dropped mid-answer), the process exits 0 within its deadline, every acknowledged read's
-//! audit event is in the database, and `portal audit verify` passes. On both engines.
+//! audit event is in the database, and `portal audit verify` passes. Metrics: `/metrics` only
+//! on its own listener, labelled by route template. On both engines.
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +46,45 @@ fn reader_token(database_url: &str) -> String {
         }
     }
     unreachable!("the loop returns the token")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `portal serve` on a free loopback port, once it answers `/readyz`.
+#[allow(clippy::zombie_processes)] // the caller stops and waits for the child
+async fn serve(database_url: &str, env: &[(&str, String)]) -> (Child, String) {
+    let port = free_port();
+    let child = portal(database_url, &["serve"])
+        .env("PORTAL_BIND", format!("127.0.0.1:{port}"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn portal");
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{base}/readyz"))
+        .await
+        .map_or(true, |r| !r.status().is_success())
+    {
+        assert!(Instant::now() < ready, "portal did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, base)
+}
+
+fn sigterm(child: &Child) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
 }
 
 #[derive(Default)]
@@ -110,26 +150,7 @@ async fn audited_reads(database_url: &str) -> i64 {
 async fn sigterm_under_load(database_url: String) {
     let token = reader_token(&database_url);
     let before = audited_reads(&database_url).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = portal(&database_url, &["serve"])
-        .env("PORTAL_BIND", format!("127.0.0.1:{port}"))
-        .env("PORTAL_SHUTDOWN_TIMEOUT", "20")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn portal");
-    let base = format!("http://127.0.0.1:{port}");
-    let ready = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{base}/readyz"))
-        .await
-        .map_or(true, |r| !r.status().is_success())
-    {
-        assert!(Instant::now() < ready, "portal did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (mut child, base) = serve(&database_url, &[("PORTAL_SHUTDOWN_TIMEOUT", "20".into())]).await;
 
     let tally = Arc::new(Tally::default());
     let running = Arc::new(AtomicBool::new(true));
@@ -194,19 +215,84 @@ async fn sigterm_under_load(database_url: String) {
     println!("shutdown: {acknowledged} reads acknowledged, stopped in {stop_took:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_requests_and_flushes_the_audit_log_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    sigterm_under_load(format!("sqlite://{}", dir.path().join("stop.db").display())).await;
+async fn metrics_on_their_own_listener(database_url: String) {
+    let token = reader_token(&database_url);
+    let metrics_port = free_port();
+    let (mut child, base) = serve(
+        &database_url,
+        &[("PORTAL_METRICS_BIND", format!("127.0.0.1:{metrics_port}"))],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let read = client
+            .get(format!("{base}/fhir/r4/Observation?_count=5"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.status().as_u16(), 200);
+    }
+    let patient = "0b9f4a56-1c1e-4a8e-9d55-3f1a2b7c9e01";
+    client
+        .get(format!("{base}/clinician/patients/{patient}"))
+        .send()
+        .await
+        .unwrap();
+    let public = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(
+        public.status().as_u16(),
+        404,
+        "no metrics on the public listener"
+    );
+
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = |needles: &[&str]| {
+        text.lines()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+            .unwrap_or_else(|| panic!("no line with {needles:?} in\n{text}"))
+            .to_string()
+    };
+    let reads = line(&[
+        "portal_http_requests_total{",
+        r#"route="/fhir/r4/Observation""#,
+        r#"status="200""#,
+    ]);
+    assert!(reads.ends_with(" 3"), "{reads}");
+    line(&[
+        "portal_http_requests_total{",
+        r#"route="/clinician/patients/{patient}""#,
+    ]);
+    line(&[
+        "portal_http_requests_total{",
+        r#"route="unmatched""#,
+        r#"status="404""#,
+    ]);
+    line(&[
+        "portal_http_request_duration_seconds",
+        r#"route="/fhir/r4/Observation""#,
+    ]);
+    line(&["portal_db_pool_connections{", r#"pool="primary""#]);
+    line(&["portal_audit_appends_total"]);
+    line(&["portal_audit_batch_size"]);
+    assert!(!text.contains(patient), "raw paths never become labels");
+
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_requests_and_flushes_the_audit_log_postgres() {
+/// A fresh database on the server TEST_DATABASE_URL names; `None` (the test skips) without it.
+async fn fresh_postgres(purpose: &str) -> Option<String> {
     let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
         eprintln!("TEST_DATABASE_URL not set: PostgreSQL variant skipped");
-        return;
+        return None;
     };
-    let name = format!("portal_test_shutdown_{}", std::process::id());
+    let name = format!("portal_test_{purpose}_{}", std::process::id());
     {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
@@ -215,5 +301,35 @@ async fn sigterm_finishes_requests_and_flushes_the_audit_log_postgres() {
             .unwrap();
     }
     let base = admin.rsplit_once('/').unwrap().0;
-    sigterm_under_load(format!("{base}/{name}")).await;
+    Some(format!("{base}/{name}"))
+}
+
+fn sqlite(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("portal.db").display())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_requests_and_flushes_the_audit_log_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    sigterm_under_load(sqlite(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_requests_and_flushes_the_audit_log_postgres() {
+    if let Some(url) = fresh_postgres("shutdown").await {
+        sigterm_under_load(url).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_apart_by_route_template_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    metrics_on_their_own_listener(sqlite(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_apart_by_route_template_postgres() {
+    if let Some(url) = fresh_postgres("metrics").await {
+        metrics_on_their_own_listener(url).await;
+    }
 }
