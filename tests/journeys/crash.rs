@@ -3,10 +3,10 @@
 //! write the client saw acknowledged is there, no Bundle is half-applied, and `portal audit
 //! verify` passes. On both engines.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use records_domain::model::Source;
@@ -14,66 +14,13 @@ use records_domain::store::patients;
 use records_domain::{Db, PoolSettings};
 use serde_json::{json, Value};
 
+use crate::support::process::{self, portal, run_ok, token_from};
+
 const ROUNDS: usize = 4;
 const OBSERVATIONS_PER_BUNDLE: usize = 5;
 
-fn portal(database_url: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_portal"));
-    command
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("PORTAL_LOG", "warn")
-        .env("PORTAL_DEMO", "false")
-        .env("PORTAL_SECURE_COOKIES", "false");
-    command
-}
-
-fn run_ok(database_url: &str, args: &[&str]) -> String {
-    let out = portal(database_url, args).output().expect("run portal");
-    assert!(
-        out.status.success(),
-        "portal {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn token_from(output: &str) -> String {
-    output.rsplit(": ").next().unwrap_or("").trim().to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-#[allow(clippy::zombie_processes)] // the caller kills and waits for the child
 async fn start(database_url: &str) -> (Child, String) {
-    let port = free_port();
-    let child = portal(database_url, &["serve"])
-        .env("PORTAL_BIND", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn portal");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return (child, base);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("portal did not become ready");
+    process::serve(database_url, &[]).await
 }
 
 fn bundle(n: u64) -> Value {
@@ -294,11 +241,7 @@ async fn crash_rounds(database_url: String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_nothing_acknowledged_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    crash_rounds(format!(
-        "sqlite://{}",
-        dir.path().join("crash.db").display()
-    ))
-    .await;
+    crash_rounds(process::sqlite_in(&dir)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,15 +250,5 @@ async fn sigkill_loses_nothing_acknowledged_sqlite() {
     ignore = "TEST_DATABASE_URL is not set: the PostgreSQL variant did not run"
 )]
 async fn sigkill_loses_nothing_acknowledged_postgres() {
-    let admin = crate::support::postgres_admin_url();
-    let name = format!("portal_test_crash_{}", std::process::id());
-    {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
-            .await
-            .unwrap();
-    }
-    let base = admin.rsplit_once('/').unwrap().0;
-    crash_rounds(format!("{base}/{name}")).await;
+    crash_rounds(process::fresh_postgres("crash").await).await;
 }

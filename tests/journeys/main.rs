@@ -12,5 +12,6 @@ mod clinician;
 mod crash;
 mod fhir;
 mod foundation;
+mod operations;
 mod patient;
 mod security;

@@ -36,6 +36,7 @@ fn config(url: &str) -> portal::config::Config {
         audit_retention_years: 10,
         // As the harness runs it: its clients claim their own addresses.
         trusted_proxies: 1,
+        operations: Default::default(),
     }
 }
 

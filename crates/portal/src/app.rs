@@ -125,6 +125,7 @@ pub fn router(state: AppState, store: Store) -> Router {
             AppError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
         }))
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(crate::ops::metrics::track))
         .with_state(state)
 }
 
@@ -183,19 +184,51 @@ async fn security_headers(State(state): State<AppState>, request: Request, next:
     response
 }
 
-/// Start serving on the configured address; returns the bound address and the server task.
+/// Start serving on the configured address; returns the bound address and the server task,
+/// which ends after a graceful shutdown (`ops::shutdown`).
 pub async fn spawn(
     config: Config,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>, Db)> {
-    let bind = config.bind;
-    let (app, db) = build(config).await?;
-    let (addr, server) = serve(bind, app).await?;
-    Ok((addr, server, db))
+    // Before anything else: a SIGTERM that arrives while starting must not be a plain kill.
+    let stop = crate::ops::shutdown::stop_signal()?;
+    let listener = tokio::net::TcpListener::bind(config.bind).await?;
+    let addr = listener.local_addr()?;
+    let deadline = config.operations.shutdown_timeout;
+    let metrics_bind = config.operations.metrics_bind;
+    let portal = assemble(config).await?;
+    if let Some(bind) = metrics_bind {
+        let at = crate::ops::metrics::serve(bind, portal.db.clone(), portal.replica).await?;
+        tracing::info!(%at, "metrics on /metrics");
+    }
+    let app = portal
+        .router
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(crate::ops::shutdown::serve(
+        listener,
+        app,
+        portal.audit,
+        stop,
+        deadline,
+    ));
+    Ok((addr, server, portal.db))
 }
 
 /// The portal's router over its own database and state, not yet bound to an address: tests
 /// call it in-process, `spawn` serves it.
 pub async fn build(config: Config) -> anyhow::Result<(Router, Db)> {
+    let portal = assemble(config).await?;
+    Ok((portal.router, portal.db))
+}
+
+/// What `spawn` needs beside the router: the pools, and the audit writer to flush at shutdown.
+struct Assembled {
+    router: Router,
+    db: Db,
+    replica: Db,
+    audit: AuditWriter,
+}
+
+async fn assemble(config: Config) -> anyhow::Result<Assembled> {
     let db = connect(&config).await?;
     let store = Store::connect(&config.database_url, db.engine()).await?;
     store.spawn_cleanup();
@@ -219,10 +252,11 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, Db)> {
         .await?;
         LoginKey::from_hex(&stored)?
     };
+    let audit = AuditWriter::start(&db).await?;
     let state = AppState {
-        audit: AuditWriter::start(&db).await?,
+        audit: audit.clone(),
         db: db.clone(),
-        replica,
+        replica: replica.clone(),
         config: Arc::new(config),
         hasher: Hasher::new(
             std::thread::available_parallelism()
@@ -234,10 +268,16 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, Db)> {
         anonymous_audit: AnonymousAudit::default(),
         login_key,
     };
-    Ok((router(state, store), db))
+    Ok(Assembled {
+        router: router(state, store),
+        db,
+        replica,
+        audit,
+    })
 }
 
-/// Serve `app` on `bind`, with each connection's peer address as `ConnectInfo`.
+/// Serve `app` on `bind` without signal handling, with each connection's peer address as
+/// `ConnectInfo`: for tests that need a real socket beside the in-process router.
 pub async fn serve(
     bind: SocketAddr,
     app: Router,
@@ -246,13 +286,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "server stopped");
         }
     });

@@ -42,6 +42,13 @@ pub struct ServeArgs {
     /// (ignore the header), "true" = 1.
     #[arg(long, env = "PORTAL_TRUST_PROXY", default_value = "false")]
     pub trust_proxy: String,
+    /// Seconds a stopping portal (SIGTERM or SIGINT) gives in-flight requests and the audit
+    /// writer before it exits anyway.
+    #[arg(long, env = "PORTAL_SHUTDOWN_TIMEOUT", default_value = "20")]
+    pub shutdown_timeout: String,
+    /// Address for Prometheus' `/metrics`, apart from the public listener; unset = no metrics.
+    #[arg(long, env = "PORTAL_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -74,6 +81,25 @@ pub struct Config {
     pub audit_retention_years: u32,
     /// Reverse proxies in front of the portal whose X-Forwarded-For entries are believed.
     pub trusted_proxies: usize,
+    pub operations: Operations,
+}
+
+/// How the process is run rather than what it serves.
+#[derive(Debug, Clone)]
+pub struct Operations {
+    /// From the stop signal to exit, whatever is still running.
+    pub shutdown_timeout: std::time::Duration,
+    /// Where `/metrics` is served; never on the public listener.
+    pub metrics_bind: Option<SocketAddr>,
+}
+
+impl Default for Operations {
+    fn default() -> Self {
+        Self {
+            shutdown_timeout: std::time::Duration::from_secs(20),
+            metrics_bind: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -190,14 +216,41 @@ impl DatabaseArgs {
     }
 }
 
+fn address(setting: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.trim().parse().map_err(|_| {
+        bad(
+            setting,
+            format!("{value:?} is not an address like 127.0.0.1:8080"),
+        )
+    })
+}
+
 impl ServeArgs {
+    fn operations(&self) -> Result<Operations, ConfigError> {
+        let shutdown_timeout = match self.shutdown_timeout.trim().parse::<u64>() {
+            Ok(s) if (1..=600).contains(&s) => std::time::Duration::from_secs(s),
+            _ => {
+                return Err(bad(
+                    "PORTAL_SHUTDOWN_TIMEOUT (--shutdown-timeout)",
+                    "a whole number of seconds from 1 to 600",
+                ))
+            }
+        };
+        let metrics_bind = self
+            .metrics_bind
+            .as_deref()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| address("PORTAL_METRICS_BIND (--metrics-bind)", v))
+            .transpose()?;
+        Ok(Operations {
+            shutdown_timeout,
+            metrics_bind,
+        })
+    }
+
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let bind: SocketAddr = self.bind.trim().parse().map_err(|_| {
-            bad(
-                "PORTAL_BIND (--bind)",
-                format!("{:?} is not an address like 127.0.0.1:8080", self.bind),
-            )
-        })?;
+        let bind = address("PORTAL_BIND (--bind)", &self.bind)?;
+        let operations = self.operations()?;
         let engine = self.database.engine()?;
         if let Some(read) = &self.database.database_read_url {
             if Engine::from_url(read) != Some(Engine::Postgres) || engine != Engine::Postgres {
@@ -257,6 +310,7 @@ impl ServeArgs {
             },
             audit_retention_years,
             trusted_proxies,
+            operations,
         })
     }
 }
@@ -285,6 +339,11 @@ mod tests {
         assert!(!c.secure_cookies, "plain HTTP on loopback");
         assert!(c.demo);
         assert_eq!(c.override_window, Duration::hours(2));
+        assert_eq!(c.operations.shutdown_timeout.as_secs(), 20);
+        assert!(
+            c.operations.metrics_bind.is_none(),
+            "no metrics unless asked"
+        );
     }
 
     #[test]
@@ -303,6 +362,10 @@ mod tests {
         assert!(e.to_string().contains("PORTAL_GUARDIAN_CATEGORIES"));
         let e = parse(&["--audit-retention-years", "2"]).unwrap_err();
         assert!(e.to_string().contains("PORTAL_AUDIT_RETENTION_YEARS"));
+        let e = parse(&["--shutdown-timeout", "0"]).unwrap_err();
+        assert!(e.to_string().contains("PORTAL_SHUTDOWN_TIMEOUT"));
+        let e = parse(&["--metrics-bind", "everywhere"]).unwrap_err();
+        assert!(e.to_string().contains("PORTAL_METRICS_BIND"));
     }
 
     #[test]

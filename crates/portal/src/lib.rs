@@ -16,6 +16,7 @@ pub mod error;
 pub mod fhir;
 pub mod forms;
 pub mod import;
+pub mod ops;
 pub mod problem;
 pub mod routes;
 pub mod seed;

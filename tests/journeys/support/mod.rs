@@ -12,6 +12,7 @@
 
 mod browser;
 mod page;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -86,6 +87,7 @@ fn config(database_url: &str) -> Config {
         policy: Default::default(),
         audit_retention_years: 10,
         trusted_proxies: 0,
+        operations: Default::default(),
     }
 }
 

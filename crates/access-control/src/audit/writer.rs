@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use records_domain::Db;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{append, AuditEvent, NewEvent};
 use crate::AccessError;
@@ -30,6 +30,8 @@ struct Pending {
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
     queue: mpsc::Sender<Pending>,
+    /// Its sender lives as long as the task, so `changed()` fails exactly when the task is done.
+    running: watch::Receiver<()>,
 }
 
 impl AuditWriter {
@@ -39,8 +41,21 @@ impl AuditWriter {
     pub async fn start(db: &Db) -> Result<Self, AccessError> {
         let own = db.dedicated().await?;
         let (queue, requests) = mpsc::channel(QUEUE);
-        tokio::spawn(run(own, requests));
-        Ok(Self { queue })
+        let (alive, running) = watch::channel(());
+        tokio::spawn(async move {
+            run(own, requests).await;
+            drop(alive);
+        });
+        Ok(Self { queue, running })
+    }
+
+    /// Drop this handle and wait until the task has committed everything queued and stopped,
+    /// which it does once every other handle is gone too (a server shutting down drops its
+    /// routes' handles first).
+    pub async fn close(self) {
+        let Self { queue, mut running } = self;
+        drop(queue);
+        while running.changed().await.is_ok() {}
     }
 
     /// Append `event` and return once it is durable.
@@ -70,8 +85,10 @@ async fn run(db: Db, mut requests: mpsc::Receiver<Pending>) {
 async fn commit(db: &Db, mut batch: Vec<Pending>) {
     batch.sort_by_cached_key(|p| super::chain_key(p.event.patient_id));
     let events: Vec<NewEvent> = batch.iter().map(|p| p.event.clone()).collect();
+    metrics::histogram!("portal_audit_batch_size").record(events.len() as f64);
     match write(db, events).await {
         Ok(stored) => {
+            metrics::counter!("portal_audit_appends_total").increment(stored.len() as u64);
             for (pending, event) in batch.into_iter().zip(stored) {
                 // A request that gave up waiting has nothing to be told.
                 let _ = pending.done.send(Ok(event));

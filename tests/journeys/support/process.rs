@@ -1,0 +1,83 @@
+//! Real `portal` processes, for the journeys that need one: crashes, signals, separate listeners.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The portal binary with a database and quiet, plain-HTTP settings.
+pub fn portal(database_url: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portal"));
+    command
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("PORTAL_LOG", "warn")
+        .env("PORTAL_DEMO", "false")
+        .env("PORTAL_SECURE_COOKIES", "false");
+    command
+}
+
+/// Run a command of the portal to its end; its standard output.
+pub fn run_ok(database_url: &str, args: &[&str]) -> String {
+    let out = portal(database_url, args).output().expect("run portal");
+    assert!(
+        out.status.success(),
+        "portal {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The token `portal token add` printed last on its line.
+pub fn token_from(output: &str) -> String {
+    output.rsplit(": ").next().unwrap_or("").trim().to_string()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `portal serve` on a free loopback port, once it answers `/readyz`.
+#[allow(clippy::zombie_processes)] // the caller stops and waits for the child
+pub async fn serve(database_url: &str, env: &[(&str, String)]) -> (Child, String) {
+    let port = free_port();
+    let child = portal(database_url, &["serve"])
+        .env("PORTAL_BIND", format!("127.0.0.1:{port}"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn portal");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let ready = Instant::now() + Duration::from_secs(30);
+    while !client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < ready, "portal did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, base)
+}
+
+/// An empty database of its own on the server TEST_DATABASE_URL names.
+pub async fn fresh_postgres(purpose: &str) -> String {
+    use sqlx::Connection;
+    let admin = super::postgres_admin_url();
+    let name = format!("portal_test_{purpose}_{}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
+}
+
+/// A SQLite database file in `dir`.
+pub fn sqlite_in(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("portal.db").display())
+}
