@@ -83,11 +83,6 @@ pub(crate) fn statements() -> Vec<Statement> {
         REVOKE_PROXY)
 }
 
-/// A day as the moment it begins, which is how periods are stored.
-fn day_start(day: Date) -> Utc {
-    Utc(day.midnight().assume_utc())
-}
-
 pub async fn add_block(
     conn: &mut AnyConnection,
     grant: &ConsentGrant,
@@ -124,7 +119,7 @@ pub async fn add_block(
         .bind(clinician.map(UuidText))
         .bind(clinic.map(UuidText))
         .bind(Utc(now))
-        .bind(until.map(day_start))
+        .bind(until.map(Utc::start_of))
         .execute(&mut *conn)
         .await?;
     let kind = if clinician.is_some() {
@@ -362,8 +357,8 @@ pub async fn insert_proxy(
         .bind(patient)
         .bind(UuidText(holder))
         .bind(kind)
-        .bind(day_start(from))
-        .bind(until.map(day_start))
+        .bind(Utc::start_of(from))
+        .bind(until.map(Utc::start_of))
         .bind(Utc::now())
         .execute(conn)
         .await?;

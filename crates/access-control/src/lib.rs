@@ -30,5 +30,6 @@ pub fn statements() -> Vec<records_domain::db::Statement> {
     let mut all = audit::statements();
     all.extend(tokens::statements());
     all.extend(consent::statements());
+    all.extend(care::statements());
     all
 }
