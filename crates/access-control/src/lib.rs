@@ -31,5 +31,6 @@ pub fn statements() -> Vec<records_domain::db::Statement> {
     all.extend(tokens::statements());
     all.extend(consent::statements());
     all.extend(care::statements());
+    all.extend(gate::statements());
     all
 }
