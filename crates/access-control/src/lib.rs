@@ -32,5 +32,6 @@ pub fn statements() -> Vec<records_domain::db::Statement> {
     all.extend(consent::statements());
     all.extend(care::statements());
     all.extend(gate::statements());
+    all.extend(accounts::statements());
     all
 }
