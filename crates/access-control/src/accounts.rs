@@ -8,11 +8,10 @@ use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
 use argon2::{Algorithm, Argon2, Params, Version};
-use records_domain::db::{ts, RowExt};
+use records_domain::db::{Flag, Statement, Utc, UuidText};
 use records_domain::model::PatientId;
 use records_domain::DomainError;
 use sha2::{Digest, Sha256};
-use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -26,6 +25,93 @@ pub const MAX_LOCK: Duration = Duration::hours(1);
 pub const MIN_PASSWORD_LENGTH: usize = 12;
 /// The audit action of a sign-in with a one-time password an administrator issued.
 pub const ISSUED_SIGN_IN: &str = "sign-in with administrator-issued password";
+
+/// The columns `UserRow` reads, in a macro so that statements can `concat!` them.
+macro_rules! user_columns {
+    () => {
+        "id, username, display_name, role, patient_id, clinic_id, password_hash, totp_secret, \
+         failed_logins, locked_until, disabled, must_change_password, session_epoch, \
+         password_issued_by, issued_sign_ins_seen_at"
+    };
+}
+
+/// `locked_until` is text in fixed-width UTC, so comparing text compares times.
+macro_rules! not_locked {
+    () => {
+        "(locked_until IS NULL OR locked_until <= $2)"
+    };
+}
+
+const USERNAME_TAKEN: &str = "SELECT id FROM users WHERE username = $1";
+const PATIENT_HAS_ACCOUNT: &str = "SELECT id FROM users WHERE patient_id = $1";
+const INSERT: &str = "INSERT INTO users (id, username, display_name, password_hash, role, \
+     patient_id, clinic_id, totp_secret, must_change_password, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const BY_USERNAME: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE username = $1"
+);
+const BY_ID: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+const FOR_PATIENT: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE patient_id = $1 AND role = 'patient'"
+);
+const ALL: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users ORDER BY role, display_name"
+);
+const CLINICIANS: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE role = 'clinician' AND disabled = 0 ORDER BY display_name"
+);
+const COUNT_FAILURE: &str = concat!(
+    "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 AND ",
+    not_locked!(),
+    " RETURNING failed_logins"
+);
+const LOCK: &str = "UPDATE users SET locked_until = $1 WHERE id = $2";
+const CLEAR_FAILURES: &str = concat!(
+    "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND ",
+    not_locked!()
+);
+const ACCEPT_TOTP_STEP: &str = concat!(
+    "UPDATE users SET totp_last_step = $3, failed_logins = 0, locked_until = NULL \
+     WHERE id = $1 AND ",
+    not_locked!(),
+    " AND (totp_last_step IS NULL OR totp_last_step < $3)"
+);
+const SET_PASSWORD: &str = "UPDATE users SET password_hash = $1, must_change_password = $2, \
+     password_issued_by = $3, failed_logins = 0, locked_until = NULL, \
+     session_epoch = session_epoch + 1 WHERE id = $4 RETURNING session_epoch";
+const SET_PASSWORD_ISSUER: &str = "UPDATE users SET password_issued_by = $1 WHERE id = $2";
+const ENROL_TOTP: &str = "UPDATE users SET totp_secret = $2, totp_last_step = $3, \
+     session_epoch = session_epoch + 1 \
+     WHERE id = $1 AND (totp_secret IS NULL OR ($4 = 0 AND (totp_secret <> $2 \
+     OR totp_last_step IS NULL OR totp_last_step < $3))) RETURNING session_epoch";
+const SET_DISABLED: &str =
+    "UPDATE users SET disabled = $1, session_epoch = session_epoch + 1 WHERE id = $2";
+const ACKNOWLEDGE_ISSUED_SIGN_INS: &str =
+    "UPDATE users SET issued_sign_ins_seen_at = $1 WHERE id = $2";
+const OFFER_SERVER_KEY: &str =
+    "INSERT INTO server_keys (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+const SERVER_KEY: &str = "SELECT secret FROM server_keys WHERE name = $1";
+const DELETE_RECOVERY_CODES: &str = "DELETE FROM recovery_codes WHERE user_id = $1";
+const INSERT_RECOVERY_CODE: &str =
+    "INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)";
+const USE_RECOVERY_CODE: &str = "UPDATE recovery_codes SET used_at = $1 \
+     WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL";
+
+pub(crate) fn statements() -> Vec<Statement> {
+    records_domain::statements!("accounts": USERNAME_TAKEN, PATIENT_HAS_ACCOUNT, INSERT,
+        BY_USERNAME, BY_ID, FOR_PATIENT, ALL, CLINICIANS, COUNT_FAILURE, LOCK, CLEAR_FAILURES,
+        ACCEPT_TOTP_STEP, SET_PASSWORD, SET_PASSWORD_ISSUER, ENROL_TOTP, SET_DISABLED,
+        ACKNOWLEDGE_ISSUED_SIGN_INS, OFFER_SERVER_KEY, SERVER_KEY, DELETE_RECOVERY_CODES,
+        INSERT_RECOVERY_CODE, USE_RECOVERY_CODE)
+}
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -112,7 +198,7 @@ pub async fn create(
 ) -> Result<Uuid, AccessError> {
     new.validate()?;
     let id = Uuid::now_v7();
-    let taken = sqlx::query("SELECT id FROM users WHERE username = $1")
+    let taken = sqlx::query(USERNAME_TAKEN)
         .bind(new.username.trim())
         .fetch_optional(&mut *conn)
         .await?;
@@ -120,8 +206,8 @@ pub async fn create(
         return Err(DomainError::duplicate("That user name is taken.").into());
     }
     if let Some(patient) = new.patient_id {
-        let has_account = sqlx::query("SELECT id FROM users WHERE patient_id = $1")
-            .bind(patient.0.to_string())
+        let has_account = sqlx::query(PATIENT_HAS_ACCOUNT)
+            .bind(patient)
             .fetch_optional(&mut *conn)
             .await?;
         if has_account.is_some() {
@@ -131,22 +217,19 @@ pub async fn create(
             .into());
         }
     }
-    sqlx::query(
-        "INSERT INTO users (id, username, display_name, password_hash, role, patient_id, clinic_id, totp_secret, \
-         must_change_password, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(id.to_string())
-    .bind(new.username.trim())
-    .bind(new.display_name.trim())
-    .bind(password_hash)
-    .bind(new.role.as_str())
-    .bind(new.patient_id.map(|p| p.0.to_string()))
-    .bind(new.clinic_id.map(|c| c.to_string()))
-    .bind(new.totp_secret.as_deref())
-    .bind(i64::from(new.must_change_password))
-    .bind(ts(OffsetDateTime::now_utc()))
-    .execute(conn)
-    .await?;
+    sqlx::query(INSERT)
+        .bind(UuidText(id))
+        .bind(new.username.trim())
+        .bind(new.display_name.trim())
+        .bind(password_hash)
+        .bind(new.role)
+        .bind(new.patient_id)
+        .bind(new.clinic_id.map(UuidText))
+        .bind(new.totp_secret.as_deref())
+        .bind(Flag(new.must_change_password))
+        .bind(Utc::now())
+        .execute(conn)
+        .await?;
     Ok(id)
 }
 
@@ -154,46 +237,43 @@ pub async fn by_username(
     conn: &mut AnyConnection,
     username: &str,
 ) -> Result<Option<User>, AccessError> {
-    let row = sqlx::query("SELECT * FROM users WHERE username = $1")
+    let row: Option<UserRow> = sqlx::query_as(BY_USERNAME)
         .bind(username.trim())
         .fetch_optional(conn)
         .await?;
-    row.as_ref().map(from_row).transpose()
+    Ok(row.map(User::from))
 }
 
 pub async fn by_id(conn: &mut AnyConnection, id: Uuid) -> Result<Option<User>, AccessError> {
-    let row = sqlx::query("SELECT * FROM users WHERE id = $1")
-        .bind(id.to_string())
+    let row: Option<UserRow> = sqlx::query_as(BY_ID)
+        .bind(UuidText(id))
         .fetch_optional(conn)
         .await?;
-    row.as_ref().map(from_row).transpose()
+    Ok(row.map(User::from))
 }
 
 pub async fn for_patient(
     conn: &mut AnyConnection,
     patient: PatientId,
 ) -> Result<Option<User>, AccessError> {
-    let row = sqlx::query("SELECT * FROM users WHERE patient_id = $1 AND role = 'patient'")
-        .bind(patient.0.to_string())
+    let row: Option<UserRow> = sqlx::query_as(FOR_PATIENT)
+        .bind(patient)
         .fetch_optional(conn)
         .await?;
-    row.as_ref().map(from_row).transpose()
+    Ok(row.map(User::from))
 }
 
 pub async fn all(conn: &mut AnyConnection) -> Result<Vec<User>, AccessError> {
-    let rows = sqlx::query("SELECT * FROM users ORDER BY role, display_name")
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(from_row).collect()
+    users(conn, ALL).await
 }
 
 pub async fn clinicians(conn: &mut AnyConnection) -> Result<Vec<User>, AccessError> {
-    let rows = sqlx::query(
-        "SELECT * FROM users WHERE role = 'clinician' AND disabled = 0 ORDER BY display_name",
-    )
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(from_row).collect()
+    users(conn, CLINICIANS).await
+}
+
+async fn users(conn: &mut AnyConnection, sql: &'static str) -> Result<Vec<User>, AccessError> {
+    let rows: Vec<UserRow> = sqlx::query_as(sql).fetch_all(conn).await?;
+    Ok(rows.into_iter().map(User::from).collect())
 }
 
 /// How long the account stays locked after this many consecutive failures: from the fifth,
@@ -217,9 +297,6 @@ pub enum Failure {
     AlreadyLocked,
 }
 
-/// `locked_until` is text in fixed-width UTC, so comparing text compares times.
-const NOT_LOCKED: &str = "(locked_until IS NULL OR locked_until <= $2)";
-
 /// Count a failed sign-in attempt, unless the account is already locked.
 ///
 /// Run it in a write transaction: the count is raised and read in one statement and the lock
@@ -231,22 +308,19 @@ pub async fn record_failure(
     id: Uuid,
     now: OffsetDateTime,
 ) -> Result<Failure, AccessError> {
-    let row = sqlx::query(&format!(
-        "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 AND {NOT_LOCKED} \
-         RETURNING failed_logins"
-    ))
-    .bind(id.to_string())
-    .bind(ts(now))
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else {
+    let failures: Option<i64> = sqlx::query_scalar(COUNT_FAILURE)
+        .bind(UuidText(id))
+        .bind(Utc(now))
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(failures) = failures else {
         return Ok(Failure::AlreadyLocked);
     };
-    let locked_until = lock_duration(row.int("failed_logins")?).map(|d| now + d);
+    let locked_until = lock_duration(failures).map(|d| now + d);
     if let Some(until) = locked_until {
-        sqlx::query("UPDATE users SET locked_until = $1 WHERE id = $2")
-            .bind(ts(until))
-            .bind(id.to_string())
+        sqlx::query(LOCK)
+            .bind(Utc(until))
+            .bind(UuidText(id))
             .execute(conn)
             .await?;
     }
@@ -260,13 +334,11 @@ pub async fn record_success(
     id: Uuid,
     now: OffsetDateTime,
 ) -> Result<bool, AccessError> {
-    let done = sqlx::query(&format!(
-        "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND {NOT_LOCKED}"
-    ))
-    .bind(id.to_string())
-    .bind(ts(now))
-    .execute(conn)
-    .await?;
+    let done = sqlx::query(CLEAR_FAILURES)
+        .bind(UuidText(id))
+        .bind(Utc(now))
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -279,15 +351,12 @@ pub async fn accept_totp_step(
     step: i64,
     now: OffsetDateTime,
 ) -> Result<bool, AccessError> {
-    let done = sqlx::query(&format!(
-        "UPDATE users SET totp_last_step = $3, failed_logins = 0, locked_until = NULL \
-         WHERE id = $1 AND {NOT_LOCKED} AND (totp_last_step IS NULL OR totp_last_step < $3)"
-    ))
-    .bind(id.to_string())
-    .bind(ts(now))
-    .bind(step)
-    .execute(conn)
-    .await?;
+    let done = sqlx::query(ACCEPT_TOTP_STEP)
+        .bind(UuidText(id))
+        .bind(Utc(now))
+        .bind(step)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -309,22 +378,16 @@ pub async fn set_password(
 ) -> Result<i64, AccessError> {
     let issued_by = match by {
         PasswordSetBy::User => None,
-        PasswordSetBy::Administrator(admin) => Some(admin.to_string()),
+        PasswordSetBy::Administrator(admin) => Some(UuidText(admin)),
     };
-    let row = sqlx::query(
-        "UPDATE users SET password_hash = $1, must_change_password = $2, password_issued_by = $3, \
-         failed_logins = 0, locked_until = NULL, session_epoch = session_epoch + 1 \
-         WHERE id = $4 RETURNING session_epoch",
-    )
-    .bind(hash)
-    .bind(i64::from(issued_by.is_some()))
-    .bind(issued_by)
-    .bind(id.to_string())
-    .fetch_optional(conn)
-    .await?;
-    Ok(row
-        .ok_or(AccessError::Domain(DomainError::NotFound))?
-        .int("session_epoch")?)
+    let epoch: Option<i64> = sqlx::query_scalar(SET_PASSWORD)
+        .bind(hash)
+        .bind(Flag(issued_by.is_some()))
+        .bind(issued_by)
+        .bind(UuidText(id))
+        .fetch_optional(conn)
+        .await?;
+    epoch.ok_or(AccessError::Domain(DomainError::NotFound))
 }
 
 /// Record that an administrator issued the one-time password of a user they just created.
@@ -333,9 +396,9 @@ pub async fn set_password_issuer(
     id: Uuid,
     admin: Uuid,
 ) -> Result<(), AccessError> {
-    sqlx::query("UPDATE users SET password_issued_by = $1 WHERE id = $2")
-        .bind(admin.to_string())
-        .bind(id.to_string())
+    sqlx::query(SET_PASSWORD_ISSUER)
+        .bind(UuidText(admin))
+        .bind(UuidText(id))
         .execute(conn)
         .await?;
     Ok(())
@@ -353,20 +416,14 @@ pub async fn enrol_totp(
     step: i64,
     only_if_none: bool,
 ) -> Result<Option<i64>, AccessError> {
-    let row = sqlx::query(
-        "UPDATE users SET totp_secret = $2, totp_last_step = $3, session_epoch = session_epoch + 1 \
-         WHERE id = $1 AND (totp_secret IS NULL OR ($4 = 0 AND (totp_secret <> $2 \
-         OR totp_last_step IS NULL OR totp_last_step < $3))) RETURNING session_epoch",
-    )
-    .bind(id.to_string())
-    .bind(secret)
-    .bind(step)
-    .bind(i64::from(only_if_none))
-    .fetch_optional(conn)
-    .await?;
-    row.map(|r| r.int("session_epoch"))
-        .transpose()
-        .map_err(Into::into)
+    let epoch = sqlx::query_scalar(ENROL_TOTP)
+        .bind(UuidText(id))
+        .bind(secret)
+        .bind(step)
+        .bind(Flag(only_if_none))
+        .fetch_optional(conn)
+        .await?;
+    Ok(epoch)
 }
 
 /// Disable or enable an account. Either way every session of the user ends: a session must not
@@ -376,13 +433,11 @@ pub async fn set_disabled(
     id: Uuid,
     disabled: bool,
 ) -> Result<(), AccessError> {
-    let done = sqlx::query(
-        "UPDATE users SET disabled = $1, session_epoch = session_epoch + 1 WHERE id = $2",
-    )
-    .bind(i64::from(disabled))
-    .bind(id.to_string())
-    .execute(conn)
-    .await?;
+    let done = sqlx::query(SET_DISABLED)
+        .bind(Flag(disabled))
+        .bind(UuidText(id))
+        .execute(conn)
+        .await?;
     if done.rows_affected() == 0 {
         return Err(AccessError::Domain(DomainError::NotFound));
     }
@@ -395,9 +450,9 @@ pub async fn acknowledge_issued_sign_ins(
     id: Uuid,
     until: OffsetDateTime,
 ) -> Result<(), AccessError> {
-    sqlx::query("UPDATE users SET issued_sign_ins_seen_at = $1 WHERE id = $2")
-        .bind(ts(until))
-        .bind(id.to_string())
+    sqlx::query(ACKNOWLEDGE_ISSUED_SIGN_INS)
+        .bind(Utc(until))
+        .bind(UuidText(id))
         .execute(conn)
         .await?;
     Ok(())
@@ -410,18 +465,16 @@ pub async fn server_key(
     name: &str,
     fresh: &str,
 ) -> Result<String, AccessError> {
-    sqlx::query(
-        "INSERT INTO server_keys (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(name)
-    .bind(fresh)
-    .execute(&mut *conn)
-    .await?;
-    let row = sqlx::query("SELECT secret FROM server_keys WHERE name = $1")
+    sqlx::query(OFFER_SERVER_KEY)
+        .bind(name)
+        .bind(fresh)
+        .execute(&mut *conn)
+        .await?;
+    let secret = sqlx::query_scalar(SERVER_KEY)
         .bind(name)
         .fetch_one(conn)
         .await?;
-    Ok(row.text("secret")?)
+    Ok(secret)
 }
 
 /// Replace the user's recovery codes; only their hashes are stored.
@@ -430,13 +483,13 @@ pub async fn replace_recovery_codes(
     id: Uuid,
     codes: &[String],
 ) -> Result<(), AccessError> {
-    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-        .bind(id.to_string())
+    sqlx::query(DELETE_RECOVERY_CODES)
+        .bind(UuidText(id))
         .execute(&mut *conn)
         .await?;
     for code in codes {
-        sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
-            .bind(id.to_string())
+        sqlx::query(INSERT_RECOVERY_CODE)
+            .bind(UuidText(id))
             .bind(sha256_hex(&normalise_code(code)))
             .execute(&mut *conn)
             .await?;
@@ -451,9 +504,9 @@ pub async fn use_recovery_code(
     id: Uuid,
     code: &str,
 ) -> Result<bool, AccessError> {
-    let done = sqlx::query("UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL")
-        .bind(ts(OffsetDateTime::now_utc()))
-        .bind(id.to_string())
+    let done = sqlx::query(USE_RECOVERY_CODE)
+        .bind(Utc::now())
+        .bind(UuidText(id))
         .bind(sha256_hex(&normalise_code(code)))
         .execute(conn)
         .await?;
@@ -534,25 +587,45 @@ pub fn check_new_password(password: &str, username: &str) -> Result<(), AccessEr
     Ok(())
 }
 
-fn from_row(row: &AnyRow) -> Result<User, AccessError> {
-    Ok(User {
-        id: row.uuid("id")?,
-        username: row.text("username")?,
-        display_name: row.text("display_name")?,
-        role: Role::parse(&row.text("role")?)
-            .ok_or_else(|| AccessError::invalid("unknown role"))?,
-        patient_id: row.opt_uuid("patient_id")?.map(PatientId),
-        clinic_id: row.opt_uuid("clinic_id")?,
-        password_hash: row.text("password_hash")?,
-        totp_secret: row.opt_text("totp_secret")?,
-        failed_logins: row.int("failed_logins")?,
-        locked_until: row.opt_time("locked_until")?,
-        disabled: row.int("disabled")? != 0,
-        must_change_password: row.int("must_change_password")? != 0,
-        session_epoch: row.int("session_epoch")?,
-        password_issued_by: row.opt_uuid("password_issued_by")?,
-        issued_sign_ins_seen_at: row.opt_time("issued_sign_ins_seen_at")?,
-    })
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: UuidText,
+    username: String,
+    display_name: String,
+    role: Role,
+    patient_id: Option<PatientId>,
+    clinic_id: Option<UuidText>,
+    password_hash: String,
+    totp_secret: Option<String>,
+    failed_logins: i64,
+    locked_until: Option<Utc>,
+    disabled: Flag,
+    must_change_password: Flag,
+    session_epoch: i64,
+    password_issued_by: Option<UuidText>,
+    issued_sign_ins_seen_at: Option<Utc>,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id.0,
+            username: row.username,
+            display_name: row.display_name,
+            role: row.role,
+            patient_id: row.patient_id,
+            clinic_id: row.clinic_id.map(Uuid::from),
+            password_hash: row.password_hash,
+            totp_secret: row.totp_secret,
+            failed_logins: row.failed_logins,
+            locked_until: row.locked_until.map(OffsetDateTime::from),
+            disabled: row.disabled.0,
+            must_change_password: row.must_change_password.0,
+            session_epoch: row.session_epoch,
+            password_issued_by: row.password_issued_by.map(Uuid::from),
+            issued_sign_ins_seen_at: row.issued_sign_ins_seen_at.map(OffsetDateTime::from),
+        }
+    }
 }
 
 #[cfg(test)]

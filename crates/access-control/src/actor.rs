@@ -2,8 +2,10 @@
 
 use std::fmt;
 
+use records_domain::db::TextColumn;
 use records_domain::model::PatientId;
 use serde::{Deserialize, Serialize};
+use sqlx::error::BoxDynError;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -57,6 +59,16 @@ impl fmt::Display for Role {
         f.write_str(self.as_str())
     }
 }
+
+impl TextColumn for Role {
+    fn to_column(&self) -> Result<String, BoxDynError> {
+        Ok(self.as_str().to_string())
+    }
+    fn from_column(text: &str) -> Result<Self, BoxDynError> {
+        Self::parse(text).ok_or_else(|| format!("unknown role {text:?}").into())
+    }
+}
+records_domain::text_column!(Role);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {

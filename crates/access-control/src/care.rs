@@ -1,7 +1,7 @@
 //! Treatment relationships beyond the GP listing, and the emergency override ("break the
 //! glass"): time-limited access with a written reason, always queued for auditor review.
 
-use records_domain::db::{date_text, ts, RowExt};
+use records_domain::db::{IsoDate, PortableQuery, Statement, Utc, UuidText};
 use records_domain::model::PatientId;
 use records_domain::{Db, DomainError};
 use sqlx::AnyConnection;
@@ -66,12 +66,62 @@ impl OverrideReason {
     }
 }
 
+const PATIENT_EXISTS: &str = "SELECT id FROM patients WHERE id = $1";
+const INSERT_OVERRIDE: &str =
+    "INSERT INTO emergency_accesses (id, clinician_id, patient_id, reason, \
+     granted_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+const COUNT_DENIALS_SINCE: &str = "SELECT COUNT(*) FROM audit_events \
+     WHERE actor_id = $1 AND patient_id = $2 AND outcome = 'denied' AND occurred_at >= $3";
+const ACTIVE_OVERRIDE: &str = "SELECT id, reason, granted_at, expires_at FROM emergency_accesses \
+     WHERE clinician_id = $1 AND patient_id = $2 AND expires_at > $3 \
+     ORDER BY expires_at DESC LIMIT 1";
+const INSERT_RELATIONSHIP: &str = "INSERT INTO care_relationships (id, clinician_id, patient_id, \
+     valid_from, valid_until, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const PATIENT_OF_RELATIONSHIP: &str = "SELECT patient_id FROM care_relationships WHERE id = $1";
+const END_RELATIONSHIP: &str = "UPDATE care_relationships SET valid_until = $1 \
+     WHERE id = $2 AND (valid_until IS NULL OR valid_until > $1)";
+const RELATIONSHIPS: &str = "SELECT r.id, r.clinician_id, u.display_name AS clinician_name, \
+     r.patient_id, r.valid_from, r.valid_until, r.reason \
+     FROM care_relationships r JOIN users u ON u.id = r.clinician_id";
+const RELATIONSHIPS_ORDER: &str = " ORDER BY r.created_at DESC LIMIT 500";
+
+pub(crate) fn statements() -> Vec<Statement> {
+    let mut all = records_domain::statements!("care": PATIENT_EXISTS, INSERT_OVERRIDE, COUNT_DENIALS_SINCE,
+        ACTIVE_OVERRIDE, INSERT_RELATIONSHIP, PATIENT_OF_RELATIONSHIP, END_RELATIONSHIP,
+        RELATIONSHIPS);
+    let one_clinician = relationships_query(Some(Uuid::nil()));
+    all.push(Statement::new(
+        "care::relationships of one clinician",
+        one_clinician.sql().to_string(),
+    ));
+    all
+}
+
 #[derive(Debug, Clone)]
 pub struct EmergencyAccess {
     pub id: Uuid,
     pub reason: String,
     pub granted_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+}
+
+#[derive(sqlx::FromRow)]
+struct OverrideRow {
+    id: UuidText,
+    reason: String,
+    granted_at: Utc,
+    expires_at: Utc,
+}
+
+impl From<OverrideRow> for EmergencyAccess {
+    fn from(row: OverrideRow) -> Self {
+        Self {
+            id: row.id.0,
+            reason: row.reason,
+            granted_at: row.granted_at.0,
+            expires_at: row.expires_at.0,
+        }
+    }
 }
 
 /// Break the glass for one patient. The reason must be a real sentence (see `OverrideReason`).
@@ -91,8 +141,8 @@ pub async fn grant_override(
     let reason = OverrideReason::parse(reason)?;
     let reason = reason.as_str();
     let mut tx = db.begin_write().await?;
-    let exists = sqlx::query("SELECT id FROM patients WHERE id = $1")
-        .bind(patient.0.to_string())
+    let exists = sqlx::query(PATIENT_EXISTS)
+        .bind(patient)
         .fetch_optional(&mut *tx)
         .await?;
     if exists.is_none() {
@@ -105,17 +155,15 @@ pub async fn grant_override(
         granted_at: now,
         expires_at: now + window,
     };
-    sqlx::query(
-        "INSERT INTO emergency_accesses (id, clinician_id, patient_id, reason, granted_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(access.id.to_string())
-    .bind(actor.user_id.to_string())
-    .bind(patient.0.to_string())
-    .bind(reason)
-    .bind(ts(now))
-    .bind(ts(access.expires_at))
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(INSERT_OVERRIDE)
+        .bind(UuidText(access.id))
+        .bind(UuidText(actor.user_id))
+        .bind(patient)
+        .bind(reason)
+        .bind(Utc(now))
+        .bind(Utc(access.expires_at))
+        .execute(&mut *tx)
+        .await?;
     let preceded_by_denial =
         recently_denied(&mut tx, actor.user_id, patient, now - Duration::hours(1)).await?;
     let event = audit::append(
@@ -143,15 +191,13 @@ async fn recently_denied(
     patient: PatientId,
     since: OffsetDateTime,
 ) -> Result<bool, AccessError> {
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n FROM audit_events WHERE actor_id = $1 AND patient_id = $2 AND outcome = 'denied' AND occurred_at >= $3",
-    )
-    .bind(actor.to_string())
-    .bind(patient.0.to_string())
-    .bind(ts(since))
-    .fetch_one(conn)
-    .await?;
-    Ok(row.int("n")? > 0)
+    let denials: i64 = sqlx::query_scalar(COUNT_DENIALS_SINCE)
+        .bind(UuidText(actor))
+        .bind(patient)
+        .bind(Utc(since))
+        .fetch_one(conn)
+        .await?;
+    Ok(denials > 0)
 }
 
 /// The clinician's override for this patient that is still running, if any.
@@ -160,23 +206,13 @@ pub async fn active_override(
     clinician: Uuid,
     patient: PatientId,
 ) -> Result<Option<EmergencyAccess>, AccessError> {
-    let row = sqlx::query(
-        "SELECT * FROM emergency_accesses WHERE clinician_id = $1 AND patient_id = $2 AND expires_at > $3 ORDER BY expires_at DESC LIMIT 1",
-    )
-    .bind(clinician.to_string())
-    .bind(patient.0.to_string())
-    .bind(ts(OffsetDateTime::now_utc()))
-    .fetch_optional(conn)
-    .await?;
-    row.map(|r| {
-        Ok(EmergencyAccess {
-            id: r.uuid("id")?,
-            reason: r.text("reason")?,
-            granted_at: r.time("granted_at")?,
-            expires_at: r.time("expires_at")?,
-        })
-    })
-    .transpose()
+    let row: Option<OverrideRow> = sqlx::query_as(ACTIVE_OVERRIDE)
+        .bind(UuidText(clinician))
+        .bind(patient)
+        .bind(Utc::now())
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(EmergencyAccess::from))
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +224,31 @@ pub struct CareRelationship {
     pub valid_from: OffsetDateTime,
     pub valid_until: Option<OffsetDateTime>,
     pub reason: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct RelationshipRow {
+    id: UuidText,
+    clinician_id: UuidText,
+    clinician_name: String,
+    patient_id: PatientId,
+    valid_from: Utc,
+    valid_until: Option<Utc>,
+    reason: String,
+}
+
+impl From<RelationshipRow> for CareRelationship {
+    fn from(row: RelationshipRow) -> Self {
+        Self {
+            id: row.id.0,
+            clinician_id: row.clinician_id.0,
+            clinician_name: row.clinician_name,
+            patient_id: row.patient_id,
+            valid_from: row.valid_from.0,
+            valid_until: row.valid_until.map(OffsetDateTime::from),
+            reason: row.reason,
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -214,9 +275,9 @@ pub async fn add_relationship(
     let id = insert_relationship(conn, clinician, patient, from, until, reason).await?;
     let detail = format!(
         "clinician {clinician} from {}{}",
-        date_text(from),
+        IsoDate(from),
         until
-            .map(|u| format!(" until {}", date_text(u)))
+            .map(|u| format!(" until {}", IsoDate(u)))
             .unwrap_or_default()
     );
     audit::append(
@@ -240,19 +301,16 @@ pub async fn insert_relationship(
     reason: &str,
 ) -> Result<Uuid, AccessError> {
     let id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO care_relationships (id, clinician_id, patient_id, valid_from, valid_until, reason, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(id.to_string())
-    .bind(clinician.to_string())
-    .bind(patient.0.to_string())
-    .bind(ts(from.midnight().assume_utc()))
-    .bind(until.map(|u| ts(u.midnight().assume_utc())))
-    .bind(reason.trim())
-    .bind(ts(OffsetDateTime::now_utc()))
-    .execute(conn)
-    .await?;
+    sqlx::query(INSERT_RELATIONSHIP)
+        .bind(UuidText(id))
+        .bind(UuidText(clinician))
+        .bind(patient)
+        .bind(Utc::start_of(from))
+        .bind(until.map(Utc::start_of))
+        .bind(reason.trim())
+        .bind(Utc::now())
+        .execute(conn)
+        .await?;
     Ok(id)
 }
 
@@ -262,17 +320,14 @@ pub async fn end_relationship(
     ctx: &RequestContext,
     id: Uuid,
 ) -> Result<(), AccessError> {
-    let row = sqlx::query("SELECT patient_id FROM care_relationships WHERE id = $1")
-        .bind(id.to_string())
+    let patient: PatientId = sqlx::query_scalar(PATIENT_OF_RELATIONSHIP)
+        .bind(UuidText(id))
         .fetch_optional(&mut *conn)
         .await?
         .ok_or(AccessError::Domain(DomainError::NotFound))?;
-    let patient = PatientId(row.uuid("patient_id")?);
-    let ended = sqlx::query(
-        "UPDATE care_relationships SET valid_until = $1 WHERE id = $2 AND (valid_until IS NULL OR valid_until > $1)",
-    )
-        .bind(ts(OffsetDateTime::now_utc()))
-        .bind(id.to_string())
+    let ended = sqlx::query(END_RELATIONSHIP)
+        .bind(Utc::now())
+        .bind(UuidText(id))
         .execute(&mut *conn)
         .await?;
     if ended.rows_affected() == 0 {
@@ -292,26 +347,19 @@ pub async fn relationships(
     conn: &mut AnyConnection,
     clinician: Option<Uuid>,
 ) -> Result<Vec<CareRelationship>, AccessError> {
-    let rows = sqlx::query(
-        "SELECT r.*, u.display_name FROM care_relationships r JOIN users u ON u.id = r.clinician_id \
-         WHERE ($1 = '' OR r.clinician_id = $1) ORDER BY r.created_at DESC LIMIT 500",
-    )
-    .bind(clinician.map(|c| c.to_string()).unwrap_or_default())
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(CareRelationship {
-                id: r.uuid("id")?,
-                clinician_id: r.uuid("clinician_id")?,
-                clinician_name: r.text("display_name")?,
-                patient_id: PatientId(r.uuid("patient_id")?),
-                valid_from: r.time("valid_from")?,
-                valid_until: r.opt_time("valid_until")?,
-                reason: r.text("reason")?,
-            })
-        })
-        .collect()
+    let mut query = relationships_query(clinician);
+    let rows: Vec<RelationshipRow> = query.build_query_as()?.fetch_all(conn).await?;
+    Ok(rows.into_iter().map(CareRelationship::from).collect())
+}
+
+/// Everyone's relationships, or one clinician's.
+fn relationships_query(clinician: Option<Uuid>) -> PortableQuery<'static> {
+    let mut query = PortableQuery::new(RELATIONSHIPS);
+    if let Some(clinician) = clinician {
+        query.push_bind(" WHERE r.clinician_id = ", UuidText(clinician));
+    }
+    query.push(RELATIONSHIPS_ORDER);
+    query
 }
 
 #[cfg(test)]

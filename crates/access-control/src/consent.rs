@@ -3,7 +3,7 @@
 //! register (here: the seed) and end by themselves at the child's 15th birthday.
 //! Every change is audited in the same transaction.
 
-use records_domain::db::{ts, RowExt};
+use records_domain::db::{Statement, Utc, UuidText};
 use records_domain::model::PatientId;
 use records_domain::DomainError;
 use sqlx::AnyConnection;
@@ -40,6 +40,49 @@ impl Block {
     }
 }
 
+const CLINICIAN_EXISTS: &str = "SELECT id FROM users WHERE id = $1 AND role = 'clinician'";
+const CLINIC_EXISTS: &str = "SELECT id FROM clinics WHERE id = $1";
+const INSERT_BLOCK: &str =
+    "INSERT INTO blocks (id, patient_id, clinician_id, clinic_id, valid_from, \
+     valid_until, created_at) VALUES ($1, $2, $3, $4, $5, $6, $5)";
+const LIFT_BLOCK: &str = "UPDATE blocks SET lifted_at = $1 \
+     WHERE id = $2 AND patient_id = $3 AND lifted_at IS NULL";
+const BLOCKS: &str = "SELECT b.id, b.clinician_id, b.clinic_id, b.valid_from, b.valid_until, \
+     b.lifted_at, COALESCE(u.display_name, c.name, '') AS target_name FROM blocks b \
+     LEFT JOIN users u ON u.id = b.clinician_id LEFT JOIN clinics c ON c.id = b.clinic_id \
+     WHERE b.patient_id = $1 ORDER BY b.created_at DESC";
+
+/// The proxies with the names `Proxy` shows, in a macro so that statements can `concat!` it.
+macro_rules! proxy_select {
+    () => {
+        "SELECT x.id, x.patient_id, x.proxy_user_id, x.kind, x.valid_from, x.valid_until, \
+         x.revoked_at, p.given_name || ' ' || p.family_name AS patient_name, p.birth_date, \
+         u.display_name AS proxy_name FROM proxies x JOIN patients p ON p.id = x.patient_id \
+         JOIN users u ON u.id = x.proxy_user_id"
+    };
+}
+
+const PROXIES_HELD_BY: &str = concat!(
+    proxy_select!(),
+    " WHERE x.proxy_user_id = $1 ORDER BY patient_name"
+);
+const PROXIES_GRANTED_FOR: &str = concat!(
+    proxy_select!(),
+    " WHERE x.patient_id = $1 ORDER BY x.created_at DESC"
+);
+const PROXY_HOLDER: &str = "SELECT id, patient_id FROM users \
+     WHERE username = $1 AND role = 'patient' AND disabled = 0";
+const INSERT_PROXY: &str = "INSERT INTO proxies (id, patient_id, proxy_user_id, kind, valid_from, \
+     valid_until, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const REVOKE_PROXY: &str = "UPDATE proxies SET revoked_at = $1 WHERE id = $2 AND patient_id = $3 \
+     AND kind = 'power_of_attorney' AND revoked_at IS NULL";
+
+pub(crate) fn statements() -> Vec<Statement> {
+    records_domain::statements!("consent": CLINICIAN_EXISTS, CLINIC_EXISTS, INSERT_BLOCK,
+        LIFT_BLOCK, BLOCKS, PROXIES_HELD_BY, PROXIES_GRANTED_FOR, PROXY_HOLDER, INSERT_PROXY,
+        REVOKE_PROXY)
+}
+
 pub async fn add_block(
     conn: &mut AnyConnection,
     grant: &ConsentGrant,
@@ -55,16 +98,12 @@ pub async fn add_block(
         ));
     }
     let (clinician, clinic, table) = match target {
-        BlockTarget::Clinician(id) => (
-            Some(id),
-            None,
-            "SELECT id FROM users WHERE id = $1 AND role = 'clinician'",
-        ),
-        BlockTarget::Clinic(id) => (None, Some(id), "SELECT id FROM clinics WHERE id = $1"),
+        BlockTarget::Clinician(id) => (Some(id), None, CLINICIAN_EXISTS),
+        BlockTarget::Clinic(id) => (None, Some(id), CLINIC_EXISTS),
     };
     let target_id = clinician.or(clinic).unwrap_or_default();
     if sqlx::query(table)
-        .bind(target_id.to_string())
+        .bind(UuidText(target_id))
         .fetch_optional(&mut *conn)
         .await?
         .is_none()
@@ -74,17 +113,15 @@ pub async fn add_block(
         ));
     }
     let id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO blocks (id, patient_id, clinician_id, clinic_id, valid_from, valid_until, created_at) VALUES ($1, $2, $3, $4, $5, $6, $5)",
-    )
-    .bind(id.to_string())
-    .bind(grant.patient().0.to_string())
-    .bind(clinician.map(|c| c.to_string()))
-    .bind(clinic.map(|c| c.to_string()))
-    .bind(ts(now))
-    .bind(until.map(|u| ts(u.midnight().assume_utc())))
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(INSERT_BLOCK)
+        .bind(UuidText(id))
+        .bind(grant.patient())
+        .bind(clinician.map(UuidText))
+        .bind(clinic.map(UuidText))
+        .bind(Utc(now))
+        .bind(until.map(Utc::start_of))
+        .execute(&mut *conn)
+        .await?;
     let kind = if clinician.is_some() {
         "clinician"
     } else {
@@ -108,14 +145,12 @@ pub async fn lift_block(
     ctx: &RequestContext,
     block: Uuid,
 ) -> Result<(), AccessError> {
-    let done = sqlx::query(
-        "UPDATE blocks SET lifted_at = $1 WHERE id = $2 AND patient_id = $3 AND lifted_at IS NULL",
-    )
-    .bind(ts(OffsetDateTime::now_utc()))
-    .bind(block.to_string())
-    .bind(grant.patient().0.to_string())
-    .execute(&mut *conn)
-    .await?;
+    let done = sqlx::query(LIFT_BLOCK)
+        .bind(Utc::now())
+        .bind(UuidText(block))
+        .bind(grant.patient())
+        .execute(&mut *conn)
+        .await?;
     if done.rows_affected() == 0 {
         return Err(AccessError::Domain(DomainError::NotFound));
     }
@@ -133,35 +168,46 @@ pub async fn blocks(
     conn: &mut AnyConnection,
     grant: &ConsentGrant,
 ) -> Result<Vec<Block>, AccessError> {
-    let rows = sqlx::query(
-        "SELECT b.*, COALESCE(u.display_name, c.name, '') AS target_name FROM blocks b \
-         LEFT JOIN users u ON u.id = b.clinician_id LEFT JOIN clinics c ON c.id = b.clinic_id \
-         WHERE b.patient_id = $1 ORDER BY b.created_at DESC",
-    )
-    .bind(grant.patient().0.to_string())
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let target = match (r.opt_uuid("clinician_id")?, r.opt_uuid("clinic_id")?) {
-                (Some(u), _) => BlockTarget::Clinician(u),
-                (None, Some(c)) => BlockTarget::Clinic(c),
-                (None, None) => {
-                    return Err(AccessError::Domain(DomainError::Corrupt(
-                        "block without target".into(),
-                    )))
-                }
-            };
-            Ok(Block {
-                id: r.uuid("id")?,
-                target,
-                target_name: r.text("target_name")?,
-                valid_from: r.time("valid_from")?,
-                valid_until: r.opt_time("valid_until")?,
-                lifted_at: r.opt_time("lifted_at")?,
-            })
+    let rows: Vec<BlockRow> = sqlx::query_as(BLOCKS)
+        .bind(grant.patient())
+        .fetch_all(conn)
+        .await?;
+    rows.into_iter().map(Block::try_from).collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct BlockRow {
+    id: UuidText,
+    clinician_id: Option<UuidText>,
+    clinic_id: Option<UuidText>,
+    target_name: String,
+    valid_from: Utc,
+    valid_until: Option<Utc>,
+    lifted_at: Option<Utc>,
+}
+
+impl TryFrom<BlockRow> for Block {
+    type Error = AccessError;
+
+    fn try_from(row: BlockRow) -> Result<Self, AccessError> {
+        let target = match (row.clinician_id, row.clinic_id) {
+            (Some(u), _) => BlockTarget::Clinician(u.0),
+            (None, Some(c)) => BlockTarget::Clinic(c.0),
+            (None, None) => {
+                return Err(AccessError::Domain(DomainError::Corrupt(
+                    "block without target".into(),
+                )))
+            }
+        };
+        Ok(Self {
+            id: row.id.0,
+            target,
+            target_name: row.target_name,
+            valid_from: row.valid_from.0,
+            valid_until: row.valid_until.map(OffsetDateTime::from),
+            lifted_at: row.lifted_at.map(OffsetDateTime::from),
         })
-        .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -186,18 +232,40 @@ impl Proxy {
     }
 }
 
-const PROXY_SELECT: &str = "SELECT x.*, p.given_name || ' ' || p.family_name AS patient_name, p.birth_date, \
-     u.display_name AS proxy_name FROM proxies x JOIN patients p ON p.id = x.patient_id JOIN users u ON u.id = x.proxy_user_id";
+#[derive(sqlx::FromRow)]
+struct ProxyRow {
+    id: UuidText,
+    patient_id: PatientId,
+    patient_name: String,
+    birth_date: String,
+    proxy_user_id: UuidText,
+    proxy_name: String,
+    kind: ProxyKind,
+    valid_from: Utc,
+    valid_until: Option<Utc>,
+    revoked_at: Option<Utc>,
+}
+
+impl From<ProxyRow> for Proxy {
+    fn from(row: ProxyRow) -> Self {
+        Self {
+            id: row.id.0,
+            patient_id: row.patient_id,
+            patient_name: row.patient_name,
+            patient_birth_date: row.birth_date,
+            proxy_user_id: row.proxy_user_id.0,
+            proxy_name: row.proxy_name,
+            kind: row.kind,
+            valid_from: row.valid_from.0,
+            valid_until: row.valid_until.map(OffsetDateTime::from),
+            revoked_at: row.revoked_at.map(OffsetDateTime::from),
+        }
+    }
+}
 
 /// Proxies the user holds for other people's records (whose record can they switch to).
 pub async fn held_by(conn: &mut AnyConnection, user: Uuid) -> Result<Vec<Proxy>, AccessError> {
-    let rows = sqlx::query(&format!(
-        "{PROXY_SELECT} WHERE x.proxy_user_id = $1 ORDER BY patient_name"
-    ))
-    .bind(user.to_string())
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(proxy_from_row).collect()
+    proxies(conn, PROXIES_HELD_BY, user).await
 }
 
 /// Proxies others hold for this patient's record.
@@ -205,29 +273,20 @@ pub async fn granted_for(
     conn: &mut AnyConnection,
     grant: &ConsentGrant,
 ) -> Result<Vec<Proxy>, AccessError> {
-    let rows = sqlx::query(&format!(
-        "{PROXY_SELECT} WHERE x.patient_id = $1 ORDER BY x.created_at DESC"
-    ))
-    .bind(grant.patient().0.to_string())
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(proxy_from_row).collect()
+    proxies(conn, PROXIES_GRANTED_FOR, grant.patient().0).await
 }
 
-fn proxy_from_row(r: &sqlx::any::AnyRow) -> Result<Proxy, AccessError> {
-    Ok(Proxy {
-        id: r.uuid("id")?,
-        patient_id: PatientId(r.uuid("patient_id")?),
-        patient_name: r.text("patient_name")?,
-        patient_birth_date: r.text("birth_date")?,
-        proxy_user_id: r.uuid("proxy_user_id")?,
-        proxy_name: r.text("proxy_name")?,
-        kind: ProxyKind::parse(&r.text("kind")?)
-            .ok_or_else(|| AccessError::invalid("unknown proxy kind"))?,
-        valid_from: r.time("valid_from")?,
-        valid_until: r.opt_time("valid_until")?,
-        revoked_at: r.opt_time("revoked_at")?,
-    })
+/// The proxies a statement selects by one key, the holder's or the patient's id.
+async fn proxies(
+    conn: &mut AnyConnection,
+    sql: &str,
+    key: Uuid,
+) -> Result<Vec<Proxy>, AccessError> {
+    let rows: Vec<ProxyRow> = sqlx::query_as(sql)
+        .bind(UuidText(key))
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(Proxy::from).collect())
 }
 
 /// Give another portal user power of attorney over this record for a period.
@@ -246,13 +305,13 @@ pub async fn grant_power_of_attorney(
             "The power of attorney must end after it starts.",
         ));
     }
-    let holder = sqlx::query("SELECT id, patient_id FROM users WHERE username = $1 AND role = 'patient' AND disabled = 0")
+    let holder: HolderRow = sqlx::query_as(PROXY_HOLDER)
         .bind(holder_username.trim())
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| AccessError::invalid("There is no citizen user with that user name."))?;
-    let holder_id = holder.uuid("id")?;
-    if holder.opt_uuid("patient_id")? == Some(grant.patient().0) {
+    let holder_id = holder.id.0;
+    if holder.patient_id == Some(grant.patient()) {
         return Err(AccessError::invalid(
             "You cannot give power of attorney to yourself.",
         ));
@@ -277,6 +336,12 @@ pub async fn grant_power_of_attorney(
     Ok(id)
 }
 
+#[derive(sqlx::FromRow)]
+struct HolderRow {
+    id: UuidText,
+    patient_id: Option<PatientId>,
+}
+
 /// Insert a proxy row; used by `grant_power_of_attorney` and by the register import (seed).
 pub async fn insert_proxy(
     conn: &mut AnyConnection,
@@ -287,18 +352,16 @@ pub async fn insert_proxy(
     until: Option<Date>,
 ) -> Result<Uuid, DomainError> {
     let id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO proxies (id, patient_id, proxy_user_id, kind, valid_from, valid_until, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(id.to_string())
-    .bind(patient.0.to_string())
-    .bind(holder.to_string())
-    .bind(kind.as_str())
-    .bind(ts(from.midnight().assume_utc()))
-    .bind(until.map(|u| ts(u.midnight().assume_utc())))
-    .bind(ts(OffsetDateTime::now_utc()))
-    .execute(conn)
-    .await?;
+    sqlx::query(INSERT_PROXY)
+        .bind(UuidText(id))
+        .bind(patient)
+        .bind(UuidText(holder))
+        .bind(kind)
+        .bind(Utc::start_of(from))
+        .bind(until.map(Utc::start_of))
+        .bind(Utc::now())
+        .execute(conn)
+        .await?;
     Ok(id)
 }
 
@@ -309,14 +372,12 @@ pub async fn revoke_proxy(
     ctx: &RequestContext,
     proxy: Uuid,
 ) -> Result<(), AccessError> {
-    let done = sqlx::query(
-        "UPDATE proxies SET revoked_at = $1 WHERE id = $2 AND patient_id = $3 AND kind = 'power_of_attorney' AND revoked_at IS NULL",
-    )
-    .bind(ts(OffsetDateTime::now_utc()))
-    .bind(proxy.to_string())
-    .bind(grant.patient().0.to_string())
-    .execute(&mut *conn)
-    .await?;
+    let done = sqlx::query(REVOKE_PROXY)
+        .bind(Utc::now())
+        .bind(UuidText(proxy))
+        .bind(grant.patient())
+        .execute(&mut *conn)
+        .await?;
     if done.rows_affected() == 0 {
         return Err(AccessError::Domain(DomainError::NotFound));
     }

@@ -11,13 +11,14 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 
-use records_domain::db::{ts, RowExt};
+use records_domain::db::{IsoDate, Statement, TextColumn, Utc, UuidText};
 use records_domain::model::PatientId;
 use records_domain::model::Source;
 use records_domain::store::{Category, ReadPermit, RegisterPermit, WritePermit};
-use records_domain::{Db, Tx};
+use records_domain::{Db, DomainError, Tx};
 use sqlx::AnyConnection;
 use time::{Date, OffsetDateTime};
+use uuid::Uuid;
 
 use crate::actor::{Actor, RequestContext, Role};
 use crate::audit::writer::AuditWriter;
@@ -524,44 +525,90 @@ const FACTS_SQL: &str = "\
     UNION ALL SELECT 'override', expires_at, granted_at, reason, NULL, NULL \
       FROM emergency_accesses WHERE patient_id = $1 AND clinician_id = $2 AND expires_at > $3";
 
+pub(crate) fn statements() -> Vec<Statement> {
+    records_domain::statements!("gate": FACTS_SQL)
+}
+
+/// One row of `FACTS_SQL`: which table it is from, and that table's columns as stored text.
+#[derive(sqlx::FromRow)]
+struct FactRow {
+    kind: String,
+    a: Option<String>,
+    b: Option<String>,
+    c: Option<String>,
+    d: Option<String>,
+    e: Option<String>,
+}
+
+/// A column of the union that its branch always fills.
+fn present(text: Option<&str>) -> Result<&str, AccessError> {
+    text.ok_or_else(|| DomainError::Corrupt("access fact without a required column".into()).into())
+}
+
+/// A column of the union decoded as what its branch stores there.
+fn parsed<T: TextColumn>(text: &str) -> Result<T, AccessError> {
+    T::from_column(text)
+        .map_err(|e| DomainError::Corrupt(format!("access fact {text:?}: {e}")).into())
+}
+
+fn required<T: TextColumn>(text: Option<&str>) -> Result<T, AccessError> {
+    parsed(present(text)?)
+}
+
+fn decoded<T: TextColumn>(text: Option<&str>) -> Result<Option<T>, AccessError> {
+    text.map(parsed).transpose()
+}
+
+fn id(text: Option<&str>) -> Result<Option<Uuid>, AccessError> {
+    Ok(decoded::<UuidText>(text)?.map(Uuid::from))
+}
+
+fn period(from: Option<&str>, until: Option<&str>) -> Result<Period, AccessError> {
+    Ok(Period {
+        from: required::<Utc>(from)?.0,
+        until: decoded::<Utc>(until)?.map(OffsetDateTime::from),
+    })
+}
+
 pub async fn load_facts(
     conn: &mut AnyConnection,
     actor: &Actor,
     patient: PatientId,
     now: OffsetDateTime,
 ) -> Result<Loaded, AccessError> {
-    let rows = sqlx::query(FACTS_SQL)
-        .bind(patient.0.to_string())
-        .bind(actor.user_id.to_string())
-        .bind(ts(now))
+    let rows: Vec<FactRow> = sqlx::query_as(FACTS_SQL)
+        .bind(patient)
+        .bind(UuidText(actor.user_id))
+        .bind(Utc(now))
         .fetch_all(conn)
         .await?;
     let mut patient_row = None;
     let (mut proxies, mut care_relationships, mut blocks) = (Vec::new(), Vec::new(), Vec::new());
     let mut overrides: Vec<(OffsetDateTime, OffsetDateTime, String)> = Vec::new();
-    let period = |r: &sqlx::any::AnyRow, from: &str, until: &str| -> Result<Period, AccessError> {
-        Ok(Period {
-            from: r.time(from)?,
-            until: r.opt_time(until)?,
-        })
-    };
     for r in &rows {
-        match r.text("kind")?.as_str() {
-            "patient" => patient_row = Some((r.date("a")?, r.opt_uuid("b")?)),
+        let [a, b, c, d, e] = [&r.a, &r.b, &r.c, &r.d, &r.e].map(|t| t.as_deref());
+        match r.kind.as_str() {
+            "patient" => {
+                let birth_date = required::<IsoDate>(a)?.0;
+                patient_row = Some((birth_date, id(b)?));
+            }
             "proxy" => proxies.push(ProxyFact {
-                kind: ProxyKind::parse(&r.text("a")?)
-                    .ok_or_else(|| AccessError::invalid("unknown proxy kind"))?,
-                period: period(r, "b", "c")?,
-                revoked: r.opt_text("d")?.is_some(),
+                kind: required::<ProxyKind>(a)?,
+                period: period(b, c)?,
+                revoked: d.is_some(),
             }),
-            "care" => care_relationships.push(period(r, "a", "b")?),
+            "care" => care_relationships.push(period(a, b)?),
             "block" => blocks.push(BlockFact {
-                clinician_id: r.opt_uuid("a")?,
-                clinic_id: r.opt_uuid("b")?,
-                period: period(r, "c", "d")?,
-                lifted: r.opt_text("e")?.is_some(),
+                clinician_id: id(a)?,
+                clinic_id: id(b)?,
+                period: period(c, d)?,
+                lifted: e.is_some(),
             }),
-            _ => overrides.push((r.time("a")?, r.time("b")?, r.text("c")?)),
+            _ => overrides.push((
+                required::<Utc>(a)?.0,
+                required::<Utc>(b)?.0,
+                present(c)?.to_string(),
+            )),
         }
     }
     let (birth_date, gp_clinic_id) = patient_row.ok_or(AccessError::UnknownPatient)?;

@@ -27,5 +27,11 @@ pub use policy::{Action, Basis, Decision, Denial, PolicySettings};
 
 /// Every SQL statement this crate sends, for the test that prepares each on both engines.
 pub fn statements() -> Vec<records_domain::db::Statement> {
-    audit::statements()
+    let mut all = audit::statements();
+    all.extend(tokens::statements());
+    all.extend(consent::statements());
+    all.extend(care::statements());
+    all.extend(gate::statements());
+    all.extend(accounts::statements());
+    all
 }

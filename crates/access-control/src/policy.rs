@@ -3,9 +3,11 @@
 //! its basis.
 //! Everything that reads or changes a patient's data goes through `decide`, via `gate`.
 
+use records_domain::db::TextColumn;
 use records_domain::model::{age_on, PatientId};
 use records_domain::store::Category;
 use serde::{Deserialize, Serialize};
+use sqlx::error::BoxDynError;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -234,6 +236,16 @@ impl ProxyKind {
         }
     }
 }
+
+impl TextColumn for ProxyKind {
+    fn to_column(&self) -> Result<String, BoxDynError> {
+        Ok(self.as_str().to_string())
+    }
+    fn from_column(text: &str) -> Result<Self, BoxDynError> {
+        Self::parse(text).ok_or_else(|| format!("unknown proxy kind {text:?}").into())
+    }
+}
+records_domain::text_column!(ProxyKind);
 
 /// A time window; `until: None` means open-ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

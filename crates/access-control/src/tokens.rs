@@ -4,9 +4,8 @@
 
 use base64::Engine;
 use rand::RngCore;
-use records_domain::db::{ts, RowExt};
+use records_domain::db::{Statement, Utc, UuidText};
 use sqlx::AnyConnection;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::accounts::sha256_hex;
@@ -150,6 +149,36 @@ pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, AccessError> {
     Ok(scopes)
 }
 
+const INSERT: &str = "INSERT INTO api_tokens (id, name, token_hash, scopes, user_id, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+const LIVE_BY_HASH: &str = "SELECT id, name, scopes, user_id FROM api_tokens \
+     WHERE token_hash = $1 AND revoked_at IS NULL";
+
+pub(crate) fn statements() -> Vec<Statement> {
+    records_domain::statements!("tokens": INSERT, LIVE_BY_HASH)
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: UuidText,
+    name: String,
+    scopes: String,
+    user_id: Option<UuidText>,
+}
+
+impl TryFrom<TokenRow> for ApiToken {
+    type Error = AccessError;
+
+    fn try_from(row: TokenRow) -> Result<Self, AccessError> {
+        Ok(Self {
+            id: row.id.0,
+            name: row.name,
+            scopes: parse_scopes(&row.scopes)?,
+            user_id: row.user_id.map(Uuid::from),
+        })
+    }
+}
+
 /// Create a token; the secret is returned once and only its hash is kept.
 pub async fn create(
     conn: &mut AnyConnection,
@@ -170,13 +199,13 @@ pub async fn create(
         "pp_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
-    sqlx::query("INSERT INTO api_tokens (id, name, token_hash, scopes, user_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(Uuid::now_v7().to_string())
+    sqlx::query(INSERT)
+        .bind(UuidText(Uuid::now_v7()))
         .bind(name)
         .bind(sha256_hex(&secret))
         .bind(scopes.split_whitespace().collect::<Vec<_>>().join(" "))
-        .bind(user_id.map(|u| u.to_string()))
-        .bind(ts(OffsetDateTime::now_utc()))
+        .bind(user_id.map(UuidText))
+        .bind(Utc::now())
         .execute(conn)
         .await?;
     Ok(secret)
@@ -184,19 +213,11 @@ pub async fn create(
 
 /// The live token with this secret, if any.
 pub async fn find(conn: &mut AnyConnection, secret: &str) -> Result<Option<ApiToken>, AccessError> {
-    let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+    let row: Option<TokenRow> = sqlx::query_as(LIVE_BY_HASH)
         .bind(sha256_hex(secret.trim()))
         .fetch_optional(conn)
         .await?;
-    row.map(|r| {
-        Ok(ApiToken {
-            id: r.uuid("id")?,
-            name: r.text("name")?,
-            scopes: parse_scopes(&r.text("scopes")?)?,
-            user_id: r.opt_uuid("user_id")?,
-        })
-    })
-    .transpose()
+    row.map(ApiToken::try_from).transpose()
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
-use records_domain::db::RowExt;
+use records_domain::db::UuidText;
 use records_domain::Db;
 use reqwest::header::{
     HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE,
@@ -207,8 +207,19 @@ struct Staff {
     clinic: Option<Uuid>,
 }
 
-/// A listed patient, as a clinician would find them.
-#[derive(Clone)]
+/// A bench user as `Fixture::load` reads it.
+#[derive(sqlx::FromRow)]
+struct BenchUser {
+    id: UuidText,
+    username: String,
+    role: String,
+    clinic_id: Option<UuidText>,
+    totp_secret: Option<String>,
+    totp_last_step: Option<i64>,
+}
+
+/// A listed patient, as a clinician would find them (as text: it goes into forms).
+#[derive(Clone, sqlx::FromRow)]
 struct Listed {
     id: String,
     cpr: String,
@@ -235,7 +246,7 @@ pub struct Fixture {
 impl Fixture {
     pub async fn load(db: Db, base: &str) -> anyhow::Result<Self> {
         let mut conn = db.pool().acquire().await?;
-        let rows = sqlx::query(
+        let rows: Vec<BenchUser> = sqlx::query_as(
             "SELECT id, username, role, clinic_id, totp_secret, totp_last_step FROM users \
              WHERE username LIKE 'bench-%' ORDER BY id",
         )
@@ -256,20 +267,19 @@ impl Fixture {
         let mut secrets = HashMap::new();
         let mut last_steps = HashMap::new();
         for row in rows {
-            let username = row.text("username")?;
-            if let Some(secret) = row.opt_text("totp_secret")? {
+            let username = row.username;
+            if let Some(secret) = row.totp_secret {
                 secrets.insert(username.clone(), secret);
             }
-            let last_step: Option<i64> = sqlx::Row::try_get(&row, "totp_last_step")?;
-            if let Some(step) = last_step {
+            if let Some(step) = row.totp_last_step {
                 last_steps.insert(username.clone(), u64::try_from(step).unwrap_or(0));
             }
             let staff = Staff {
                 username: username.clone(),
-                clinic: row.opt_uuid("clinic_id")?,
+                clinic: row.clinic_id.map(Uuid::from),
             };
-            match row.text("role")?.as_str() {
-                "patient" => fixture.patients.push((username, row.uuid("id")?)),
+            match row.role.as_str() {
+                "patient" => fixture.patients.push((username, row.id.0)),
                 "clinician" => fixture.clinicians.push(staff),
                 "auditor" => fixture.auditors.push(staff),
                 _ => {}
@@ -296,24 +306,13 @@ impl Fixture {
             return Ok(listed.clone());
         }
         let mut conn = self.db.pool().acquire().await?;
-        let rows = sqlx::query(
-            "SELECT id, national_id, given_name, family_name, birth_date FROM patients \
-             WHERE gp_clinic_id = $1 ORDER BY id LIMIT 200",
+        let listed: Vec<Listed> = sqlx::query_as(
+            "SELECT id, national_id AS cpr, given_name || ' ' || family_name AS name, birth_date \
+             FROM patients WHERE gp_clinic_id = $1 ORDER BY id LIMIT 200",
         )
-        .bind(clinic.to_string())
+        .bind(UuidText(clinic))
         .fetch_all(&mut *conn)
         .await?;
-        let listed = rows
-            .iter()
-            .map(|r| {
-                Ok(Listed {
-                    id: r.text("id")?,
-                    cpr: r.text("national_id")?,
-                    name: format!("{} {}", r.text("given_name")?, r.text("family_name")?),
-                    birth_date: r.text("birth_date")?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
         anyhow::ensure!(!listed.is_empty(), "clinic {clinic} lists no patients");
         let listed = Arc::new(listed);
         self.listed.insert(clinic, listed.clone());

@@ -6,13 +6,12 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use sqlx::{Any, AnyPool, Executor, Transaction};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime};
-use uuid::Uuid;
 
 use crate::DomainError;
 
@@ -199,53 +198,4 @@ pub fn date_text(d: Date) -> String {
 pub fn parse_date(s: &str) -> Result<Date, DomainError> {
     let format = format_description!("[year]-[month]-[day]");
     Date::parse(s, &format).map_err(|_| DomainError::Corrupt(format!("date {s:?}")))
-}
-
-/// Typed access to the portable column encodings of a row.
-pub trait RowExt {
-    fn text(&self, col: &str) -> Result<String, DomainError>;
-    fn opt_text(&self, col: &str) -> Result<Option<String>, DomainError>;
-    fn int(&self, col: &str) -> Result<i64, DomainError>;
-    fn opt_float(&self, col: &str) -> Result<Option<f64>, DomainError>;
-    fn uuid(&self, col: &str) -> Result<Uuid, DomainError>;
-    fn opt_uuid(&self, col: &str) -> Result<Option<Uuid>, DomainError>;
-    fn time(&self, col: &str) -> Result<OffsetDateTime, DomainError>;
-    fn opt_time(&self, col: &str) -> Result<Option<OffsetDateTime>, DomainError>;
-    fn date(&self, col: &str) -> Result<Date, DomainError>;
-}
-
-impl RowExt for AnyRow {
-    fn text(&self, col: &str) -> Result<String, DomainError> {
-        Ok(self.try_get(col)?)
-    }
-    fn opt_text(&self, col: &str) -> Result<Option<String>, DomainError> {
-        Ok(self.try_get(col)?)
-    }
-    fn int(&self, col: &str) -> Result<i64, DomainError> {
-        Ok(self.try_get(col)?)
-    }
-    fn opt_float(&self, col: &str) -> Result<Option<f64>, DomainError> {
-        Ok(self.try_get(col)?)
-    }
-    fn uuid(&self, col: &str) -> Result<Uuid, DomainError> {
-        let s = self.text(col)?;
-        Uuid::parse_str(&s).map_err(|_| DomainError::Corrupt(format!("{col} {s:?}")))
-    }
-    fn opt_uuid(&self, col: &str) -> Result<Option<Uuid>, DomainError> {
-        match self.opt_text(col)? {
-            None => Ok(None),
-            Some(s) => Uuid::parse_str(&s)
-                .map(Some)
-                .map_err(|_| DomainError::Corrupt(format!("{col} {s:?}"))),
-        }
-    }
-    fn time(&self, col: &str) -> Result<OffsetDateTime, DomainError> {
-        parse_ts(&self.text(col)?)
-    }
-    fn opt_time(&self, col: &str) -> Result<Option<OffsetDateTime>, DomainError> {
-        self.opt_text(col)?.as_deref().map(parse_ts).transpose()
-    }
-    fn date(&self, col: &str) -> Result<Date, DomainError> {
-        parse_date(&self.text(col)?)
-    }
 }

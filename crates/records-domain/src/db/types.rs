@@ -96,6 +96,12 @@ impl Utc {
     pub fn now() -> Self {
         Self(OffsetDateTime::now_utc())
     }
+
+    /// The moment a UTC day begins: how periods given in days (blocks, proxies, care
+    /// relationships) are stored.
+    pub fn start_of(day: Date) -> Self {
+        Self(day.midnight().assume_utc())
+    }
 }
 
 impl fmt::Display for Utc {

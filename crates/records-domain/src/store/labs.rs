@@ -1,4 +1,6 @@
-use sqlx::AnyConnection;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -23,15 +25,27 @@ const BY_SOURCE: &str = concat!(
     columns!(),
     " FROM lab_results WHERE source_system = $1 AND source_id = $2"
 );
-const UPDATE: &str =
-    "UPDATE lab_results SET code_system = $1, code = $2, display = $3, value_numeric = $4, \
-     value_text = $5, unit = $6, reference_low = $7, reference_high = $8, interpretation = $9, \
-     status = $10, effective_at = $11, issued_at = $12, performing_lab = $13, \
-     category = $15, version = version + 1 WHERE id = $14";
-const INSERT: &str = "INSERT INTO lab_results (id, patient_id, code_system, code, display, value_numeric, value_text, \
-     unit, reference_low, reference_high, interpretation, status, effective_at, issued_at, \
-     performing_lab, released_at, version, source_system, source_id, category) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 1, $17, $18, $19)";
+/// What a source may correct: the columns `bind_content` binds as `$1` to `$14`, in this
+/// order, for both the UPDATE and the INSERT.
+macro_rules! content_columns {
+    () => {
+        "code_system, code, display, value_numeric, value_text, unit, reference_low, \
+         reference_high, interpretation, status, effective_at, issued_at, performing_lab, category"
+    };
+}
+
+const UPDATE: &str = concat!(
+    "UPDATE lab_results SET (",
+    content_columns!(),
+    ") = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14), \
+     version = version + 1 WHERE id = $15"
+);
+const INSERT: &str = concat!(
+    "INSERT INTO lab_results (",
+    content_columns!(),
+    ", id, patient_id, released_at, source_system, source_id, version) VALUES ($1, $2, $3, $4, \
+     $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 1)"
+);
 const FOR_PATIENT: &str = concat!(
     "SELECT ",
     columns!(),
@@ -155,62 +169,56 @@ pub async fn upsert(
         .bind(&result.source.id)
         .fetch_optional(&mut *conn)
         .await?;
-    let (numeric, text) = match &result.value {
-        LabValue::Numeric(v) => (Some(*v), None),
-        LabValue::Text(t) => (None, Some(t.as_str())),
-    };
     match existing.map(LabResult::from) {
         Some(current) => {
             same_patient(current.patient_id, result.patient_id)?;
             if same_content(&current, result) {
                 return Ok(Upserted::Unchanged);
             }
-            sqlx::query(UPDATE)
-                .bind(&result.code_system)
-                .bind(&result.code)
-                .bind(&result.display)
-                .bind(numeric)
-                .bind(text)
-                .bind(result.unit.as_deref())
-                .bind(result.reference_low)
-                .bind(result.reference_high)
-                .bind(result.interpretation)
-                .bind(result.status)
-                .bind(Utc(result.effective_at))
-                .bind(Utc(result.issued_at))
-                .bind(&result.performing_lab)
+            bind_content(sqlx::query(UPDATE), result)
                 .bind(UuidText(current.id))
-                .bind(&result.category)
                 .execute(conn)
                 .await?;
             Ok(Upserted::Updated)
         }
         None => {
-            sqlx::query(INSERT)
+            bind_content(sqlx::query(INSERT), result)
                 .bind(UuidText(result.id))
                 .bind(result.patient_id)
-                .bind(&result.code_system)
-                .bind(&result.code)
-                .bind(&result.display)
-                .bind(numeric)
-                .bind(text)
-                .bind(result.unit.as_deref())
-                .bind(result.reference_low)
-                .bind(result.reference_high)
-                .bind(result.interpretation)
-                .bind(result.status)
-                .bind(Utc(result.effective_at))
-                .bind(Utc(result.issued_at))
-                .bind(&result.performing_lab)
                 .bind(Utc(result.released_at))
                 .bind(&result.source.system)
                 .bind(&result.source.id)
-                .bind(&result.category)
                 .execute(conn)
                 .await?;
             Ok(Upserted::Inserted)
         }
     }
+}
+
+/// Binds the `content_columns!` of `result`, in their order.
+fn bind_content<'q>(
+    query: Query<'q, Any, AnyArguments<'q>>,
+    result: &'q LabResult,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    let (numeric, text) = match &result.value {
+        LabValue::Numeric(v) => (Some(*v), None),
+        LabValue::Text(t) => (None, Some(t.as_str())),
+    };
+    query
+        .bind(&result.code_system)
+        .bind(&result.code)
+        .bind(&result.display)
+        .bind(numeric)
+        .bind(text)
+        .bind(result.unit.as_deref())
+        .bind(result.reference_low)
+        .bind(result.reference_high)
+        .bind(result.interpretation)
+        .bind(result.status)
+        .bind(Utc(result.effective_at))
+        .bind(Utc(result.issued_at))
+        .bind(&result.performing_lab)
+        .bind(&result.category)
 }
 
 fn same_content(a: &LabResult, b: &LabResult) -> bool {
