@@ -4,14 +4,16 @@
 //! durable, so nothing acknowledged is lost, and a process that overruns is killed anyway.
 
 use std::future::{Future, IntoFuture};
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use access_control::audit::writer::AuditWriter;
 use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
+use axum::serve::{Listener, ListenerExt};
 use axum::Router;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 /// Resolves with the signal's name. The handlers are installed when this is called, not when
@@ -37,6 +39,9 @@ pub fn stop_signal() -> std::io::Result<impl Future<Output = &'static str> + Sen
     })
 }
 
+/// How long connections accepted before the listener closed have to send their request.
+const LINGER: Duration = Duration::from_millis(500);
+
 /// Serve until `stop` resolves, then drain as the module says.
 pub async fn serve(
     listener: TcpListener,
@@ -45,17 +50,31 @@ pub async fn serve(
     stop: impl Future<Output = &'static str> + Send + 'static,
     deadline: Duration,
 ) {
+    let listener = match Draining::new(listener) {
+        Ok(listener) => listener,
+        Err(e) => return tracing::error!(error = %e, "listener unusable"),
+    };
+    let stopping = listener.stop.clone();
+    let drained = listener.drained.subscribe();
     let (stopped_tx, mut stopped_at) = oneshot::channel();
+    tokio::spawn(async move {
+        let signal = stop.await;
+        tracing::info!(
+            signal,
+            "stopping: listener closed, finishing requests in flight"
+        );
+        let _ = stopped_tx.send(Instant::now());
+        stopping.send_replace(true);
+    });
     // Boxed rather than pinned on the stack, so that dropping it below really drops the routes.
     let mut server = Box::pin(
-        axum::serve(listener, app)
+        axum::serve(listener.tap_io(|_| ()), app)
             .with_graceful_shutdown(async move {
-                let signal = stop.await;
-                tracing::info!(
-                    signal,
-                    "stopping: listener closed, finishing requests in flight"
-                );
-                let _ = stopped_tx.send(Instant::now());
+                let mut drained = drained;
+                let _ = drained.wait_for(|done| *done).await;
+                // A connection accepted just now has not sent its request yet; hyper's graceful
+                // shutdown would close it as idle.
+                tokio::time::sleep(LINGER).await;
             })
             .into_future(),
     );
@@ -78,6 +97,98 @@ pub async fn serve(
     match tokio::time::timeout_at(give_up, audit.close()).await {
         Ok(()) => tracing::info!("stopped: every queued audit event committed"),
         Err(_) => tracing::error!("shutdown deadline passed before the audit writer finished"),
+    }
+}
+
+/// The listener that, once told to stop, hands over the connections the kernel has already
+/// completed into its backlog and then closes the socket, so that later clients are refused at
+/// connect. Closing a listening socket resets every connection still queued in it: those
+/// clients would see a dropped connection instead of an answer.
+struct Draining {
+    inner: Option<TcpListener>,
+    /// The same socket, non-blocking, to ask the backlog directly: the async listener only
+    /// sees a queued connection once the reactor has noticed it.
+    backlog: Option<std::net::TcpListener>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    drained: watch::Sender<bool>,
+}
+
+impl Draining {
+    fn new(inner: TcpListener) -> io::Result<Self> {
+        let addr = inner.local_addr()?;
+        let std = inner.into_std()?;
+        let backlog = std.try_clone()?;
+        backlog.set_nonblocking(true)?;
+        Ok(Self {
+            inner: Some(TcpListener::from_std(std)?),
+            backlog: Some(backlog),
+            addr,
+            stop: watch::Sender::new(false),
+            drained: watch::Sender::new(false),
+        })
+    }
+
+    fn queued(&self) -> Option<(TcpStream, SocketAddr)> {
+        let backlog = self.backlog.as_ref()?;
+        loop {
+            match backlog.accept() {
+                Ok((stream, addr)) => match stream
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(stream))
+                {
+                    Ok(stream) => return Some((stream, addr)),
+                    Err(e) => tracing::warn!(error = %e, "queued connection unusable"),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a queued connection failed");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Close both handles of the listening socket: from now on connecting is refused.
+    fn close(&mut self) {
+        self.inner = None;
+        self.backlog = None;
+        self.drained.send_replace(true);
+    }
+}
+
+impl Listener for Draining {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        let mut stop = self.stop.subscribe();
+        loop {
+            if *stop.borrow_and_update() {
+                if let Some(queued) = self.queued() {
+                    return queued;
+                }
+                self.close();
+            }
+            let Some(inner) = &self.inner else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                accepted = inner.accept() => match accepted {
+                    Ok(connection) => return connection,
+                    // Out of file descriptors and the like: wait rather than spin, as axum does.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.addr)
     }
 }
 
