@@ -34,7 +34,9 @@ pub mod writer;
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use records_domain::db::{ts, Statement, UuidText};
+use std::collections::BTreeMap;
+
+use records_domain::db::{ts, PortableQuery, Statement, UuidText};
 use records_domain::model::PatientId;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -302,9 +304,7 @@ pub fn chain_key(patient: Option<PatientId>) -> String {
         .unwrap_or_else(|| SYSTEM_CHAIN.to_string())
 }
 
-/// Append one event to its chain, inside the caller's transaction. Claiming the chain head
-/// with an UPDATE first serialises appends to the same chain (a row lock on PostgreSQL, the
-/// write lock on SQLite) while appends to other chains proceed.
+/// Append one event to its chain, inside the caller's transaction.
 pub async fn append(conn: &mut AnyConnection, event: NewEvent) -> Result<AuditEvent, AccessError> {
     append_at(conn, event, OffsetDateTime::now_utc()).await
 }
@@ -316,16 +316,107 @@ pub async fn append_at(
     event: NewEvent,
     occurred_at: OffsetDateTime,
 ) -> Result<AuditEvent, AccessError> {
-    let chain = chain_key(event.patient_id);
-    sqlx::query(OPEN_CHAIN)
-        .bind(&chain)
-        .bind(GENESIS_HASH)
-        .execute(&mut *conn)
+    let mut stored = append_all(conn, vec![(event, occurred_at)]).await?;
+    stored
+        .pop()
+        .ok_or_else(|| AccessError::AuditUnavailable("an append stored no event".into()))
+}
+
+/// Append events in the order given, inside the caller's transaction, in three statements
+/// however many there are (the group-committing writer hands over hundreds at once):
+/// claim the sequence numbers each chain needs and learn its head, insert every event, move
+/// the heads. Claiming serialises appends to the same chain (a row lock on PostgreSQL, the
+/// write lock on SQLite) while other chains proceed; chains are claimed in key order, so two
+/// instances' batches never wait on each other in a cycle.
+pub async fn append_all(
+    conn: &mut AnyConnection,
+    events: Vec<(NewEvent, OffsetDateTime)>,
+) -> Result<Vec<AuditEvent>, AccessError> {
+    let mut claims: BTreeMap<String, i64> = BTreeMap::new();
+    for (event, _) in &events {
+        *claims.entry(chain_key(event.patient_id)).or_default() += 1;
+    }
+    let mut heads = claim_heads(conn, &claims).await?;
+    let stored: Vec<AuditEvent> = events
+        .into_iter()
+        .map(|(event, occurred_at)| {
+            let chain = chain_key(event.patient_id);
+            let head = heads.get_mut(&chain).ok_or_else(|| {
+                AccessError::AuditUnavailable(format!("chain {chain} was not claimed"))
+            })?;
+            let stored = sealed(event, chain, head.next_seq, head.hash.clone(), occurred_at);
+            head.next_seq += 1;
+            head.hash.clone_from(&stored.hash);
+            Ok(stored)
+        })
+        .collect::<Result<_, AccessError>>()?;
+    for rows in stored.chunks(INSERT_ROWS) {
+        insert_events(rows).build()?.execute(&mut *conn).await?;
+    }
+    set_heads(&heads).build()?.execute(&mut *conn).await?;
+    Ok(stored)
+}
+
+/// Rows per INSERT: 21 values each stays far below both engines' limit on bound values.
+const INSERT_ROWS: usize = 256;
+
+/// Where a chain stands while a batch is appended to it.
+struct Head {
+    next_seq: i64,
+    hash: String,
+}
+
+/// Take `count` sequence numbers in each chain (creating chains not seen before) and return
+/// the first number and the hash to chain from. The upsert returns the head's hash as it was,
+/// since it changes only `last_seq`.
+async fn claim_heads(
+    conn: &mut AnyConnection,
+    claims: &BTreeMap<String, i64>,
+) -> Result<BTreeMap<String, Head>, AccessError> {
+    let claimed: Vec<(String, i64, String)> = claim_query(claims)
+        .build_query_as()?
+        .fetch_all(&mut *conn)
         .await?;
-    let (seq, prev_hash): (i64, String) = sqlx::query_as(CLAIM_HEAD)
-        .bind(&chain)
-        .fetch_one(&mut *conn)
-        .await?;
+    claimed
+        .into_iter()
+        .map(|(chain, last_seq, hash)| {
+            let count = claims.get(&chain).copied().unwrap_or_default();
+            let head = Head {
+                next_seq: last_seq - count + 1,
+                hash,
+            };
+            Ok((chain, head))
+        })
+        .collect()
+}
+
+fn claim_query(claims: &BTreeMap<String, i64>) -> PortableQuery<'static> {
+    let mut query =
+        PortableQuery::new("INSERT INTO audit_chains (chain_key, last_seq, last_hash) VALUES ");
+    for (i, (chain, count)) in claims.iter().enumerate() {
+        query
+            .push(if i == 0 { "(" } else { ", (" })
+            .push_bind("", chain.clone())
+            .push_bind(", ", *count)
+            .push_bind(", ", GENESIS_HASH)
+            .push(")");
+    }
+    query.push(
+        " ON CONFLICT (chain_key) DO UPDATE SET last_seq = audit_chains.last_seq + excluded.last_seq \
+         RETURNING chain_key, last_seq, last_hash",
+    );
+    query
+}
+
+/// The event as it will be stored: its place in the chain, a fresh address key and commitment,
+/// and its hash.
+fn sealed(
+    event: NewEvent,
+    chain: String,
+    seq: i64,
+    prev_hash: String,
+    occurred_at: OffsetDateTime,
+) -> AuditEvent {
     let mut key = [0u8; ADDRESS_KEY_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut key);
     let key = hex::encode(key);
@@ -354,36 +445,59 @@ pub async fn append_at(
         hash: String::new(),
     };
     stored.hash = stored.compute_hash();
-    sqlx::query(INSERT_EVENT)
-        .bind(UuidText(stored.id))
-        .bind(&stored.chain_key)
-        .bind(stored.seq)
-        .bind(&stored.occurred_at)
-        .bind(stored.actor_id.map(UuidText))
-        .bind(&stored.actor_name)
-        .bind(&stored.actor_role)
-        .bind(stored.actor_clinic_id.map(UuidText))
-        .bind(stored.on_behalf_of.as_deref())
-        .bind(stored.patient_id.map(UuidText))
-        .bind(&stored.action)
-        .bind(&stored.resource_type)
-        .bind(stored.resource_id.as_deref())
-        .bind(&stored.basis)
-        .bind(&stored.outcome)
-        .bind(&stored.reason)
-        .bind(&stored.client_addr)
-        .bind(stored.client_addr_key.as_deref())
-        .bind(stored.client_addr_commitment.as_deref())
-        .bind(&stored.prev_hash)
-        .bind(&stored.hash)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(SET_HEAD_HASH)
-        .bind(&stored.hash)
-        .bind(&stored.chain_key)
-        .execute(&mut *conn)
-        .await?;
-    Ok(stored)
+    stored
+}
+
+fn insert_events(events: &[AuditEvent]) -> PortableQuery<'static> {
+    let mut query = PortableQuery::new(concat!(
+        "INSERT INTO audit_events (",
+        crate::audit_event_columns!(),
+        ") VALUES "
+    ));
+    for (i, e) in events.iter().enumerate() {
+        query
+            .push(if i == 0 { "(" } else { ", (" })
+            .push_bind("", UuidText(e.id))
+            .push_bind(", ", e.chain_key.clone())
+            .push_bind(", ", e.seq)
+            .push_bind(", ", e.occurred_at.clone())
+            .push_bind(", ", e.actor_id.map(UuidText))
+            .push_bind(", ", e.actor_name.clone())
+            .push_bind(", ", e.actor_role.clone())
+            .push_bind(", ", e.actor_clinic_id.map(UuidText))
+            .push_bind(", ", e.on_behalf_of.clone())
+            .push_bind(", ", e.patient_id.map(UuidText))
+            .push_bind(", ", e.action.clone())
+            .push_bind(", ", e.resource_type.clone())
+            .push_bind(", ", e.resource_id.clone())
+            .push_bind(", ", e.basis.clone())
+            .push_bind(", ", e.outcome.clone())
+            .push_bind(", ", e.reason.clone())
+            .push_bind(", ", e.client_addr.clone())
+            .push_bind(", ", e.client_addr_key.clone())
+            .push_bind(", ", e.client_addr_commitment.clone())
+            .push_bind(", ", e.prev_hash.clone())
+            .push_bind(", ", e.hash.clone())
+            .push(")");
+    }
+    query
+}
+
+/// Move every claimed chain's head to its last new event. Each chain exists (claimed in this
+/// transaction), so the upsert only ever updates.
+fn set_heads(heads: &BTreeMap<String, Head>) -> PortableQuery<'static> {
+    let mut query =
+        PortableQuery::new("INSERT INTO audit_chains (chain_key, last_seq, last_hash) VALUES ");
+    for (i, (chain, head)) in heads.iter().enumerate() {
+        query
+            .push(if i == 0 { "(" } else { ", (" })
+            .push_bind("", chain.clone())
+            .push_bind(", ", head.next_seq - 1)
+            .push_bind(", ", head.hash.clone())
+            .push(")");
+    }
+    query.push(" ON CONFLICT (chain_key) DO UPDATE SET last_hash = excluded.last_hash");
+    query
 }
 
 /// The columns `EventRow` reads, in a macro so that statements can `concat!` them.
@@ -397,22 +511,52 @@ macro_rules! audit_event_columns {
     };
 }
 
-const OPEN_CHAIN: &str =
-    "INSERT INTO audit_chains (chain_key, last_seq, last_hash) VALUES ($1, 0, $2) \
-     ON CONFLICT (chain_key) DO NOTHING";
-const CLAIM_HEAD: &str = "UPDATE audit_chains SET last_seq = last_seq + 1 WHERE chain_key = $1 \
-     RETURNING last_seq, last_hash";
-const INSERT_EVENT: &str = concat!(
-    "INSERT INTO audit_events (",
-    audit_event_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20, $21)"
-);
-const SET_HEAD_HASH: &str = "UPDATE audit_chains SET last_hash = $1 WHERE chain_key = $2";
+/// The batch statements as a batch of two events in two chains (one with a patient, one
+/// without: every optional column bound both ways) sends them.
+fn batch_statements() -> Vec<Statement> {
+    let event = |patient_id| NewEvent {
+        actor_id: Some(Uuid::nil()),
+        actor_name: "statement check".into(),
+        actor_role: "system".into(),
+        actor_clinic_id: None,
+        on_behalf_of: None,
+        patient_id,
+        action: "read".into(),
+        resource_type: "patient".into(),
+        resource_id: None,
+        basis: String::new(),
+        outcome: Outcome::Allowed,
+        reason: String::new(),
+        client_addr: "unknown".into(),
+    };
+    let now = OffsetDateTime::UNIX_EPOCH;
+    let events = [Some(PatientId(Uuid::nil())), None].map(|patient| {
+        let chain = chain_key(patient);
+        sealed(event(patient), chain, 1, GENESIS_HASH.into(), now)
+    });
+    let claims = events.iter().map(|e| (e.chain_key.clone(), 1)).collect();
+    let heads = events
+        .iter()
+        .map(|e| {
+            let head = Head {
+                next_seq: 2,
+                hash: e.hash.clone(),
+            };
+            (e.chain_key.clone(), head)
+        })
+        .collect();
+    vec![
+        Statement::new("audit::claim_heads", claim_query(&claims).sql().to_string()),
+        Statement::new(
+            "audit::insert_events",
+            insert_events(&events).sql().to_string(),
+        ),
+        Statement::new("audit::set_heads", set_heads(&heads).sql().to_string()),
+    ]
+}
 
 pub(crate) fn statements() -> Vec<Statement> {
-    let mut all = records_domain::statements!("audit": OPEN_CHAIN, CLAIM_HEAD, INSERT_EVENT,
-        SET_HEAD_HASH);
+    let mut all = batch_statements();
     all.extend(query::statements());
     all.extend(prune::statements());
     all.extend(verify::statements());

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use records_domain::Db;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{append, AuditEvent, NewEvent};
+use time::OffsetDateTime;
+
+use super::{append_all, AuditEvent, NewEvent};
 use crate::AccessError;
 
 /// Enough to amortise a commit, small enough that one batch's transaction stays short.
@@ -105,11 +107,9 @@ async fn commit(db: &Db, mut batch: Vec<Pending>) {
 }
 
 async fn write(db: &Db, events: Vec<NewEvent>) -> Result<Vec<AuditEvent>, AccessError> {
+    let now = OffsetDateTime::now_utc();
     let mut tx = db.begin_write().await?;
-    let mut stored = Vec::with_capacity(events.len());
-    for event in events {
-        stored.push(append(&mut tx, event).await?);
-    }
+    let stored = append_all(&mut tx, events.into_iter().map(|e| (e, now)).collect()).await?;
     tx.commit()
         .await
         .map_err(records_domain::DomainError::from)?;
