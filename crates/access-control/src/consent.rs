@@ -145,9 +145,35 @@ pub async fn lift_block(
     ctx: &RequestContext,
     block: Uuid,
 ) -> Result<(), AccessError> {
-    let done = sqlx::query(LIFT_BLOCK)
+    let lift = Ending {
+        statement: LIFT_BLOCK,
+        action: "lift block",
+        resource: "block",
+    };
+    end_now(conn, grant, actor, ctx, &lift, block).await
+}
+
+/// How a block or a power of attorney of the patient's is ended, and what the log calls it.
+struct Ending {
+    /// Binds the time it ends, the row's id and the patient's, in that order.
+    statement: &'static str,
+    action: &'static str,
+    resource: &'static str,
+}
+
+/// Ends the patient's row now, or answers `NotFound` when the patient has no such row left
+/// to end, and logs who ended it.
+async fn end_now(
+    conn: &mut AnyConnection,
+    grant: &ConsentGrant,
+    actor: &Actor,
+    ctx: &RequestContext,
+    ending: &Ending,
+    id: Uuid,
+) -> Result<(), AccessError> {
+    let done = sqlx::query(ending.statement)
         .bind(Utc::now())
-        .bind(UuidText(block))
+        .bind(UuidText(id))
         .bind(grant.patient())
         .execute(&mut *conn)
         .await?;
@@ -156,9 +182,9 @@ pub async fn lift_block(
     }
     audit::append(
         conn,
-        NewEvent::by(actor, ctx, "lift block", Outcome::Success)
+        NewEvent::by(actor, ctx, ending.action, Outcome::Success)
             .about(grant.patient())
-            .resource("block", Some(block.to_string())),
+            .resource(ending.resource, Some(id.to_string())),
     )
     .await?;
     Ok(())
@@ -372,21 +398,10 @@ pub async fn revoke_proxy(
     ctx: &RequestContext,
     proxy: Uuid,
 ) -> Result<(), AccessError> {
-    let done = sqlx::query(REVOKE_PROXY)
-        .bind(Utc::now())
-        .bind(UuidText(proxy))
-        .bind(grant.patient())
-        .execute(&mut *conn)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(AccessError::Domain(DomainError::NotFound));
-    }
-    audit::append(
-        conn,
-        NewEvent::by(actor, ctx, "revoke power of attorney", Outcome::Success)
-            .about(grant.patient())
-            .resource("proxy", Some(proxy.to_string())),
-    )
-    .await?;
-    Ok(())
+    let revoke = Ending {
+        statement: REVOKE_PROXY,
+        action: "revoke power of attorney",
+        resource: "proxy",
+    };
+    end_now(conn, grant, actor, ctx, &revoke, proxy).await
 }

@@ -13,7 +13,7 @@ use access_control::audit::{AuditEvent, GENESIS_HASH, SYSTEM_CHAIN};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use records_domain::demo::{LAB_TESTS, MEDICINES};
+use records_domain::demo::{FAMILY_NAMES, FEMALE_NAMES, LAB_TESTS, MALE_NAMES, MEDICINES};
 use records_domain::model::Interpretation;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -146,47 +146,6 @@ pub fn totp_secret(username: &str) -> String {
         .to_encoded()
         .to_string()
 }
-
-const FEMALE: &[&str] = &[
-    "Anne", "Mette", "Kirsten", "Hanne", "Helle", "Susanne", "Lene", "Maria", "Marianne",
-    "Camilla", "Ida", "Emma", "Sofie", "Freja", "Clara", "Karen", "Inge", "Birgitte", "Louise",
-    "Julie", "Signe", "Astrid", "Laura", "Nanna",
-];
-const MALE: &[&str] = &[
-    "Bo", "Peter", "Jens", "Lars", "Henrik", "Søren", "Niels", "Morten", "Anders", "Mads",
-    "Rasmus", "Jesper", "William", "Noah", "Oscar", "Emil", "Lucas", "Frederik", "Magnus", "Aksel",
-    "Carl", "Viktor", "Ole", "Poul",
-];
-const FAMILY: &[&str] = &[
-    "Jensen",
-    "Nielsen",
-    "Hansen",
-    "Pedersen",
-    "Andersen",
-    "Christensen",
-    "Larsen",
-    "Sørensen",
-    "Rasmussen",
-    "Jørgensen",
-    "Petersen",
-    "Madsen",
-    "Kristensen",
-    "Olsen",
-    "Thomsen",
-    "Poulsen",
-    "Johansen",
-    "Møller",
-    "Mortensen",
-    "Kjær",
-    "Lund",
-    "Holm",
-    "Frederiksen",
-    "Østergaard",
-    "Jakobsen",
-    "Dahl",
-    "Bach",
-    "Winther",
-];
 
 /// (title, description, goals with targets, activities)
 type PlanTemplate = (
@@ -455,9 +414,9 @@ fn rng_for(stream: u64, i: u64) -> ChaCha8Rng {
 pub fn person(i: u64) -> Person {
     let mut rng = rng_for(1, i);
     let female = rng.gen_bool(0.5);
-    let given = if female { FEMALE } else { MALE };
+    let given = if female { FEMALE_NAMES } else { MALE_NAMES };
     let given_name = given[rng.gen_range(0..given.len())];
-    let family_name = FAMILY[rng.gen_range(0..FAMILY.len())];
+    let family_name = FAMILY_NAMES[rng.gen_range(0..FAMILY_NAMES.len())];
     let (cpr, birth_day) = cpr_for(i, female);
     Person {
         id: patient_id(i),
@@ -472,11 +431,11 @@ pub fn person(i: u64) -> Person {
 fn clinician_name(c: u64) -> String {
     let mut rng = rng_for(2, c);
     let female = rng.gen_bool(0.5);
-    let given = if female { FEMALE } else { MALE };
+    let given = if female { FEMALE_NAMES } else { MALE_NAMES };
     format!(
         "Dr. {} {}",
         given[rng.gen_range(0..given.len())],
-        FAMILY[rng.gen_range(0..FAMILY.len())]
+        FAMILY_NAMES[rng.gen_range(0..FAMILY_NAMES.len())]
     )
 }
 

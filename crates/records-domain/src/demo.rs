@@ -14,17 +14,25 @@ use crate::model::*;
 
 const SEED: u64 = 20_261_125;
 const PATIENTS: usize = 240;
+const DEMO_GIVEN: usize = 20;
+const DEMO_FAMILY: usize = 24;
 
-const FEMALE: &[&str] = &[
+/// Given and family names for generated people. The demo draws from the first
+/// twenty given and twenty-four family names, so that its fixed seed keeps giving
+/// the same people; the bench, which makes far more people, draws from all of them.
+pub const FEMALE_NAMES: &[&str] = &[
     "Anne", "Mette", "Kirsten", "Hanne", "Helle", "Susanne", "Lene", "Maria", "Marianne",
     "Camilla", "Ida", "Emma", "Sofie", "Freja", "Clara", "Karen", "Inge", "Birgitte", "Louise",
-    "Julie",
+    "Julie", "Signe", "Astrid", "Laura", "Nanna",
 ];
-const MALE: &[&str] = &[
+/// See [`FEMALE_NAMES`].
+pub const MALE_NAMES: &[&str] = &[
     "Bo", "Peter", "Jens", "Lars", "Henrik", "Søren", "Niels", "Morten", "Anders", "Mads",
     "Rasmus", "Jesper", "William", "Noah", "Oscar", "Emil", "Lucas", "Frederik", "Magnus", "Aksel",
+    "Carl", "Viktor", "Ole", "Poul",
 ];
-const FAMILY: &[&str] = &[
+/// See [`FEMALE_NAMES`].
+pub const FAMILY_NAMES: &[&str] = &[
     "Jensen",
     "Nielsen",
     "Hansen",
@@ -49,6 +57,10 @@ const FAMILY: &[&str] = &[
     "Holm",
     "Frederiksen",
     "Østergaard",
+    "Jakobsen",
+    "Dahl",
+    "Bach",
+    "Winther",
 ];
 
 /// (LOINC code, display, unit, reference low, reference high, typical value, spread)
@@ -237,7 +249,9 @@ impl Generator {
         let mut guardianships = vec![(patients[named::ANNE].id, patients[named::EMIL].id)];
         while patients.len() < PATIENTS {
             let clinic = if self.rng.gen_bool(0.5) { a } else { b };
-            let family = *FAMILY.choose(&mut self.rng).unwrap_or(&"Jensen");
+            let family = *FAMILY_NAMES[..DEMO_FAMILY]
+                .choose(&mut self.rng)
+                .unwrap_or(&"Jensen");
             let parent = self.random_person(family, 1950, 1995, clinic);
             let parent_id = parent.id;
             patients.push(parent);
@@ -276,7 +290,11 @@ impl Generator {
         } else {
             Sex::Male
         };
-        let names = if sex == Sex::Female { FEMALE } else { MALE };
+        let names = if sex == Sex::Female {
+            &FEMALE_NAMES[..DEMO_GIVEN]
+        } else {
+            &MALE_NAMES[..DEMO_GIVEN]
+        };
         let given = *names.choose(&mut self.rng).unwrap_or(&"Alex");
         let year = self.rng.gen_range(from..=to);
         let birth = date(year, self.rng.gen_range(1..=12), self.rng.gen_range(1..=28));

@@ -106,10 +106,13 @@ pub fn age_on(birth: Date, day: Date) -> i32 {
     years
 }
 
-/// Where a clinical row came from, so a re-import updates instead of duplicating.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a clinical row came from, so a re-import updates instead of duplicating. Rows read
+/// it from their `source_system` and `source_id` columns.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Source {
+    #[sqlx(rename = "source_system")]
     pub system: String,
+    #[sqlx(rename = "source_id")]
     pub id: String,
 }
 

@@ -39,6 +39,7 @@ use std::collections::BTreeMap;
 use records_domain::db::{ts, PortableQuery, Statement, UuidText};
 use records_domain::model::PatientId;
 use serde::Serialize;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 use time::OffsetDateTime;
@@ -200,51 +201,40 @@ impl AuditEvent {
     }
 
     pub fn canonical(&self) -> String {
-        match &self.client_addr_commitment {
-            Some(commitment) => serde_json::json!([
-                ENCODING,
-                self.seq,
-                self.id.to_string(),
-                self.occurred_at,
-                self.actor_id.map(|u| u.to_string()),
-                self.actor_name,
-                self.actor_role,
-                self.actor_clinic_id.map(|u| u.to_string()),
-                self.on_behalf_of,
-                self.patient_id.map(|u| u.to_string()),
-                self.action,
-                self.resource_type,
-                self.resource_id,
-                self.basis,
-                self.outcome,
-                self.reason,
-                commitment,
-            ])
-            .to_string(),
-            None => self.canonical_v1(),
-        }
+        let fields = self.fields_both_encodings_cover();
+        let array: Vec<Value> = match &self.client_addr_commitment {
+            Some(commitment) => std::iter::once(json!(ENCODING))
+                .chain(fields)
+                .chain([json!(commitment)])
+                .collect(),
+            None => fields
+                .into_iter()
+                .chain([json!(self.client_addr)])
+                .collect(),
+        };
+        Value::Array(array).to_string()
     }
 
-    fn canonical_v1(&self) -> String {
-        serde_json::json!([
-            self.seq,
-            self.id.to_string(),
-            self.occurred_at,
-            self.actor_id.map(|u| u.to_string()),
-            self.actor_name,
-            self.actor_role,
-            self.actor_clinic_id.map(|u| u.to_string()),
-            self.on_behalf_of,
-            self.patient_id.map(|u| u.to_string()),
-            self.action,
-            self.resource_type,
-            self.resource_id,
-            self.basis,
-            self.outcome,
-            self.reason,
-            self.client_addr,
-        ])
-        .to_string()
+    /// Encoding 2 puts its number before these and the address's commitment after them;
+    /// encoding 1 has no number and puts the address itself after them.
+    fn fields_both_encodings_cover(&self) -> [Value; 15] {
+        [
+            json!(self.seq),
+            json!(self.id.to_string()),
+            json!(self.occurred_at),
+            json!(self.actor_id.map(|u| u.to_string())),
+            json!(self.actor_name),
+            json!(self.actor_role),
+            json!(self.actor_clinic_id.map(|u| u.to_string())),
+            json!(self.on_behalf_of),
+            json!(self.patient_id.map(|u| u.to_string())),
+            json!(self.action),
+            json!(self.resource_type),
+            json!(self.resource_id),
+            json!(self.basis),
+            json!(self.outcome),
+            json!(self.reason),
+        ]
     }
 
     /// What is wrong with the address's commitment, if anything: it must be the HMAC of the
@@ -262,8 +252,8 @@ impl AuditEvent {
     /// The event as the patient downloads it with their chain: everything the hash covers,
     /// the commitment instead of the address, and never the key. Encoding-1 events are shown
     /// without their address; their hash covers it, so only an auditor can recompute it.
-    pub fn for_patient(&self) -> serde_json::Value {
-        serde_json::json!({
+    pub fn for_patient(&self) -> Value {
+        json!({
             "encoding": self.encoding(),
             "seq": self.seq,
             "id": self.id,

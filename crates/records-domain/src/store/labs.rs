@@ -7,7 +7,8 @@ use uuid::Uuid;
 use crate::db::{Flag, PortableQuery, Statement, Utc, UuidText};
 use crate::model::{Interpretation, LabResult, LabValue, PatientId, ResultStatus, Source};
 use crate::store::{
-    require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit,
+    imported_before, require, require_upsert, same_patient, Category, ReadPermit, Upserted,
+    WritePermit,
 };
 use crate::DomainError;
 
@@ -115,8 +116,8 @@ struct LabRow {
     performing_lab: String,
     released_at: Utc,
     version: i64,
-    source_system: String,
-    source_id: String,
+    #[sqlx(flatten)]
+    source: Source,
 }
 
 impl From<LabRow> for LabResult {
@@ -144,10 +145,7 @@ impl From<LabRow> for LabResult {
             performing_lab: row.performing_lab,
             released_at: row.released_at.0,
             version: row.version,
-            source: Source {
-                system: row.source_system,
-                id: row.source_id,
-            },
+            source: row.source,
         }
     }
 }
@@ -164,11 +162,7 @@ pub async fn upsert(
         result.patient_id,
         &result.source,
     )?;
-    let existing: Option<LabRow> = sqlx::query_as(BY_SOURCE)
-        .bind(&result.source.system)
-        .bind(&result.source.id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let existing: Option<LabRow> = imported_before(&mut *conn, BY_SOURCE, &result.source).await?;
     match existing.map(LabResult::from) {
         Some(current) => {
             same_patient(current.patient_id, result.patient_id)?;

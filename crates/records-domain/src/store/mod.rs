@@ -9,6 +9,9 @@ pub mod patients;
 pub mod plans;
 pub mod prescriptions;
 
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+
 use crate::db::Statement;
 use crate::model::PatientId;
 
@@ -120,6 +123,23 @@ pub(crate) fn same_patient(
     } else {
         Err(crate::DomainError::BelongsToAnotherPatient(owner))
     }
+}
+
+/// The row imported before under `source`, read with `statement`, which binds the source's
+/// system as `$1` and its id as `$2`.
+pub(crate) async fn imported_before<R>(
+    conn: &mut AnyConnection,
+    statement: &'static str,
+    source: &crate::model::Source,
+) -> Result<Option<R>, crate::DomainError>
+where
+    R: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
+{
+    Ok(sqlx::query_as(statement)
+        .bind(&source.system)
+        .bind(&source.id)
+        .fetch_optional(conn)
+        .await?)
 }
 
 /// What an upsert keyed on (source system, source id) did.

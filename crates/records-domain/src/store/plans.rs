@@ -9,7 +9,8 @@ use crate::model::{
     Activity, ActivityStatus, Goal, GoalStatus, PatientId, PlanStatus, Source, TreatmentPlan,
 };
 use crate::store::{
-    require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit,
+    imported_before, require, require_upsert, same_patient, Category, ReadPermit, Upserted,
+    WritePermit,
 };
 use crate::DomainError;
 
@@ -81,8 +82,8 @@ struct PlanRow {
     author: String,
     updated_at: Utc,
     version: i64,
-    source_system: String,
-    source_id: String,
+    #[sqlx(flatten)]
+    source: Source,
 }
 
 impl From<PlanRow> for TreatmentPlan {
@@ -100,10 +101,7 @@ impl From<PlanRow> for TreatmentPlan {
             version: row.version,
             goals: Vec::new(),
             activities: Vec::new(),
-            source: Source {
-                system: row.source_system,
-                id: row.source_id,
-            },
+            source: row.source,
         }
     }
 }
@@ -129,11 +127,7 @@ pub async fn upsert(
         plan.patient_id,
         &plan.source,
     )?;
-    let existing: Option<PlanRow> = sqlx::query_as(BY_SOURCE)
-        .bind(&plan.source.system)
-        .bind(&plan.source.id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let existing: Option<PlanRow> = imported_before(&mut *conn, BY_SOURCE, &plan.source).await?;
     match existing.map(TreatmentPlan::from) {
         None => {
             insert_row(conn, plan).await?;

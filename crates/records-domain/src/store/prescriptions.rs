@@ -1,11 +1,14 @@
-use sqlx::AnyConnection;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::db::{IsoDate, Statement, Utc, UuidText};
 use crate::model::{PatientId, Prescription, PrescriptionStatus, Source};
 use crate::store::{
-    require, require_upsert, same_patient, Category, ReadPermit, Upserted, WritePermit,
+    imported_before, require, require_upsert, same_patient, Category, ReadPermit, Upserted,
+    WritePermit,
 };
 use crate::DomainError;
 
@@ -26,10 +29,9 @@ const BY_SOURCE: &str = concat!(
 const UPDATE: &str = "UPDATE prescriptions SET medication_system = $1, medication_code = $2, \
      medication_name = $3, dosage_text = $4, status = $5, authored_at = $6, prescriber = $7, \
      valid_from = $8, valid_until = $9, stop_reason = $10, version = version + 1 WHERE id = $11";
-const INSERT: &str =
-    "INSERT INTO prescriptions (id, patient_id, medication_system, medication_code, \
+const INSERT: &str = "INSERT INTO prescriptions (medication_system, medication_code, \
      medication_name, dosage_text, status, authored_at, prescriber, valid_from, valid_until, \
-     stop_reason, version, source_system, source_id) \
+     stop_reason, id, patient_id, version, source_system, source_id) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $14)";
 const FOR_PATIENT: &str = concat!(
     "SELECT ",
@@ -67,8 +69,8 @@ struct PrescriptionRow {
     valid_until: Option<IsoDate>,
     stop_reason: Option<String>,
     version: i64,
-    source_system: String,
-    source_id: String,
+    #[sqlx(flatten)]
+    source: Source,
 }
 
 impl From<PrescriptionRow> for Prescription {
@@ -87,10 +89,7 @@ impl From<PrescriptionRow> for Prescription {
             valid_until: row.valid_until.map(Date::from),
             stop_reason: row.stop_reason,
             version: row.version,
-            source: Source {
-                system: row.source_system,
-                id: row.source_id,
-            },
+            source: row.source,
         }
     }
 }
@@ -101,27 +100,14 @@ pub async fn upsert(
     p: &Prescription,
 ) -> Result<Upserted, DomainError> {
     require_upsert(permit, Category::Prescriptions, p.patient_id, &p.source)?;
-    let existing: Option<PrescriptionRow> = sqlx::query_as(BY_SOURCE)
-        .bind(&p.source.system)
-        .bind(&p.source.id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let existing: Option<PrescriptionRow> =
+        imported_before(&mut *conn, BY_SOURCE, &p.source).await?;
     if let Some(current) = existing.map(Prescription::from) {
         same_patient(current.patient_id, p.patient_id)?;
         if same_content(&current, p) {
             return Ok(Upserted::Unchanged);
         }
-        sqlx::query(UPDATE)
-            .bind(&p.medication_system)
-            .bind(&p.medication_code)
-            .bind(&p.medication_name)
-            .bind(&p.dosage_text)
-            .bind(p.status)
-            .bind(Utc(p.authored_at))
-            .bind(&p.prescriber)
-            .bind(IsoDate(p.valid_from))
-            .bind(p.valid_until.map(IsoDate))
-            .bind(p.stop_reason.as_deref())
+        bind_content(sqlx::query(UPDATE), p)
             .bind(UuidText(current.id))
             .execute(conn)
             .await?;
@@ -132,9 +118,22 @@ pub async fn upsert(
 }
 
 async fn insert_row(conn: &mut AnyConnection, p: &Prescription) -> Result<(), DomainError> {
-    sqlx::query(INSERT)
+    bind_content(sqlx::query(INSERT), p)
         .bind(UuidText(p.id))
         .bind(p.patient_id)
+        .bind(&p.source.system)
+        .bind(&p.source.id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Binds the columns that `UPDATE` sets and `INSERT` starts with, in their order.
+fn bind_content<'q>(
+    query: Query<'q, Any, AnyArguments<'q>>,
+    p: &'q Prescription,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    query
         .bind(&p.medication_system)
         .bind(&p.medication_code)
         .bind(&p.medication_name)
@@ -145,11 +144,6 @@ async fn insert_row(conn: &mut AnyConnection, p: &Prescription) -> Result<(), Do
         .bind(IsoDate(p.valid_from))
         .bind(p.valid_until.map(IsoDate))
         .bind(p.stop_reason.as_deref())
-        .bind(&p.source.system)
-        .bind(&p.source.id)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 fn same_content(a: &Prescription, b: &Prescription) -> bool {
