@@ -163,6 +163,8 @@ async fn write_records(
             .map_err(refused)?;
         plans::upsert(tx, grant, plan).await?;
     }
+    // Its connection closed before seeding returns, so the seeded database can be copied.
+    audit.close().await;
     Ok(())
 }
 

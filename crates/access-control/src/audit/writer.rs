@@ -45,7 +45,10 @@ impl AuditWriter {
         let (queue, requests) = mpsc::channel(QUEUE);
         let (alive, running) = watch::channel(());
         tokio::spawn(async move {
-            run(own, requests).await;
+            run(&own, requests).await;
+            // Its connection ends now rather than whenever the pool is dropped: a database
+            // cannot be copied as a template (tests, the seeded demo) while one is open.
+            own.close().await;
             drop(alive);
         });
         Ok(Self { queue, running })
@@ -77,10 +80,10 @@ impl AuditWriter {
     }
 }
 
-async fn run(db: Db, mut requests: mpsc::Receiver<Pending>) {
+async fn run(db: &Db, mut requests: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit(&db, std::mem::take(&mut batch)).await;
+        commit(db, std::mem::take(&mut batch)).await;
     }
 }
 
