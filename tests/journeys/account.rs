@@ -237,23 +237,7 @@ both_engines!(
         let password = support::demo("anne").password;
         let mut here = app.signed_in("anne").await;
         let mut elsewhere = app.signed_in("anne").await;
-        here.get("/account/security").await;
-        let refused = here
-            .post("/account/totp/start", &[("password", "not-my-password")])
-            .await;
-        assert_eq!(refused.status, 400);
-        assert!(refused.contains("current password is not right"));
-        assert!(!refused.contains("Or type this key"), "no new secret");
-        let setup = here
-            .post("/account/totp/start", &[("password", password)])
-            .await;
-        let secret = enrolment_secret(&setup);
-        let code = portal::auth::totp::code_of_step(&secret, "anne", current_step()).unwrap();
-        here.post("/account/totp/confirm", &[("code", &code)])
-            .await
-            .assert_ok();
-        assert!(elsewhere.get("/me").await.is_login_page(), "signed out");
-        here.get("/me").await.assert_ok();
+        let secret = set_up_second_factor(&mut here, &mut elsewhere, password).await;
 
         // Again with the second factor on: the same rules.
         let mut third = app.browser();
@@ -263,25 +247,40 @@ both_engines!(
             .post("/login/second-factor", &[("code", &next)])
             .await
             .assert_ok();
-        here.get("/account/security").await;
-        assert_eq!(
-            here.post("/account/totp/start", &[("password", "not-my-password")])
-                .await
-                .status,
-            400
-        );
-        let setup = here
-            .post("/account/totp/start", &[("password", password)])
-            .await;
-        let secret = enrolment_secret(&setup);
-        let code = portal::auth::totp::code_of_step(&secret, "anne", current_step()).unwrap();
-        here.post("/account/totp/confirm", &[("code", &code)])
-            .await
-            .assert_ok();
-        assert!(third.get("/me").await.is_login_page(), "signed out");
-        here.get("/me").await.assert_ok();
+        set_up_second_factor(&mut here, &mut third, password).await;
     }
 );
+
+/// Set up a second factor in `here`: a wrong password is refused without a new secret, the
+/// right one gives a secret whose code confirms it, and `elsewhere` (another session of the
+/// same user) is signed out. Returns the new secret.
+async fn set_up_second_factor(
+    here: &mut support::Browser,
+    elsewhere: &mut support::Browser,
+    password: &str,
+) -> String {
+    here.get("/account/security").await;
+    let refused = here
+        .post("/account/totp/start", &[("password", "not-my-password")])
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(refused
+        .select_text("[role=alert]")
+        .iter()
+        .any(|m| m.contains("current password is not right")));
+    assert!(!refused.contains("Or type this key"), "no new secret");
+    let setup = here
+        .post("/account/totp/start", &[("password", password)])
+        .await;
+    let secret = enrolment_secret(&setup);
+    let code = portal::auth::totp::code_of_step(&secret, "anne", current_step()).unwrap();
+    here.post("/account/totp/confirm", &[("code", &code)])
+        .await
+        .assert_ok();
+    assert!(elsewhere.get("/me").await.is_login_page(), "signed out");
+    here.get("/me").await.assert_ok();
+    secret
+}
 
 both_engines!(an_idle_session_ends, |app: TestApp| async move {
     let mut bo = app.signed_in("bo").await;

@@ -238,17 +238,4 @@ async fn crash_rounds(database_url: String) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_loses_nothing_acknowledged_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    crash_rounds(process::sqlite_in(&dir)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(journeys_on_postgres),
-    ignore = "TEST_DATABASE_URL is not set: the PostgreSQL variant did not run"
-)]
-async fn sigkill_loses_nothing_acknowledged_postgres() {
-    crash_rounds(process::fresh_postgres("crash").await).await;
-}
+both_databases!(sigkill_loses_nothing_acknowledged, crash_rounds);

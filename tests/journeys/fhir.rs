@@ -590,13 +590,22 @@ both_engines!(
         let mut browser = app.browser();
         let page = browser.login_with("lupe", "lupe-imported-2026").await;
         page.assert_ok();
-        assert!(page.contains("Lupe Little"));
+        assert_eq!(page.select_text(".record-banner strong"), ["Lupe Little"]);
+        let tests: Vec<String> = page
+            .table_rows("table")
+            .into_iter()
+            .skip(1)
+            .map(|row| row[0].clone())
+            .collect();
         assert!(
-            page.contains("Hemoglobin A1c") || page.contains("Body Height"),
-            "imported results show"
+            tests
+                .iter()
+                .any(|t| t.starts_with("Hemoglobin A1c") || t.starts_with("Body Height")),
+            "imported results show: {tests:?}"
         );
         assert!(
-            page.contains("Diabetes self management plan"),
+            page.select_text("article.plan h3")
+                .contains(&"Diabetes self management plan".to_string()),
             "imported care plan shows"
         );
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use records_domain::{Db, PoolSettings};
 
-use crate::support::process::{free_port, fresh_postgres, portal, serve, sqlite_in};
+use crate::support::process::{free_port, portal, serve};
 
 const CLIENTS: usize = 8;
 
@@ -247,32 +247,12 @@ async fn metrics_on_their_own_listener(database_url: String) {
     assert!(child.wait().unwrap().success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_requests_and_flushes_the_audit_log_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    sigterm_under_load(sqlite_in(&dir)).await;
-}
+both_databases!(
+    sigterm_finishes_requests_and_flushes_the_audit_log,
+    sigterm_under_load
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(journeys_on_postgres),
-    ignore = "TEST_DATABASE_URL is not set: the PostgreSQL variant did not run"
-)]
-async fn sigterm_finishes_requests_and_flushes_the_audit_log_postgres() {
-    sigterm_under_load(fresh_postgres("shutdown").await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_are_served_apart_by_route_template_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    metrics_on_their_own_listener(sqlite_in(&dir)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(journeys_on_postgres),
-    ignore = "TEST_DATABASE_URL is not set: the PostgreSQL variant did not run"
-)]
-async fn metrics_are_served_apart_by_route_template_postgres() {
-    metrics_on_their_own_listener(fresh_postgres("metrics").await).await;
-}
+both_databases!(
+    metrics_are_served_apart_by_route_template,
+    metrics_on_their_own_listener
+);

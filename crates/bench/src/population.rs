@@ -13,7 +13,7 @@ use access_control::audit::{AuditEvent, GENESIS_HASH, SYSTEM_CHAIN};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use records_domain::demo::{FAMILY_NAMES, FEMALE_NAMES, LAB_TESTS, MALE_NAMES, MEDICINES};
+use records_domain::demo::{FAMILY_NAMES, FEMALE_NAMES, LAB_TESTS, MALE_NAMES, MEDICINES, PLANS};
 use records_domain::model::Interpretation;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -26,6 +26,9 @@ pub const SOURCE: &str = "urn:portal:bench";
 pub const PASSWORD: &str = "bench-password-2026";
 const SEED: u64 = 20_261_313;
 const DAY_MICROS: i64 = 86_400_000_000;
+/// Goal and activity ids are numbered per plan in slots of this many (a test checks the demo
+/// plans fit), so that every row's id is derived from its patient alone.
+const PLAN_ITEM_SLOTS: u64 = 4;
 /// 2026-01-01T00:00:00Z: the time part of every loaded identifier.
 const ID_MILLIS: u64 = 1_767_225_600_000;
 
@@ -146,55 +149,6 @@ pub fn totp_secret(username: &str) -> String {
         .to_encoded()
         .to_string()
 }
-
-/// (title, description, goals with targets, activities)
-type PlanTemplate = (
-    &'static str,
-    &'static str,
-    [(&'static str, &'static str); 2],
-    [&'static str; 3],
-);
-const PLANS: &[PlanTemplate] = &[
-    (
-        "Type 2 diabetes follow-up",
-        "Annual control and quarterly HbA1c while treatment is adjusted.",
-        [
-            ("HbA1c below 53 mmol/mol", "< 53 mmol/mol"),
-            ("Weight loss of 5 %", "-5 % body weight"),
-        ],
-        [
-            "HbA1c every 3 months",
-            "Annual foot and eye examination",
-            "Dietitian course",
-        ],
-    ),
-    (
-        "Hypertension control",
-        "Home blood pressure measurements and medication review.",
-        [
-            ("Home blood pressure below 135/85", "< 135/85 mmHg"),
-            ("Daily walk of 30 minutes", "30 min"),
-        ],
-        [
-            "Home measurements for one week before each visit",
-            "Kidney function and potassium yearly",
-            "Medication review every 6 months",
-        ],
-    ),
-    (
-        "Asthma action plan",
-        "Step-wise treatment with follow-up of symptom control.",
-        [
-            ("No night-time symptoms", "0 nights per month"),
-            ("Full activity in sports", ""),
-        ],
-        [
-            "Inhaler technique check",
-            "Spirometry yearly",
-            "Influenza vaccination each autumn",
-        ],
-    ),
-];
 
 const LABS: &[&str] = &[
     "Klinisk Biokemisk Afdeling, Rigshospitalet",
@@ -687,7 +641,7 @@ impl Generator {
         ]);
         for (position, (goal, target)) in plan_goals.iter().enumerate() {
             goals.row([
-                Val::Uuid(id(Kind::Goal, i * 4 + position as u64)),
+                Val::Uuid(id(Kind::Goal, i * PLAN_ITEM_SLOTS + position as u64)),
                 Val::Uuid(plan),
                 Val::Int(position as i64),
                 Val::Static(goal),
@@ -701,7 +655,7 @@ impl Generator {
         }
         for (position, activity) in plan_activities.iter().enumerate() {
             activities.row([
-                Val::Uuid(id(Kind::Activity, i * 4 + position as u64)),
+                Val::Uuid(id(Kind::Activity, i * PLAN_ITEM_SLOTS + position as u64)),
                 Val::Uuid(plan),
                 Val::Int(position as i64),
                 Val::Static(activity),
@@ -920,6 +874,20 @@ mod tests {
     use super::*;
     use records_domain::Cpr;
     use std::collections::HashSet;
+
+    #[test]
+    fn every_plan_fits_its_id_slots() {
+        for (title, _, goals, activities) in PLANS {
+            assert!(
+                goals.len() as u64 <= PLAN_ITEM_SLOTS,
+                "{title}: too many goals"
+            );
+            assert!(
+                activities.len() as u64 <= PLAN_ITEM_SLOTS,
+                "{title}: too many activities"
+            );
+        }
+    }
 
     #[test]
     fn cpr_numbers_are_valid_unique_and_match_birth_date_and_sex() {

@@ -129,13 +129,14 @@ pub const MEDICINES: &[(&str, &str, &str)] = &[
 ];
 
 /// (title, description, goals with targets, activities)
-type PlanTemplate = (
+pub type PlanTemplate = (
     &'static str,
     &'static str,
     &'static [(&'static str, &'static str)],
     &'static [&'static str],
 );
-const PLANS: &[PlanTemplate] = &[
+/// Care plans a GP might write; the benchmark's population draws from the same list.
+pub const PLANS: &[PlanTemplate] = &[
     (
         "Type 2 diabetes follow-up",
         "Annual control and quarterly HbA1c while treatment is adjusted.",

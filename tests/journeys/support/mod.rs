@@ -58,6 +58,30 @@ macro_rules! both_engines {
     };
 }
 
+/// Run an async test body that starts its own portal processes against a database URL: a
+/// SQLite file in a temporary folder, and an empty PostgreSQL database (ignored without
+/// TEST_DATABASE_URL, as in `both_engines!`).
+macro_rules! both_databases {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                ($body)(crate::support::process::sqlite_in(&dir)).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(journeys_on_postgres),
+                ignore = "TEST_DATABASE_URL is not set: the PostgreSQL variant did not run"
+            )]
+            async fn postgres() {
+                ($body)(crate::support::process::fresh_postgres(stringify!($name)).await).await;
+            }
+        }
+    };
+}
+
 pub struct TestApp {
     /// The origin of the in-process portal's pages, unique per portal.
     pub base: String,

@@ -2,7 +2,7 @@
 //! place a user sees them (parsed HTML and CSS selectors), not somewhere in the raw body.
 
 use axum::http::HeaderMap;
-use scraper::{ElementRef, Html, Selector};
+use scraper::{ElementRef, Html, Node, Selector};
 
 #[derive(Debug)]
 pub struct Page {
@@ -75,10 +75,16 @@ fn selector(css: &str) -> Selector {
     Selector::parse(css).unwrap_or_else(|e| panic!("CSS selector {css}: {e}"))
 }
 
+/// The text as a reader sees it: text nodes joined as they stand (so `" (" strong{"x"} ")"`
+/// reads "(x)"), a line break as a space, white space collapsed.
 fn text_of(element: ElementRef<'_>) -> String {
-    element
-        .text()
-        .flat_map(str::split_whitespace)
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut text = String::new();
+    for node in element.descendants() {
+        match node.value() {
+            Node::Text(t) => text.push_str(t),
+            Node::Element(e) if e.name() == "br" => text.push(' '),
+            _ => {}
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -68,7 +68,11 @@ pub async fn serve(database_url: &str, env: &[(&str, String)]) -> (Child, String
 pub async fn fresh_postgres(purpose: &str) -> String {
     use sqlx::Connection;
     let admin = super::postgres_admin_url();
-    let name = format!("portal_test_{purpose}_{}", std::process::id());
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // PostgreSQL cuts names at 63 bytes, and the URL must name the database it made.
+    let purpose: String = purpose.chars().take(24).collect();
+    let name = format!("portal_test_{purpose}_{}_{n}", std::process::id());
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
     sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
         .await
