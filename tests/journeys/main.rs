@@ -14,4 +14,5 @@ mod fhir;
 mod foundation;
 mod operations;
 mod patient;
+mod scale_out;
 mod security;

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use records_domain::{Db, PoolSettings};
+use time::OffsetDateTime;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
@@ -20,7 +21,7 @@ use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
 use crate::auth::csrf::{self, LoginKey};
 use crate::auth::throttle::{AddressThrottle, AnonymousAudit};
-use crate::auth::{self, hashing::Hasher, login};
+use crate::auth::{self, hashing::Hasher, login, CurrentUser};
 use crate::config::Config;
 use crate::error::AppError;
 use crate::routes;
@@ -49,9 +50,30 @@ pub struct AppState {
     pub audit: AuditWriter,
 }
 
+/// How long after a change a user's read-only pages read from the primary instead of the
+/// replica, so that their next page shows what they just did although the replica may not
+/// have replayed it yet. Streaming replicas on one network stay well under a second behind;
+/// the margin covers a busy moment.
+pub const READ_YOUR_WRITES: std::time::Duration = std::time::Duration::from_secs(15);
+const WROTE_AT: &str = "wrote_at";
+
 impl AppState {
-    pub fn reader(&self) -> &Db {
-        &self.replica
+    /// Where `user`'s read-only work goes: the replica, or the primary within
+    /// `READ_YOUR_WRITES` of a change they made (see `note_write`).
+    pub async fn reader_for(&self, user: &CurrentUser) -> &Db {
+        let wrote_at = user.session.get::<i64>(WROTE_AT).await.ok().flatten();
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        match wrote_at {
+            Some(at) if now - at < READ_YOUR_WRITES.as_secs() as i64 => &self.db,
+            _ => &self.replica,
+        }
+    }
+
+    /// Remember in `user`'s session, which every instance reads, that they just changed
+    /// something the replica serves.
+    pub async fn note_write(&self, user: &CurrentUser) -> Result<(), AppError> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        Ok(user.session.insert(WROTE_AT, now).await?)
     }
 
     pub fn gate(&self) -> Gate<'_> {

@@ -1,4 +1,5 @@
-//! A browser that calls the portal's router in-process: no socket, no HTTP client. It keeps its
+//! A browser that calls the portal's router in-process (no socket, no HTTP client), or a real
+//! `portal serve` process over HTTP for the journeys that span several processes. It keeps its
 //! own cookie jar, follows redirects like a browser (or shows them), sends the client address
 //! as the connection's peer would, and fills in the CSRF token of the last page it saw.
 
@@ -22,10 +23,18 @@ const MAX_REDIRECTS: usize = 10;
 /// A request that takes longer has hung; the test fails instead of waiting forever.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where a browser's requests go.
+#[derive(Clone)]
+enum Portal {
+    InProcess(Router),
+    /// A portal process at this origin (`http://127.0.0.1:port`).
+    Served(reqwest::Client, String),
+}
+
 /// One browser. A clone is another tab of it: same cookies, its own CSRF token.
 #[derive(Clone)]
 pub struct Browser {
-    portal: Router,
+    portal: Portal,
     /// The origin pages' URLs are given under (also what identifies this portal to `fresh_totp`).
     pub base: String,
     pub csrf: Option<String>,
@@ -36,6 +45,25 @@ pub struct Browser {
 
 impl Browser {
     pub(super) fn new(portal: Router, base: String) -> Self {
+        Self::over(Portal::InProcess(portal), base)
+    }
+
+    /// A browser of the portal process at `origin`. `identity` names the database behind it, so
+    /// that processes sharing one database share their TOTP replay guard in `fresh_totp`.
+    pub fn served(origin: &str, identity: &str) -> Self {
+        Self::over(
+            Portal::Served(http_client(), origin.to_string()),
+            identity.to_string(),
+        )
+    }
+
+    /// The same browser (cookies and all) talking to another portal process, as a load
+    /// balancer sends a user's next request to any instance.
+    pub fn switch_to(&mut self, origin: &str) {
+        self.portal = Portal::Served(http_client(), origin.to_string());
+    }
+
+    fn over(portal: Portal, base: String) -> Self {
         Self {
             portal,
             base,
@@ -189,12 +217,22 @@ impl Browser {
             headers.insert(header::COOKIE, cookies);
         }
         request.extensions_mut().insert(ConnectInfo(PEER));
-        let response = tokio::time::timeout(TIMEOUT, self.portal.clone().oneshot(request))
+        let response = tokio::time::timeout(TIMEOUT, self.dispatch(request))
             .await
-            .unwrap_or_else(|_| panic!("{path} gave no answer in {TIMEOUT:?}"))
-            .unwrap_or_else(|never| match never {});
+            .unwrap_or_else(|_| panic!("{path} gave no answer in {TIMEOUT:?}"));
         self.keep_cookies(response.headers());
         response
+    }
+
+    async fn dispatch(&self, request: Request<Body>) -> Response<Body> {
+        match &self.portal {
+            Portal::InProcess(router) => router
+                .clone()
+                .oneshot(request)
+                .await
+                .unwrap_or_else(|never| match never {}),
+            Portal::Served(client, origin) => over_http(client, origin, request).await,
+        }
     }
 
     fn cookie_header(&self) -> Option<HeaderValue> {
@@ -243,4 +281,36 @@ impl Browser {
         }
         page
     }
+}
+
+/// A client that leaves cookies and redirects to the browser, as the in-process path does.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
+}
+
+async fn over_http(
+    client: &reqwest::Client,
+    origin: &str,
+    request: Request<Body>,
+) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .expect("a request body");
+    let sent = client
+        .request(parts.method, format!("{origin}{}", parts.uri))
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{origin}{}: {e}", parts.uri));
+    let mut response = Response::builder().status(sent.status());
+    if let Some(headers) = response.headers_mut() {
+        headers.extend(sent.headers().clone());
+    }
+    let bytes = sent.bytes().await.expect("a response body");
+    response.body(Body::from(bytes)).expect("a response")
 }

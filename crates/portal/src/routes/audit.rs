@@ -126,8 +126,12 @@ fn text_filter(text: &str) -> Option<String> {
 
 /// The checked filter with its names looked up: the patient of the CPR number, the user of
 /// the user name.
-async fn to_filter(state: &AppState, checked: &CheckedFilter) -> AppResult<Filter> {
-    let mut conn = state.reader().pool().acquire().await?;
+async fn to_filter(
+    state: &AppState,
+    auditor: &CurrentUser,
+    checked: &CheckedFilter,
+) -> AppResult<Filter> {
+    let mut conn = state.reader_for(auditor).await.pool().acquire().await?;
     let patient_id = match &checked.cpr {
         None => None,
         Some(cpr) => Some(
@@ -195,7 +199,7 @@ async fn search(
     match results(&state, &auditor, form.clone()).await {
         Ok(page) => Ok(page.into_response()),
         Err(AppError::Problem(Problem::Invalid(problem))) => {
-            let mut conn = state.reader().pool().acquire().await?;
+            let mut conn = state.reader_for(&auditor).await.pool().acquire().await?;
             let clinics = clinics::all(&mut conn).await?;
             drop(conn);
             let page = view::workbench(
@@ -213,9 +217,9 @@ async fn search(
 
 async fn results(state: &AppState, auditor: &CurrentUser, form: FilterForm) -> AppResult<Markup> {
     let checked = form.check()?;
-    let filter = to_filter(state, &checked).await?;
+    let filter = to_filter(state, auditor, &checked).await?;
     let started = Instant::now();
-    let mut conn = state.reader().pool().acquire().await?;
+    let mut conn = state.reader_for(auditor).await.pool().acquire().await?;
     let (events, next) =
         audit_query::search(&mut conn, &filter, checked.after.as_ref(), PAGE_SIZE).await?;
     let clinics = clinics::all(&mut conn).await?;
@@ -316,7 +320,7 @@ async fn export(
     AuditorUser(auditor): AuditorUser,
     CsrfForm(form): CsrfForm<FilterForm>,
 ) -> AppResult<Response> {
-    let filter = to_filter(&state, &form.check()?).await?;
+    let filter = to_filter(&state, &auditor, &form.check()?).await?;
     record_auditor_action(
         &state,
         &auditor,
@@ -326,7 +330,7 @@ async fn export(
     )
     .await?;
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
-    let reader = state.reader().clone();
+    let reader = state.reader_for(&auditor).await.clone();
     tokio::spawn(async move {
         let header: Vec<String> = CSV_HEADER.iter().map(|h| h.to_string()).collect();
         if sender
@@ -374,7 +378,7 @@ async fn reviews(
     AuditorUser(auditor): AuditorUser,
 ) -> AppResult<Markup> {
     record_auditor_action(&state, &auditor, "view review queue", None, String::new()).await?;
-    let mut conn = state.reader().pool().acquire().await?;
+    let mut conn = state.reader_for(&auditor).await.pool().acquire().await?;
     let open = audit_query::reviews(&mut conn, "open", 200).await?;
     let closed = audit_query::reviews(&mut conn, "closed", 50).await?;
     let mut items = Vec::with_capacity(open.len() + closed.len());
@@ -425,6 +429,7 @@ async fn close_review(
     }
     audit::append(&mut tx, event).await?;
     tx.commit().await?;
+    state.note_write(&auditor).await?;
     Ok(Redirect::to("/audit/reviews").into_response())
 }
 
@@ -434,7 +439,7 @@ async fn stats(
 ) -> AppResult<Markup> {
     let until = OffsetDateTime::now_utc() + Duration::minutes(1);
     let from = until - Duration::days(STATS_DAYS);
-    let mut conn = state.reader().pool().acquire().await?;
+    let mut conn = state.reader_for(&auditor).await.pool().acquire().await?;
     let per_clinician = audit_query::clinician_stats(&mut conn, from, until).await?;
     drop(conn);
     record_auditor_action(
@@ -458,7 +463,7 @@ async fn verify_log(
     AuditorUser(auditor): AuditorUser,
 ) -> AppResult<Markup> {
     let started = Instant::now();
-    let mut conn = state.reader().pool().acquire().await?;
+    let mut conn = state.reader_for(&auditor).await.pool().acquire().await?;
     let report = verify::verify_all(&mut conn).await?;
     drop(conn);
     let elapsed = started.elapsed();

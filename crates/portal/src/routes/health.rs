@@ -12,7 +12,7 @@ pub async fn healthz() -> &'static str {
 
 /// Ready when the database answers; a load balancer stops sending traffic otherwise.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.db.is_ready().await && state.reader().is_ready().await {
+    if state.db.is_ready().await && state.replica.is_ready().await {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
