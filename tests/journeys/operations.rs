@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use records_domain::{Db, PoolSettings};
 
 use crate::support::process::{free_port, portal, serve};
+use crate::support::Browser;
 
 const CLIENTS: usize = 8;
 
@@ -200,6 +201,15 @@ async fn metrics_on_their_own_listener(database_url: String) {
         .send()
         .await
         .unwrap();
+    let mut guesser = Browser::served(&base, &database_url);
+    let refused = guesser.login_with("karen", "wrong-password-123").await;
+    assert_eq!(refused.status, 401);
+    let request_id = refused
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid::Uuid::parse_str(v).ok());
+    assert!(request_id.is_some(), "every answer names its request");
     let public = client.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(
         public.status().as_u16(),
@@ -241,6 +251,8 @@ async fn metrics_on_their_own_listener(database_url: String) {
     line(&["portal_db_pool_connections{", r#"pool="primary""#]);
     line(&["portal_audit_appends_total"]);
     line(&["portal_audit_batch_size"]);
+    let failures = line(&["portal_login_failures_total{", r#"counted="true""#]);
+    assert!(failures.ends_with(" 1"), "{failures}");
     assert!(!text.contains(patient), "raw paths never become labels");
 
     sigterm(&child);

@@ -182,6 +182,7 @@ pub async fn grant_override(
     };
     query::open_review(&mut tx, event.id, Some(patient), kind, reason).await?;
     tx.commit().await.map_err(DomainError::from)?;
+    metrics::counter!("portal_emergency_overrides_total").increment(1);
     Ok(access)
 }
 

@@ -15,6 +15,7 @@ use axum::Router;
 use records_domain::{Db, PoolSettings};
 use time::OffsetDateTime;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
@@ -146,7 +147,11 @@ pub fn router(state: AppState, store: Store) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             AppError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        // Every log line of a request carries its id, and the response tells it to the caller
+        // (and to support, who can then find the request in the logs).
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::from_fn(crate::ops::metrics::track))
         .with_state(state)
 }
@@ -160,6 +165,17 @@ async fn start(session: Session, State(state): State<AppState>) -> Result<Respon
         .await?
         .map(|u| u.role);
     Ok(Redirect::to(role.map(auth::home_for).unwrap_or("/login")).into_response())
+}
+
+/// The span of one request: method, route path and the request's id (the caller's
+/// `x-request-id` when a proxy in front set one, else a fresh UUID).
+fn request_span(request: &Request) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", method = %request.method(), path = request.uri().path(), request_id = id)
 }
 
 async fn not_found() -> AppError {

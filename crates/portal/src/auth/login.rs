@@ -84,6 +84,7 @@ pub async fn login(
             .into_response()
     };
     if let Err(retry_after_secs) = state.throttle.attempt(&ctx.client_addr) {
+        metrics::counter!("portal_throttled_total", "limit" => "sign_in").increment(1);
         if state.anonymous_audit.should_record(&ctx.client_addr) {
             append_system(
                 &state,
@@ -188,6 +189,7 @@ async fn record_failure(
     )
     .await?;
     tx.commit().await?;
+    metrics::counter!("portal_login_failures_total", "counted" => "true").increment(1);
     Ok(())
 }
 
@@ -202,7 +204,9 @@ async fn refuse_unevaluated(
         state,
         NewEvent::by(&user.actor(), ctx, "login", Outcome::Failure).reason(why),
     )
-    .await
+    .await?;
+    metrics::counter!("portal_login_failures_total", "counted" => "false").increment(1);
+    Ok(())
 }
 
 async fn append_system(state: &AppState, event: NewEvent) -> AppResult<()> {
@@ -348,6 +352,7 @@ pub async fn second_factor(
     // Only failures spend the address's attempts here: staff behind one hospital address sign
     // in by the dozen, and the account's lock-out already bounds concurrent guessing.
     if let Err(retry_after_secs) = state.throttle.check(&ctx.client_addr) {
+        metrics::counter!("portal_throttled_total", "limit" => "sign_in").increment(1);
         if state.anonymous_audit.should_record(&ctx.client_addr) {
             append_system(
                 &state,

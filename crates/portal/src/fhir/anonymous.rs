@@ -13,6 +13,9 @@ use crate::app::AppState;
 /// The answer to a call with a missing or unknown bearer token.
 pub(super) async fn refuse(state: &AppState, ctx: &RequestContext) -> FhirError {
     let throttled = state.fhir_throttle.attempt(&ctx.client_addr).is_err();
+    if throttled {
+        metrics::counter!("portal_throttled_total", "limit" => "fhir_unauthenticated").increment(1);
+    }
     if state.anonymous_audit.should_record(&ctx.client_addr) {
         let event = NewEvent::anonymous("FHIR client", ctx, "fhir authenticate", Outcome::Failure)
             .reason(
