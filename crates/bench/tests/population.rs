@@ -40,6 +40,25 @@ fn config(url: &str) -> portal::config::Config {
     }
 }
 
+/// How many goals the loaded plans should have: each plan is drawn from the demo's templates
+/// and keeps all of its template's goals.
+async fn goals_of_the_plans_templates(db: &Db) -> i64 {
+    let titles: Vec<String> = sqlx::query_scalar("SELECT title FROM treatment_plans")
+        .fetch_all(db.pool())
+        .await
+        .expect("plan titles");
+    titles
+        .iter()
+        .map(|title| {
+            let (_, _, goals, _) = records_domain::demo::PLANS
+                .iter()
+                .find(|(t, ..)| t == title)
+                .expect("every plan comes from a template");
+            goals.len() as i64
+        })
+        .sum()
+}
+
 async fn loaded_population_serves_the_portal(url: String) {
     let spec = spec();
     let report = portal_bench::load::load(&url, &spec).await.expect("load");
@@ -53,6 +72,7 @@ async fn loaded_population_serves_the_portal(url: String) {
         "patients",
         "lab_results",
         "prescriptions",
+        "treatment_plans",
         "plan_goals",
         "care_relationships",
     ] {
@@ -62,7 +82,8 @@ async fn loaded_population_serves_the_portal(url: String) {
             .expect(table);
         counts.push(n);
     }
-    assert_eq!(counts, vec![300, 300 * 30, 300 * 5, 300 * 2, 300 / 50]);
+    let goals = goals_of_the_plans_templates(&db).await;
+    assert_eq!(counts, vec![300, 300 * 30, 300 * 5, 300, goals, 300 / 50]);
     {
         let mut conn = db.pool().acquire().await.expect("connection");
         let verified = access_control::audit::verify::verify_all(&mut conn)
