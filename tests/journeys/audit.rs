@@ -511,7 +511,9 @@ both_engines!(tampering_is_detected_and_named, |app: TestApp| async move {
         sqlx::query(&sql).execute(app.db.pool()).await.unwrap();
     }
     let mut conn = app.db.pool().acquire().await.unwrap();
-    let report = verify::verify_all(&mut conn).await.unwrap();
+    let report = verify::verify_all(&mut conn, &crate::support::log_trust())
+        .await
+        .unwrap();
     drop(conn);
     assert!(!report.is_intact());
     assert_eq!(report.broken[0].chain_key, anne);
@@ -567,8 +569,15 @@ both_engines!(
             before + 200
         );
         let mut conn = app.db.pool().acquire().await.unwrap();
-        let report = verify::verify_all(&mut conn).await.unwrap();
-        assert!(report.is_intact(), "{:?}", report.broken);
+        let report = verify::verify_all(&mut conn, &crate::support::log_trust())
+            .await
+            .unwrap();
+        assert!(
+            report.is_intact(),
+            "{:?} {:?}",
+            report.broken,
+            report.log.problems
+        );
         for p in &patients {
             let row = sqlx::query(
                 "SELECT COUNT(*) AS n, MAX(seq) AS top FROM audit_events WHERE chain_key = $1",
@@ -974,7 +983,9 @@ both_engines!(
             .await
             .unwrap();
         let mut conn = app.db.pool().acquire().await.unwrap();
-        let report = verify::verify_all(&mut conn).await.unwrap();
+        let report = verify::verify_all(&mut conn, &crate::support::log_trust())
+            .await
+            .unwrap();
         assert_eq!(report.broken.len(), 1);
         assert_eq!(report.broken[0].chain_key, old_and_new.0.to_string());
     }
@@ -1009,8 +1020,15 @@ both_engines!(
         // Each check runs on one snapshot: heads and events always agree, however the appends fall.
         while !writer.is_finished() {
             let mut conn = app.db.pool().acquire().await.unwrap();
-            let report = verify::verify_all(&mut conn).await.unwrap();
-            assert!(report.is_intact(), "{:?}", report.broken);
+            let report = verify::verify_all(&mut conn, &crate::support::log_trust())
+                .await
+                .unwrap();
+            assert!(
+                report.is_intact(),
+                "{:?} {:?}",
+                report.broken,
+                report.log.problems
+            );
         }
         writer.await.unwrap();
     }

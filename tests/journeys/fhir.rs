@@ -610,10 +610,16 @@ both_engines!(
         );
 
         let mut conn = app.db.pool().acquire().await.unwrap();
-        let verified = access_control::audit::verify::verify_all(&mut conn)
-            .await
-            .unwrap();
-        assert!(verified.is_intact(), "{:?}", verified.broken);
+        let verified =
+            access_control::audit::verify::verify_all(&mut conn, &crate::support::log_trust())
+                .await
+                .unwrap();
+        assert!(
+            verified.is_intact(),
+            "{:?} {:?}",
+            verified.broken,
+            verified.log.problems
+        );
     }
 );
 

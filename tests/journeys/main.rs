@@ -16,3 +16,4 @@ mod operations;
 mod patient;
 mod scale_out;
 mod security;
+mod transparency;

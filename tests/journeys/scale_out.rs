@@ -5,12 +5,12 @@
 //! it while every audit row lands on the primary, and an auditor's own change shows on their
 //! next page although the replica has not replayed it yet.
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 
-use crate::support::process::{fresh_postgres, run_ok, serve};
+use crate::support::process::{fresh_postgres, run_ok, Instance};
 use crate::support::{self, Browser, Page};
 
 const OVERRIDE_REASON: &str = "Patient unconscious in A&E, need medication history";
@@ -41,34 +41,6 @@ async fn anne(database_url: &str) -> String {
         "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'",
     )
     .await
-}
-
-/// A `portal serve` process, killed if the test fails before it stops it cleanly: a process
-/// left behind would hold the test harness's output open.
-struct Instance(Option<Child>);
-
-impl Instance {
-    async fn start(database_url: &str, env: &[(&str, String)]) -> (Self, String) {
-        let (child, origin) = serve(database_url, env).await;
-        (Self(Some(child)), origin)
-    }
-
-    fn stop(mut self) {
-        let mut child = self.0.take().expect("running");
-        let pid = child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
-        assert!(child.wait().unwrap().success(), "a clean stop");
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
-    }
 }
 
 async fn override_access(larsen: &mut Browser, record: &str) -> Page {

@@ -71,6 +71,8 @@ fn area(path: &str) -> Area {
         | "/login"
         | "/login/second-factor"
         | "/fhir/r4/metadata" => Area::Public,
+        // The transparency log's checkpoints, key and proofs: hashes and signatures only.
+        p if p.starts_with("/transparency/") => Area::Public,
         "/logout"
         | "/account/password"
         | "/account/security"

@@ -18,6 +18,9 @@ pub enum AccessError {
     /// The audit event could not be made durable, so nothing may be shown.
     #[error("the audit log could not be written: {0}")]
     AuditUnavailable(String),
+    /// A note, key, checkpoint or proof of the transparency log is malformed or does not verify.
+    #[error("transparency log: {0}")]
+    Log(#[from] transparency_log::Error),
 }
 
 impl From<sqlx::Error> for AccessError {

@@ -168,6 +168,16 @@ pub async fn load(url: &str, spec: &Spec) -> anyhow::Result<LoadReport> {
     rows += writer.write(generator.system_chain()).await?;
     let rows_seconds = started.elapsed().as_secs_f64();
     writer.restore(&lifted).await?;
+    // The loaded history bypassed the audit append, so it joins the transparency log's queue
+    // here; the portal's publisher moves it into the tree once it runs.
+    writer
+        .execute(
+            "INSERT INTO audit_log_queue (event_id) SELECT id FROM audit_events e \
+             WHERE NOT EXISTS (SELECT 1 FROM audit_log_leaves l WHERE l.event_id = e.id) \
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .await
+        .context("queue the loaded audit history for the transparency log")?;
     writer.finish().await?;
     let total_seconds = started.elapsed().as_secs_f64();
     Ok(LoadReport {

@@ -63,6 +63,9 @@ impl Server {
             .env("PORTAL_DEMO", "false")
             .env("PORTAL_SECURE_COOKIES", "false")
             .env("PORTAL_TRUST_PROXY", "1")
+            // The transparency log's signing key, beside the server's log (PostgreSQL has no
+            // default place for it).
+            .env("PORTAL_LOG_KEY_FILE", log.with_extension("log-key"))
             .env(
                 "PORTAL_LOG",
                 std::env::var("PORTAL_LOG").unwrap_or_else(|_| "warn".into()),

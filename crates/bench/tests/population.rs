@@ -86,7 +86,7 @@ async fn loaded_population_serves_the_portal(url: String) {
     assert_eq!(counts, vec![300, 300 * 30, 300 * 5, 300, goals, 300 / 50]);
     {
         let mut conn = db.pool().acquire().await.expect("connection");
-        let verified = access_control::audit::verify::verify_all(&mut conn)
+        let verified = access_control::audit::verify::verify_all(&mut conn, &Default::default())
             .await
             .expect("verify");
         assert!(verified.is_intact(), "{:?}", verified.broken.first());

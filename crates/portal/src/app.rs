@@ -123,6 +123,7 @@ pub fn routes() -> Router<AppState> {
         .merge(routes::admin::routes())
         .merge(routes::audit::routes())
         .merge(crate::fhir::routes())
+        .merge(crate::transparency::routes::routes())
 }
 
 pub fn router(state: AppState, store: Store) -> Router {
@@ -291,6 +292,7 @@ async fn assemble(config: Config) -> anyhow::Result<Assembled> {
         LoginKey::from_hex(&stored)?
     };
     let audit = AuditWriter::start(&db).await?;
+    crate::transparency::publisher::spawn(db.clone(), config.log.clone());
     let state = AppState {
         audit: audit.clone(),
         db: db.clone(),

@@ -1,5 +1,6 @@
 //! The `portal` command: `serve` (the default), `migrate`, `seed`, `user add`, `import`,
-//! `token add`, `audit verify` and `audit prune`.
+//! `token add`, `audit verify`, `audit verify-proof`, `audit log-key`, `audit prune` and
+//! `witness`.
 
 use std::process::ExitCode;
 
@@ -11,8 +12,9 @@ use records_domain::{Cpr, Db};
 use tracing_subscriber::EnvFilter;
 
 use crate::app;
-use crate::config::{DatabaseArgs, ServeArgs};
+use crate::config::{DatabaseArgs, LogArgs, ServeArgs};
 use crate::seed;
+use crate::transparency::witness::{self, WitnessArgs};
 
 #[derive(Parser)]
 #[command(name = "portal", version, about = "National patient-record portal")]
@@ -60,6 +62,9 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Witness a portal's transparency log: check each new checkpoint against the last one
+    /// cosigned, cosign it, keep a copy. Meant to be run by another organisation.
+    Witness(WitnessArgs),
 }
 
 #[derive(Subcommand)]
@@ -105,8 +110,33 @@ enum TokenCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check every hash chain; exits non-zero and names the first broken link of each bad chain.
-    Verify(DatabaseArgs),
+    /// Check every hash chain and the transparency log against every signed checkpoint;
+    /// exits non-zero and names what is missing or changed.
+    Verify {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        log: LogArgs,
+        /// A signed checkpoint kept outside the database (a witness's state file, a patient's
+        /// download's checkpoint): the log must still hold the tree it signed. Repeatable.
+        #[arg(long = "checkpoint")]
+        checkpoints: Vec<std::path::PathBuf>,
+    },
+    /// Check a patient's proof download (from "Who looked at my record") on its own: the
+    /// checkpoint's signatures and each event's inclusion proof. Needs no database.
+    VerifyProof {
+        file: std::path::PathBuf,
+        /// The log's verifier key as published; without it, the download's own key is used.
+        #[arg(long)]
+        log_key: Option<String>,
+    },
+    /// Print the transparency log's verifier key, to publish (made first if there is none).
+    LogKey {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        log: LogArgs,
+    },
     /// Delete audit events older than the retention period, keeping every chain verifiable.
     /// On PostgreSQL run it as the schema owner: the application role may not delete.
     Prune {
@@ -138,8 +168,29 @@ pub async fn run() -> ExitCode {
                 },
         }) => add_user(&database, &role, &username, &name, cpr.as_deref(), clinic).await,
         Some(Command::Audit {
-            command: AuditCommand::Verify(db),
-        }) => return audit_verify(&db).await,
+            command:
+                AuditCommand::Verify {
+                    database,
+                    log,
+                    checkpoints,
+                },
+        }) => return audit_verify(&database, &log, &checkpoints).await,
+        Some(Command::Audit {
+            command: AuditCommand::VerifyProof { file, log_key },
+        }) => return crate::transparency::commands::verify_proof(&file, log_key.as_deref()),
+        Some(Command::Audit {
+            command: AuditCommand::LogKey { database, log },
+        }) => crate::transparency::commands::log_key(&database, &log),
+        Some(Command::Witness(args)) => {
+            return match witness::run(&args).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Some(Command::Audit {
             command:
                 AuditCommand::Prune {
@@ -318,11 +369,16 @@ async fn audit_prune(args: &DatabaseArgs, retention_years: i64) -> anyhow::Resul
     Ok(())
 }
 
-async fn audit_verify(args: &DatabaseArgs) -> ExitCode {
+async fn audit_verify(
+    args: &DatabaseArgs,
+    log: &LogArgs,
+    checkpoints: &[std::path::PathBuf],
+) -> ExitCode {
     let report = async {
+        let trust = crate::transparency::commands::trust(args, log, checkpoints)?;
         let db = open(args).await?;
         let mut conn = db.pool().acquire().await?;
-        Ok::<_, anyhow::Error>(verify::verify_all(&mut conn).await?)
+        Ok::<_, anyhow::Error>(verify::verify_all(&mut conn, &trust).await?)
     }
     .await;
     match report {
@@ -331,6 +387,13 @@ async fn audit_verify(args: &DatabaseArgs) -> ExitCode {
                 "audit log: {} chains, {} events checked",
                 report.chains, report.events
             );
+            println!(
+                "transparency log: {} leaves, {} signed checkpoints checked",
+                report.log.size, report.log.checkpoints
+            );
+            for problem in &report.log.problems {
+                println!("BROKEN: {problem}");
+            }
             for b in &report.broken {
                 let patient = if b.chain_key == access_control::audit::SYSTEM_CHAIN {
                     "system chain".to_string()
@@ -345,10 +408,14 @@ async fn audit_verify(args: &DatabaseArgs) -> ExitCode {
                 );
             }
             if report.is_intact() {
-                println!("all chains intact");
+                println!("all chains intact; the log holds every signed checkpoint's tree");
                 ExitCode::SUCCESS
             } else {
-                println!("{} broken chain(s)", report.broken.len());
+                println!(
+                    "{} broken chain(s), {} transparency log problem(s)",
+                    report.broken.len(),
+                    report.log.problems.len()
+                );
                 ExitCode::from(1)
             }
         }

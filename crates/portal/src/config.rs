@@ -2,12 +2,15 @@
 //! Values are checked here, once, so that a bad one stops the start with one line naming it.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use access_control::PolicySettings;
 use clap::Args;
 use records_domain::store::Category;
 use records_domain::Engine;
 use time::Duration;
+use transparency_log::{KeyType, SignerKey, VerifierKey};
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -49,6 +52,37 @@ pub struct ServeArgs {
     /// Address for Prometheus' `/metrics`, apart from the public listener; unset = no metrics.
     #[arg(long, env = "PORTAL_METRICS_BIND")]
     pub metrics_bind: Option<String>,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Seconds between the transparency log's rounds: queued audit events join the tree and
+    /// a checkpoint of the new size is signed.
+    #[arg(long, env = "PORTAL_CHECKPOINT_INTERVAL", default_value = "2")]
+    pub checkpoint_interval: String,
+    /// Witnesses whose cosignatures the portal keeps and shows: their verifier keys
+    /// (`name+id+key`), comma-separated.
+    #[arg(long, env = "PORTAL_WITNESS_KEYS", default_value = "")]
+    pub witness_keys: String,
+}
+
+/// The transparency log's signing key, which lives outside the database: whoever can change
+/// the database must not be able to sign a history of their own.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// File holding the log's Ed25519 signing key (C2SP note key), made at first start when
+    /// missing. Default: beside a SQLite database file. With PostgreSQL it must be set, to the
+    /// same key for every instance (e.g. a mounted secret).
+    #[arg(long, env = "PORTAL_LOG_KEY_FILE")]
+    pub log_key_file: Option<PathBuf>,
+    /// The log's name, the origin line of its checkpoints; used when a key is made.
+    #[arg(
+        long,
+        env = "PORTAL_LOG_NAME",
+        default_value = "portal.localhost/audit"
+    )]
+    pub log_name: String,
+    /// Verifier keys of retired signing keys (comma-separated): their checkpoints still verify.
+    #[arg(long, env = "PORTAL_LOG_RETIRED_KEYS", default_value = "")]
+    pub log_retired_keys: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -82,6 +116,39 @@ pub struct Config {
     /// Reverse proxies in front of the portal whose X-Forwarded-For entries are believed.
     pub trusted_proxies: usize,
     pub operations: Operations,
+    pub log: LogSettings,
+}
+
+/// The transparency log: its key, the keys it trusts, and how often it publishes.
+#[derive(Clone)]
+pub struct LogSettings {
+    pub signer: Arc<SignerKey>,
+    pub retired: Vec<VerifierKey>,
+    pub witnesses: Vec<VerifierKey>,
+    pub checkpoint_interval: std::time::Duration,
+}
+
+impl LogSettings {
+    /// Settings for a key of the caller's: tests and tools that need no file.
+    pub fn with_key(signer: Arc<SignerKey>) -> Self {
+        Self {
+            signer,
+            retired: Vec::new(),
+            witnesses: Vec::new(),
+            checkpoint_interval: std::time::Duration::from_secs(2),
+        }
+    }
+
+    pub fn verifier(&self) -> VerifierKey {
+        self.signer.verifier()
+    }
+
+    /// Every key a checkpoint of this log may be signed with.
+    pub fn trusted(&self) -> Vec<VerifierKey> {
+        std::iter::once(self.verifier())
+            .chain(self.retired.iter().cloned())
+            .collect()
+    }
 }
 
 /// How the process is run rather than what it serves.
@@ -225,6 +292,107 @@ fn address(setting: &'static str, value: &str) -> Result<SocketAddr, ConfigError
     })
 }
 
+/// Comma-separated verifier keys of one type.
+fn verifier_keys(
+    setting: &'static str,
+    value: &str,
+    key_type: KeyType,
+) -> Result<Vec<VerifierKey>, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| match VerifierKey::parse(k) {
+            Ok(key) if key.key_type() == key_type => Ok(key),
+            Ok(_) => Err(bad(setting, format!("{k:?} is a key of another kind"))),
+            Err(e) => Err(bad(setting, format!("{k:?}: {e}"))),
+        })
+        .collect()
+}
+
+const LOG_KEY_SETTING: &str = "PORTAL_LOG_KEY_FILE (--log-key-file)";
+
+impl LogArgs {
+    /// Where the signing key is: as configured, or beside a SQLite database file.
+    pub fn key_path(&self, database_url: &str) -> Result<PathBuf, ConfigError> {
+        if let Some(path) = &self.log_key_file {
+            return Ok(path.clone());
+        }
+        let file = database_url
+            .strip_prefix("sqlite://")
+            .map(|rest| rest.split('?').next().unwrap_or(rest))
+            .filter(|file| !file.is_empty() && !file.starts_with(':'))
+            .ok_or_else(|| {
+                bad(
+                    LOG_KEY_SETTING,
+                    "needed with PostgreSQL: the same signing key for every instance",
+                )
+            })?;
+        Ok(PathBuf::from(format!("{file}.log-key")))
+    }
+
+    /// The signing key from its file, made there first if there is none.
+    pub fn signer(&self, database_url: &str) -> Result<SignerKey, ConfigError> {
+        load_or_make_key(
+            &self.key_path(database_url)?,
+            &self.log_name,
+            KeyType::Ed25519,
+        )
+        .map_err(|problem| bad(LOG_KEY_SETTING, problem))
+    }
+
+    /// The public keys a checkpoint of this log may be signed with, for checking without
+    /// signing: the key file's (which must exist) and the retired ones.
+    pub fn trusted(&self, database_url: &str) -> Result<Vec<VerifierKey>, ConfigError> {
+        let path = self.key_path(database_url)?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| bad(LOG_KEY_SETTING, format!("{}: {e}", path.display())))?;
+        let current = SignerKey::parse(&text)
+            .map_err(|e| bad(LOG_KEY_SETTING, format!("{}: {e}", path.display())))?
+            .verifier();
+        let mut keys = vec![current];
+        keys.extend(verifier_keys(
+            "PORTAL_LOG_RETIRED_KEYS (--log-retired-keys)",
+            &self.log_retired_keys,
+            KeyType::Ed25519,
+        )?);
+        Ok(keys)
+    }
+}
+
+/// Read a C2SP signer key from `path`, or make one named `name` and write it there, readable
+/// by its owner only. A key is never replaced: an unreadable file is an error, not a new key.
+pub fn load_or_make_key(path: &Path, name: &str, key_type: KeyType) -> Result<SignerKey, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => SignerKey::parse(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SignerKey::generate(name, key_type).map_err(|e| e.to_string())?;
+            write_secret(path, &key.to_secret_text())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            tracing::info!(path = %path.display(), key = %key.verifier(), "made a new signing key");
+            Ok(key)
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Create `path` with `text`, mode 0600, failing if it exists (two instances starting at once
+/// must not each write a key over the other's).
+fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
 impl ServeArgs {
     fn operations(&self) -> Result<Operations, ConfigError> {
         let shutdown_timeout = match self.shutdown_timeout.trim().parse::<u64>() {
@@ -296,7 +464,30 @@ impl ServeArgs {
                 ))
             }
         };
+        let log = LogSettings {
+            signer: Arc::new(self.log.signer(&self.database.database_url)?),
+            retired: verifier_keys(
+                "PORTAL_LOG_RETIRED_KEYS (--log-retired-keys)",
+                &self.log.log_retired_keys,
+                KeyType::Ed25519,
+            )?,
+            witnesses: verifier_keys(
+                "PORTAL_WITNESS_KEYS (--witness-keys)",
+                &self.witness_keys,
+                KeyType::CosignatureV1,
+            )?,
+            checkpoint_interval: match self.checkpoint_interval.trim().parse::<u64>() {
+                Ok(s) if (1..=3600).contains(&s) => std::time::Duration::from_secs(s),
+                _ => {
+                    return Err(bad(
+                        "PORTAL_CHECKPOINT_INTERVAL (--checkpoint-interval)",
+                        "a whole number of seconds from 1 to 3600",
+                    ))
+                }
+            },
+        };
         Ok(Config {
+            log,
             bind,
             db_max_connections: self.database.max_connections()?,
             db_acquire_timeout: self.database.acquire_timeout()?,
@@ -327,7 +518,11 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> Result<Config, ConfigError> {
-        let mut argv = vec!["portal"];
+        // The signing key is made in a folder of the test's, never beside the checkout.
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("log.key");
+        let key = format!("--log-key-file={}", key.display());
+        let mut argv = vec!["portal", key.as_str()];
         argv.extend_from_slice(args);
         Probe::parse_from(argv).serve.into_config()
     }
@@ -366,6 +561,37 @@ mod tests {
         assert!(e.to_string().contains("PORTAL_SHUTDOWN_TIMEOUT"));
         let e = parse(&["--metrics-bind", "everywhere"]).unwrap_err();
         assert!(e.to_string().contains("PORTAL_METRICS_BIND"));
+        let e = parse(&["--witness-keys", "not a key"]).unwrap_err();
+        assert!(e.to_string().contains("PORTAL_WITNESS_KEYS"));
+        let e = parse(&["--checkpoint-interval", "0"]).unwrap_err();
+        assert!(e.to_string().contains("PORTAL_CHECKPOINT_INTERVAL"));
+    }
+
+    #[test]
+    fn the_log_key_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portal.db.log-key");
+        let args = LogArgs {
+            log_key_file: None,
+            log_name: "portal.test/audit".into(),
+            log_retired_keys: String::new(),
+        };
+        let url = format!("sqlite://{}", dir.path().join("portal.db").display());
+        assert_eq!(args.key_path(&url).unwrap(), path, "beside the database");
+        let made = args.signer(&url).unwrap();
+        let again = args.signer(&url).unwrap();
+        assert_eq!(made.verifier(), again.verifier());
+        assert_eq!(args.trusted(&url).unwrap(), vec![made.verifier()]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "readable by its owner only");
+        }
+        std::fs::write(&path, "not a key").unwrap();
+        assert!(args.signer(&url).is_err(), "a bad key file is not replaced");
+        let e = args.key_path("postgres://u@h/db").unwrap_err();
+        assert!(e.to_string().contains("PORTAL_LOG_KEY_FILE"));
     }
 
     #[test]

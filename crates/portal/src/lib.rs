@@ -21,4 +21,5 @@ pub mod problem;
 pub mod routes;
 pub mod seed;
 pub mod sessions;
+pub mod transparency;
 pub mod views;

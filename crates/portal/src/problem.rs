@@ -71,6 +71,8 @@ impl From<AccessError> for Problem {
             AccessError::Denied(d) => Self::Denied(d),
             AccessError::UnknownPatient => Self::NotFound,
             AccessError::Invalid(m) => Self::Invalid(m),
+            // A note, key or proof someone sent that does not parse or verify.
+            AccessError::Log(e) => Self::Invalid(e.to_string()),
             AccessError::Domain(d) => d.into(),
             // Hashing and the audit writer failing are faults of the system alike: nothing may
             // be shown without its audit event, and the caller can do nothing about either.

@@ -354,6 +354,16 @@ impl SignedNote {
         format!("{COSIGNATURE_HEADER}time {timestamp}\n{}", self.text).into_bytes()
     }
 
+    /// The signature lines (as in the note, newline included) that claim to be `key`'s: what a
+    /// log keeps of a witness's cosignature, to serve with its own note.
+    pub fn signature_lines_of(&self, key: &VerifierKey) -> Vec<String> {
+        self.signatures
+            .iter()
+            .filter(|s| s.name == key.name && s.key_id == key.id)
+            .map(NoteSignature::line)
+            .collect()
+    }
+
     /// Verifies the signature of `key` on this note. Returns the cosignature's timestamp for a
     /// witness key, `None` for a note key. Signatures by other keys are ignored, as the format
     /// asks; a signature line that claims `key` and does not verify is an error.

@@ -19,10 +19,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use portal::config::Config;
+use portal::config::{Config, LogSettings};
 use portal::seed::{demo_logins, DemoLogin};
 use records_domain::{Db, Engine, PoolSettings};
 use tokio::sync::{Mutex, OnceCell};
+use transparency_log::{KeyType, SignerKey};
 
 pub use browser::Browser;
 pub use page::Page;
@@ -112,6 +113,23 @@ fn config(database_url: &str) -> Config {
         audit_retention_years: 10,
         trusted_proxies: 0,
         operations: Default::default(),
+        log: LogSettings::with_key(LOG_KEY.clone()),
+    }
+}
+
+/// The transparency log's signing key of every portal of this test binary.
+pub static LOG_KEY: std::sync::LazyLock<std::sync::Arc<SignerKey>> =
+    std::sync::LazyLock::new(|| {
+        std::sync::Arc::new(
+            SignerKey::generate("portal.test/audit", KeyType::Ed25519).expect("a log key"),
+        )
+    });
+
+/// What `audit verify` trusts in these tests: the test binary's log key.
+pub fn log_trust() -> access_control::audit::verify::LogTrust {
+    access_control::audit::verify::LogTrust {
+        keys: vec![LOG_KEY.verifier()],
+        outside: Vec::new(),
     }
 }
 

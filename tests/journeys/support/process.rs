@@ -11,8 +11,24 @@ pub fn portal(database_url: &str, args: &[&str]) -> Command {
         .env("DATABASE_URL", database_url)
         .env("PORTAL_LOG", "warn")
         .env("PORTAL_DEMO", "false")
-        .env("PORTAL_SECURE_COOKIES", "false");
+        .env("PORTAL_SECURE_COOKIES", "false")
+        .env("PORTAL_LOG_KEY_FILE", log_key_file());
     command
+}
+
+/// One transparency-log key file for every portal process of this test binary (several
+/// processes on one database must sign with the same key, as in production).
+pub fn log_key_file() -> std::path::PathBuf {
+    static DIR: std::sync::LazyLock<tempfile::TempDir> = std::sync::LazyLock::new(|| {
+        let dir = tempfile::tempdir().expect("a folder for the log key");
+        std::fs::write(
+            dir.path().join("audit-log.key"),
+            super::LOG_KEY.to_secret_text(),
+        )
+        .expect("write the log key");
+        dir
+    });
+    DIR.path().join("audit-log.key")
 }
 
 /// Run a command of the portal to its end; its standard output.
@@ -84,4 +100,32 @@ pub async fn fresh_postgres(purpose: &str) -> String {
 /// A SQLite database file in `dir`.
 pub fn sqlite_in(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}", dir.path().join("portal.db").display())
+}
+
+/// A `portal serve` process, killed if the test fails before it stops it cleanly: a process
+/// left behind would hold the test harness's output open.
+pub struct Instance(Option<Child>);
+
+impl Instance {
+    pub async fn start(database_url: &str, env: &[(&str, String)]) -> (Self, String) {
+        let (child, origin) = serve(database_url, env).await;
+        (Self(Some(child)), origin)
+    }
+
+    pub fn stop(mut self) {
+        let mut child = self.0.take().expect("running");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        assert!(child.wait().unwrap().success(), "a clean stop");
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
 }

@@ -27,6 +27,7 @@
 //! a hash cannot be re-made without breaking the chain. The two encodings differ in length, so
 //! a new event cannot be passed off as an old one by moving the commitment into `client_addr`.
 
+pub mod log;
 pub mod prune;
 pub mod query;
 pub mod verify;
@@ -312,10 +313,10 @@ pub async fn append_at(
         .ok_or_else(|| AccessError::AuditUnavailable("an append stored no event".into()))
 }
 
-/// Append events in the order given, inside the caller's transaction, in three statements
+/// Append events in the order given, inside the caller's transaction, in four statements
 /// however many there are (the group-committing writer hands over hundreds at once):
 /// claim the sequence numbers each chain needs and learn its head, insert every event, move
-/// the heads. Claiming serialises appends to the same chain (a row lock on PostgreSQL, the
+/// the heads, queue the events for the transparency log (`log::publish` takes them from there). Claiming serialises appends to the same chain (a row lock on PostgreSQL, the
 /// write lock on SQLite) while other chains proceed; chains are claimed in key order, so two
 /// instances' batches never wait on each other in a cycle.
 pub async fn append_all(
@@ -344,6 +345,7 @@ pub async fn append_all(
         insert_events(rows).build()?.execute(&mut *conn).await?;
     }
     set_heads(&heads).build()?.execute(&mut *conn).await?;
+    log::enqueue(conn, &stored).await?;
     Ok(stored)
 }
 
@@ -550,6 +552,7 @@ pub(crate) fn statements() -> Vec<Statement> {
     all.extend(query::statements());
     all.extend(prune::statements());
     all.extend(verify::statements());
+    all.extend(log::statements());
     all
 }
 

@@ -1,10 +1,12 @@
-//! `portal audit verify`: walk every chain from its first event and recompute each link, and
-//! check each event's client address against the commitment its hash covers.
+//! `portal audit verify`: walk every chain from its first event and recompute each link, check
+//! each event's client address against the commitment its hash covers, and check the
+//! transparency log against every signed checkpoint (`log::verify_log`).
 
 use futures::TryStreamExt;
 use records_domain::db::Statement;
 use sqlx::{AnyConnection, Connection};
 
+use super::log::{verify_log, LogReport};
 use super::prune::{anchor_record, PRUNE_ACTION};
 use super::{AuditEvent, EventRow, GENESIS_HASH};
 use crate::AccessError;
@@ -39,24 +41,39 @@ pub struct VerifyReport {
     pub chains: u64,
     pub events: u64,
     pub broken: Vec<BrokenLink>,
+    pub log: LogReport,
 }
 
 impl VerifyReport {
     pub fn is_intact(&self) -> bool {
-        self.broken.is_empty()
+        self.broken.is_empty() && self.log.problems.is_empty()
     }
 }
 
-/// Check every chain against its head, all within one snapshot: appends that commit while the
-/// check runs (a live portal, or a killed server's last commit) are not mistaken for tampering.
-pub async fn verify_all(conn: &mut AnyConnection) -> Result<VerifyReport, AccessError> {
+/// What the transparency log is checked against: the log's public keys (the current one and
+/// any retired ones) and signed checkpoints kept outside the database, such as a witness's.
+/// Neither may come from the database itself: whoever could rewrite the log could rewrite them.
+#[derive(Debug, Default, Clone)]
+pub struct LogTrust {
+    pub keys: Vec<transparency_log::VerifierKey>,
+    pub outside: Vec<String>,
+}
+
+/// Check every chain against its head and the transparency log against its checkpoints, all
+/// within one snapshot: appends that commit while the check runs (a live portal, or a killed
+/// server's last commit) are not mistaken for tampering.
+pub async fn verify_all(
+    conn: &mut AnyConnection,
+    trust: &LogTrust,
+) -> Result<VerifyReport, AccessError> {
     let postgres = conn.backend_name() == "PostgreSQL";
     let mut snapshot = conn.begin().await?;
     if postgres {
         // PostgreSQL's default isolation takes a new snapshot per statement.
         sqlx::query(SNAPSHOT).execute(&mut *snapshot).await?;
     }
-    let report = verify_snapshot(&mut snapshot).await?;
+    let mut report = verify_snapshot(&mut snapshot).await?;
+    report.log = verify_log(&mut snapshot, &trust.keys, &trust.outside).await?;
     snapshot.rollback().await?;
     Ok(report)
 }

@@ -165,95 +165,71 @@ pub(super) struct Observation;
 pub(super) struct MedicationRequest;
 pub(super) struct CarePlan;
 
-impl RecordResource for Observation {
-    const TYPE: &'static str = "Observation";
-    const CATEGORY: Category = Category::LabResults;
-    type Row = LabResult;
-    async fn patient_of(
-        conn: &mut AnyConnection,
-        id: Uuid,
-    ) -> Result<Option<PatientId>, DomainError> {
-        labs::patient_of(conn, id).await
-    }
-    async fn by_id(
-        conn: &mut AnyConnection,
-        grant: &ReadGrant,
-        id: Uuid,
-    ) -> Result<LabResult, DomainError> {
-        labs::by_id_for(conn, grant, id).await
-    }
-    fn render(row: &LabResult) -> Value {
-        resources::observation(row)
-    }
+/// The three stores answer the same questions under the same names, so each resource is a
+/// line: its FHIR type, its category, its row, the store that holds it and how it renders.
+macro_rules! record_resource {
+    ($resource:ident, $category:ident, $row:ty, $store:ident, $render:path) => {
+        impl RecordResource for $resource {
+            const TYPE: &'static str = stringify!($resource);
+            const CATEGORY: Category = Category::$category;
+            type Row = $row;
+            async fn patient_of(
+                conn: &mut AnyConnection,
+                id: Uuid,
+            ) -> Result<Option<PatientId>, DomainError> {
+                $store::patient_of(conn, id).await
+            }
+            async fn by_id(
+                conn: &mut AnyConnection,
+                grant: &ReadGrant,
+                id: Uuid,
+            ) -> Result<$row, DomainError> {
+                $store::by_id_for(conn, grant, id).await
+            }
+            fn render(row: &$row) -> Value {
+                $render(row)
+            }
+        }
+    };
+    ($resource:ident, $category:ident, $row:ty, $store:ident, $render:path, searched by status) => {
+        record_resource!($resource, $category, $row, $store, $render);
+        impl ByStatus for $resource {
+            async fn for_patient(
+                conn: &mut AnyConnection,
+                grant: &ReadGrant,
+            ) -> Result<Vec<$row>, DomainError> {
+                $store::for_patient(conn, grant).await
+            }
+            fn status(row: &$row) -> &str {
+                row.status.as_str()
+            }
+        }
+    };
 }
 
-impl RecordResource for MedicationRequest {
-    const TYPE: &'static str = "MedicationRequest";
-    const CATEGORY: Category = Category::Prescriptions;
-    type Row = Prescription;
-    async fn patient_of(
-        conn: &mut AnyConnection,
-        id: Uuid,
-    ) -> Result<Option<PatientId>, DomainError> {
-        prescriptions::patient_of(conn, id).await
-    }
-    async fn by_id(
-        conn: &mut AnyConnection,
-        grant: &ReadGrant,
-        id: Uuid,
-    ) -> Result<Prescription, DomainError> {
-        prescriptions::by_id_for(conn, grant, id).await
-    }
-    fn render(row: &Prescription) -> Value {
-        resources::medication_request(row)
-    }
-}
-
-impl ByStatus for MedicationRequest {
-    async fn for_patient(
-        conn: &mut AnyConnection,
-        grant: &ReadGrant,
-    ) -> Result<Vec<Prescription>, DomainError> {
-        prescriptions::for_patient(conn, grant).await
-    }
-    fn status(row: &Prescription) -> &str {
-        row.status.as_str()
-    }
-}
-
-impl RecordResource for CarePlan {
-    const TYPE: &'static str = "CarePlan";
-    const CATEGORY: Category = Category::TreatmentPlans;
-    type Row = TreatmentPlan;
-    async fn patient_of(
-        conn: &mut AnyConnection,
-        id: Uuid,
-    ) -> Result<Option<PatientId>, DomainError> {
-        plans::patient_of(conn, id).await
-    }
-    async fn by_id(
-        conn: &mut AnyConnection,
-        grant: &ReadGrant,
-        id: Uuid,
-    ) -> Result<TreatmentPlan, DomainError> {
-        plans::by_id_for(conn, grant, id).await
-    }
-    fn render(row: &TreatmentPlan) -> Value {
-        resources::care_plan(row)
-    }
-}
-
-impl ByStatus for CarePlan {
-    async fn for_patient(
-        conn: &mut AnyConnection,
-        grant: &ReadGrant,
-    ) -> Result<Vec<TreatmentPlan>, DomainError> {
-        plans::for_patient(conn, grant).await
-    }
-    fn status(row: &TreatmentPlan) -> &str {
-        row.status.as_str()
-    }
-}
+record_resource!(
+    Observation,
+    LabResults,
+    LabResult,
+    labs,
+    resources::observation
+);
+record_resource!(
+    MedicationRequest,
+    Prescriptions,
+    Prescription,
+    prescriptions,
+    resources::medication_request,
+    searched by status
+);
+record_resource!(
+    CarePlan,
+    TreatmentPlans,
+    TreatmentPlan,
+    plans,
+    resources::care_plan,
+    searched by status
+);
 
 /// Decide and audit a read of the resource's category of one patient's record.
 async fn open<R: RecordResource>(

@@ -239,9 +239,12 @@ pub fn verify(user: &CurrentUser, csrf: &str, report: &VerifyReport, elapsed: Du
         csrf,
         html! {
             @if report.is_intact() {
-                p.notice role="status" { "Intact: " (report.chains) " chains with " (report.events) " events recomputed in " (format!("{:.2}", elapsed.as_secs_f64())) " s; every hash matches." }
+                p.notice role="status" { "Intact: " (report.chains) " chains with " (report.events) " events recomputed in " (format!("{:.2}", elapsed.as_secs_f64())) " s; every hash matches. The transparency log's " (report.log.size) " leaves make the tree of each of its " (report.log.checkpoints) " signed checkpoints." }
             } @else {
-                p.notice.error role="alert" { (report.broken.len()) " broken links in " (report.chains) " chains (" (report.events) " events)." }
+                p.notice.error role="alert" { (report.broken.len()) " broken links in " (report.chains) " chains (" (report.events) " events); " (report.log.problems.len()) " problems in the transparency log." }
+                @if !report.log.problems.is_empty() {
+                    ul.log-problems { @for problem in &report.log.problems { li { (problem) } } }
+                }
                 div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
                     table {
                         caption { "Broken links" }

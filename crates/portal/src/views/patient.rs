@@ -252,7 +252,8 @@ pub fn access_log(
         html! {
             p { "Every time someone other than you opens this record, it is written here. If you do not recognise an access, tell us: an auditor will look into it and answer here." }
             @if view_as.chain_download {
-                p { a href="/me/access-log/chain.json" download { "Download the signed log (JSON) to check it yourself" } }
+                p { a href="/me/access-log/proof.json" download { "Download the signed proof (JSON)" } " that these events are in the portal's public, signed access log; anyone can check it with the published key, without the portal." }
+                p { a href="/me/access-log/chain.json" download { "Download the hash chain (JSON)" } " of every event about your record, to check that none was changed." }
             }
             @if entries.is_empty() { p.hint { "Nobody else has opened this record." } }
             ol.access-log {

@@ -1,5 +1,6 @@
 //! "Who looked at my record": every access by anyone else, the "I don't recognise this" report
-//! that puts an entry in the auditors' queue, and the chain download for independent checking.
+//! that puts an entry in the auditors' queue, and the downloads for independent checking: the
+//! chain, and the proofs that the events are in the signed transparency log.
 
 use std::collections::HashMap;
 
@@ -161,6 +162,49 @@ pub async fn chain(
             (
                 header::CONTENT_DISPOSITION,
                 "attachment; filename=\"access-log-chain.json\"",
+            ),
+        ],
+        json,
+    )
+        .into_response())
+}
+
+/// The patient's events with an inclusion proof each, the signed checkpoint they lead to and
+/// the log's key (`transparency_log::AuditDownload`): what `tools/verify_audit_download.py`
+/// and `portal audit verify-proof` check without the portal.
+pub async fn proof(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+) -> AppResult<Response> {
+    let (mut record, _) = Opener::citizen(&state, &user)?
+        .read(Category::AccessLog, Some("proof".into()))
+        .await?;
+    let patient = record.parts().1.patient();
+    // Like the chain, the download holds the owner's own actions: theirs alone.
+    let own = record.parts().1.basis() == Basis::OwnRecord;
+    record.commit().await?;
+    if !own {
+        return Err(AppError::not_found());
+    }
+    // Events of the last few seconds, this download's own among them, join the tree first.
+    let log = &state.config.log;
+    crate::transparency::publisher::publish_all(&state.db, &log.signer).await?;
+    let mut conn = state.db.pool().acquire().await?;
+    let download = access_control::audit::log::download_for(
+        &mut conn,
+        patient,
+        &log.verifier(),
+        &log.witnesses,
+    )
+    .await?
+    .ok_or_else(AppError::not_found)?;
+    let json = serde_json::to_vec_pretty(&download).map_err(AppError::internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"access-log-proof.json\"",
             ),
         ],
         json,

@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/me/plans", get(record::plans))
         .route("/me/access-log", get(access_log::page))
         .route("/me/access-log/chain.json", get(access_log::chain))
+        .route("/me/access-log/proof.json", get(access_log::proof))
         .route("/me/access-log/{event}/report", post(access_log::report))
         .route("/me/blocks", get(consent::blocks).post(consent::add_block))
         .route("/me/blocks/{block}/lift", post(consent::lift_block))

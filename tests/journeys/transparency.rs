@@ -1,0 +1,502 @@
+//! The transparency log as its three parties meet it: a patient downloads proofs of their
+//! events and checks them with two verifiers that share no code; an insider with full
+//! database rights rewrites the log three ways and `audit verify` names each; a witness
+//! cosigns the log's checkpoints and refuses a history rewritten behind its back.
+
+use std::process::Command;
+
+use base64::Engine as _;
+use portal::transparency::publisher::publish_all;
+use records_domain::Engine;
+use transparency_log::{
+    verify_download, AuditDownload, Checkpoint, KeyType, SignedNote, SignerKey,
+};
+
+use crate::support::{self, process, TestApp, LOG_KEY};
+
+fn anne_sql() -> &'static str {
+    "SELECT id FROM patients WHERE given_name = 'Anne' AND family_name = 'Jensen'"
+}
+
+/// A clinician reads Anne's record and Anne looks at who did; returns Anne's patient id.
+async fn accesses(app: &TestApp) -> String {
+    let anne = app.text(anne_sql()).await;
+    let mut hansen = app.signed_in("dr.hansen").await;
+    for path in ["", "/labs", "/prescriptions"] {
+        hansen
+            .get(&format!("/clinician/patients/{anne}{path}"))
+            .await
+            .assert_ok();
+    }
+    anne
+}
+
+fn python_verifier() -> Option<std::path::PathBuf> {
+    let ready = Command::new("python3")
+        .args([
+            "-c",
+            "import cryptography.hazmat.primitives.asymmetric.ed25519",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ready {
+        return Some(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tools/verify_audit_download.py"),
+        );
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI must run the Python verifier: pip install -r tools/requirements.txt"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "skipped the Python verifier: python3 with `cryptography` is not installed"
+    );
+    None
+}
+
+/// Both verifiers' verdicts on a download file: (Rust `portal audit verify-proof`, Python).
+fn verdicts(file: &std::path::Path, key: &str) -> (bool, Option<bool>) {
+    let rust = process::portal("sqlite://unused", &["audit", "verify-proof"])
+        .arg(file)
+        .args(["--log-key", key])
+        .output()
+        .expect("run portal audit verify-proof");
+    let python = python_verifier().map(|script| {
+        Command::new("python3")
+            .arg(script)
+            .arg(file)
+            .args(["--log-key", key])
+            .status()
+            .expect("run the Python verifier")
+            .success()
+    });
+    (rust.status.success(), python)
+}
+
+both_engines!(
+    a_patient_proves_their_events_are_in_the_signed_log,
+    |app: TestApp| async move {
+        let anne = accesses(&app).await;
+        let mut patient = app.signed_in("anne").await;
+        let page = patient.get("/me/access-log").await;
+        assert!(
+            page.has("a[href='/me/access-log/proof.json']"),
+            "the page offers the download"
+        );
+        let download = patient.get("/me/access-log/proof.json").await;
+        assert_eq!(download.status, 200, "{}", download.body);
+        let key = LOG_KEY.verifier();
+        let verified = verify_download(&download.body, Some(&key)).expect("the download verifies");
+        let parsed: AuditDownload = serde_json::from_str(&download.body).unwrap();
+        assert!(verified.events >= 3, "the three record views at least");
+        let entries: Vec<String> = parsed
+            .events
+            .iter()
+            .map(|e| {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(&e.entry)
+                    .unwrap();
+                String::from_utf8(bytes).unwrap()
+            })
+            .collect();
+        assert!(
+            entries.iter().all(|e| e.contains(&anne)),
+            "only Anne's events: {entries:?}"
+        );
+        assert!(entries.iter().any(|e| e.contains("Hansen")));
+        assert!(
+            entries.iter().any(|e| e.contains("\"proof\"")),
+            "the download's own access is in it"
+        );
+        // The served checkpoint is the one the download leads to, or a later one.
+        let mut anyone = app.browser();
+        let served = anyone.get("/transparency/checkpoint").await;
+        let checkpoint = Checkpoint::open(&SignedNote::parse(&served.body).unwrap(), &key).unwrap();
+        assert!(checkpoint.size >= verified.checkpoint.size);
+        assert_eq!(
+            anyone.get("/transparency/key").await.body.trim(),
+            key.to_string()
+        );
+
+        // The two verifiers agree on the download and on a tampered copy of it.
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.json");
+        std::fs::write(&good, &download.body).unwrap();
+        let (rust, python) = verdicts(&good, &key.to_string());
+        assert!(rust, "portal audit verify-proof accepts the download");
+        assert_ne!(python, Some(false), "the Python verifier accepts it");
+        let mut tampered = parsed.clone();
+        let by_hansen = entries.iter().position(|e| e.contains("Hansen")).unwrap();
+        let forged = entries[by_hansen].replace("Hansen", "Nobody");
+        tampered.events[by_hansen].entry = base64::engine::general_purpose::STANDARD.encode(forged);
+        let bad = dir.path().join("tampered.json");
+        std::fs::write(&bad, serde_json::to_string(&tampered).unwrap()).unwrap();
+        let (rust, python) = verdicts(&bad, &key.to_string());
+        assert!(!rust, "portal audit verify-proof refuses a changed event");
+        assert_ne!(python, Some(true), "the Python verifier refuses it too");
+        let other = SignerKey::generate("portal.test/audit", KeyType::Ed25519).unwrap();
+        let (rust, python) = verdicts(&good, &other.verifier().to_string());
+        assert!(
+            !rust,
+            "a download signed by another key than the published one"
+        );
+        assert_ne!(python, Some(true));
+    }
+);
+
+/// Run statements as the database's owner, the log's protections switched off first, as a
+/// malicious administrator would.
+async fn as_insider(app: &TestApp, statements: &[String]) {
+    let unprotect: &[&str] = match app.engine {
+        Engine::Sqlite => &[
+            "DROP TRIGGER IF EXISTS audit_events_no_update",
+            "DROP TRIGGER IF EXISTS audit_events_no_delete",
+            "DROP TRIGGER IF EXISTS audit_log_leaves_no_delete",
+            "DROP TRIGGER IF EXISTS audit_log_nodes_no_delete",
+            "DROP TRIGGER IF EXISTS audit_checkpoints_no_delete",
+            "DROP TRIGGER IF EXISTS audit_checkpoint_cosignatures_no_delete",
+            "DROP TRIGGER IF EXISTS audit_log_head_only_grows",
+        ],
+        Engine::Postgres => &[
+            "ALTER TABLE audit_events DISABLE TRIGGER USER",
+            "ALTER TABLE audit_log_leaves DISABLE TRIGGER USER",
+            "ALTER TABLE audit_log_nodes DISABLE TRIGGER USER",
+            "ALTER TABLE audit_checkpoints DISABLE TRIGGER USER",
+            "ALTER TABLE audit_checkpoint_cosignatures DISABLE TRIGGER USER",
+            "ALTER TABLE audit_log_head DISABLE TRIGGER USER",
+        ],
+    };
+    // One transaction, so that the portal's own publisher never sees the log half rewritten.
+    let mut tx = app.db.pool().begin().await.unwrap();
+    for sql in unprotect
+        .iter()
+        .map(|s| s.to_string())
+        .chain(statements.iter().cloned())
+    {
+        sqlx::query(&sql)
+            .execute(&mut *tx)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn verify(app: &TestApp, outside: &[String]) -> access_control::audit::verify::VerifyReport {
+    let mut trust = support::log_trust();
+    trust.outside = outside.to_vec();
+    let mut conn = app.db.pool().acquire().await.unwrap();
+    access_control::audit::verify::verify_all(&mut conn, &trust)
+        .await
+        .unwrap()
+}
+
+/// The statements that throw the whole log away and queue every event again, so that the
+/// next publish builds a tree of the rewritten history.
+fn rebuild_log() -> Vec<String> {
+    [
+        "DELETE FROM audit_checkpoint_cosignatures",
+        "DELETE FROM audit_checkpoints",
+        "DELETE FROM audit_log_nodes",
+        "DELETE FROM audit_log_leaves",
+        "DELETE FROM audit_log_queue",
+        "UPDATE audit_log_head SET size = 0, frontier = ''",
+        "INSERT INTO audit_log_queue (event_id) SELECT id FROM audit_events",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+both_engines!(
+    an_insider_with_full_rights_cannot_rewrite_the_log_unnoticed,
+    |app: TestApp| async move {
+        let anne = accesses(&app).await;
+        publish_all(&app.db, &LOG_KEY).await.unwrap();
+        let clean = verify(&app, &[]).await;
+        assert!(
+            clean.is_intact(),
+            "{:?} {:?}",
+            clean.broken,
+            clean.log.problems
+        );
+        assert!(clean.log.size > 0 && clean.log.checkpoints > 0);
+        // What a witness or a patient kept: the checkpoint of that moment.
+        let mut conn = app.db.pool().acquire().await.unwrap();
+        let kept = access_control::audit::log::checkpoints(&mut conn, 1)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap()
+            .note;
+        drop(conn);
+
+        // 1. Delete Anne's last event and move her chain's head back: the chain alone agrees.
+        let (last_seq, last_id) = {
+            use sqlx::Row;
+            let row = sqlx::query(&format!(
+                "SELECT seq, id, prev_hash FROM audit_events WHERE chain_key = '{anne}' ORDER BY seq DESC LIMIT 1"
+            ))
+            .fetch_one(app.db.pool())
+            .await
+            .unwrap();
+            let prev: String = row.get(2);
+            as_insider(
+                &app,
+                &[
+                    format!("DELETE FROM audit_events WHERE id = '{}'", row.get::<String, _>(1)),
+                    format!(
+                        "UPDATE audit_chains SET last_seq = last_seq - 1, last_hash = '{prev}' WHERE chain_key = '{anne}'"
+                    ),
+                ],
+            )
+            .await;
+            (row.get::<i64, _>(0), row.get::<String, _>(1))
+        };
+        let report = verify(&app, &[]).await;
+        assert!(
+            report.broken.is_empty(),
+            "the hash chains alone see nothing: {:?}",
+            report.broken
+        );
+        assert!(
+            report
+                .log
+                .problems
+                .iter()
+                .any(|p| p.contains(&format!("event {last_seq} of chain {anne}"))
+                    && p.contains("deleted")),
+            "{:?}",
+            report.log.problems
+        );
+        assert!(!last_id.is_empty());
+
+        // 2. Rewrite the remaining history and rebuild the log with the stolen signing key:
+        //    the database is consistent again, and only the kept checkpoint knows better.
+        as_insider(&app, &rebuild_log()).await;
+        publish_all(&app.db, &LOG_KEY).await.unwrap();
+        let local = verify(&app, &[]).await;
+        assert!(
+            local.is_intact(),
+            "with the key and the database, a rewrite is consistent in itself: {:?}",
+            local.log.problems
+        );
+        let report = verify(&app, std::slice::from_ref(&kept)).await;
+        assert!(!report.is_intact());
+        assert!(
+            report
+                .log
+                .problems
+                .iter()
+                .any(|p| p.contains("outside checkpoint 1")),
+            "{:?}",
+            report.log.problems
+        );
+
+        // 3. Change what a logged event says: its leaf no longer matches it.
+        let restored = verify(&app, &[]).await;
+        assert!(restored.is_intact());
+        let victim = app
+            .text(&format!(
+                "SELECT id FROM audit_events WHERE chain_key = '{anne}' AND actor_name LIKE '%Hansen%' ORDER BY seq LIMIT 1"
+            ))
+            .await;
+        as_insider(
+            &app,
+            &[format!(
+                "UPDATE audit_events SET actor_name = 'Nobody' WHERE id = '{victim}'"
+            )],
+        )
+        .await;
+        let report = verify(&app, &[]).await;
+        assert!(
+            report
+                .log
+                .problems
+                .iter()
+                .any(|p| p.contains(&victim) && p.contains("changed")),
+            "{:?}",
+            report.log.problems
+        );
+    }
+);
+
+/// `portal witness --once` against `origin`.
+fn witness(origin: &str, dir: &std::path::Path) -> (bool, String) {
+    let out = process::portal("sqlite://unused", &["witness", "--once"])
+        .args(["--log-url", origin])
+        .args(["--log-key", &LOG_KEY.verifier().to_string()])
+        .arg("--key-file")
+        .arg(dir.join("witness.key"))
+        .args(["--name", "authority.test/witness"])
+        .arg("--state-file")
+        .arg(dir.join("witnessed.note"))
+        .output()
+        .expect("run portal witness");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+both_databases!(
+    a_witness_cosigns_the_log_and_refuses_a_rewritten_history,
+    |url: String| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let witness_key =
+            SignerKey::generate("authority.test/witness", KeyType::CosignatureV1).unwrap();
+        std::fs::write(dir.path().join("witness.key"), witness_key.to_secret_text()).unwrap();
+        let env = [
+            ("PORTAL_WITNESS_KEYS", witness_key.verifier().to_string()),
+            ("PORTAL_CHECKPOINT_INTERVAL", "1".to_string()),
+            ("PORTAL_DEMO", "true".to_string()),
+        ];
+        let (portal, origin) = process::Instance::start(&url, &env).await;
+        let client = reqwest::Client::new();
+        let signed = wait_for_checkpoint(&client, &origin).await;
+        let first = client
+            .get(format!("{origin}/transparency/checkpoint"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // A cosignature by a key the portal does not trust is refused, not stored.
+        let stranger =
+            SignerKey::generate("stranger.test/witness", KeyType::CosignatureV1).unwrap();
+        let mut note = SignedNote::parse(&first).unwrap();
+        note.cosign(&stranger, 1).unwrap();
+        let refused = client
+            .post(format!("{origin}/transparency/cosignature"))
+            .body(note.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400);
+        let (ok, said) = witness(&origin, dir.path());
+        assert!(ok, "{said}");
+        let listed: serde_json::Value = client
+            .get(format!("{origin}/transparency/checkpoints"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            listed[0]["witnesses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w == "authority.test/witness"),
+            "{listed}"
+        );
+        assert!(listed[0]["size"].as_u64().unwrap() >= signed);
+        portal.stop();
+
+        // The insider deletes the newest event and rebuilds the log with the signing key.
+        let db = records_domain::Db::connect(&url, &Default::default())
+            .await
+            .unwrap();
+        let engine = db.engine();
+        let app_like = InsiderDb { db, engine };
+        app_like.rewrite().await;
+        let (portal, origin) = process::Instance::start(&url, &env).await;
+        wait_for_checkpoint(&client, &origin).await;
+        let (ok, said) = witness(&origin, dir.path());
+        assert!(!ok, "the witness refuses: {said}");
+        assert!(said.contains("FORK"), "{said}");
+        portal.stop();
+        // The witness's copy, handed to `audit verify`, names the rewrite.
+        let out = process::portal(&url, &["audit", "verify", "--checkpoint"])
+            .arg(dir.path().join("witnessed.note"))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(
+            said.contains("BROKEN") && said.contains("outside checkpoint"),
+            "{said}"
+        );
+    }
+);
+
+async fn wait_for_checkpoint(client: &reqwest::Client, origin: &str) -> u64 {
+    for _ in 0..100 {
+        if let Ok(answer) = client
+            .get(format!("{origin}/transparency/checkpoint"))
+            .send()
+            .await
+        {
+            if answer.status().is_success() {
+                let note = SignedNote::parse(&answer.text().await.unwrap()).unwrap();
+                return Checkpoint::open(&note, &LOG_KEY.verifier()).unwrap().size;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the portal signed no checkpoint within 10 s");
+}
+
+struct InsiderDb {
+    db: records_domain::Db,
+    engine: Engine,
+}
+
+impl InsiderDb {
+    async fn rewrite(&self) {
+        use sqlx::Row;
+        let unprotect: Vec<String> = match self.engine {
+            Engine::Sqlite => [
+                "audit_events_no_delete",
+                "audit_log_leaves_no_delete",
+                "audit_log_nodes_no_delete",
+                "audit_checkpoints_no_delete",
+                "audit_checkpoint_cosignatures_no_delete",
+                "audit_log_head_only_grows",
+            ]
+            .iter()
+            .map(|t| format!("DROP TRIGGER {t}"))
+            .collect(),
+            Engine::Postgres => [
+                "audit_events",
+                "audit_log_leaves",
+                "audit_log_nodes",
+                "audit_checkpoints",
+                "audit_checkpoint_cosignatures",
+                "audit_log_head",
+            ]
+            .iter()
+            .map(|t| format!("ALTER TABLE {t} DISABLE TRIGGER USER"))
+            .collect(),
+        };
+        let last = sqlx::query(
+            "SELECT e.id, e.chain_key, e.prev_hash FROM audit_events e \
+             JOIN audit_chains c ON c.chain_key = e.chain_key AND c.last_seq = e.seq \
+             ORDER BY e.occurred_at DESC LIMIT 1",
+        )
+        .fetch_one(self.db.pool())
+        .await
+        .unwrap();
+        let (id, chain, prev): (String, String, String) = (last.get(0), last.get(1), last.get(2));
+        let mut statements = unprotect;
+        statements.push(format!("DELETE FROM audit_events WHERE id = '{id}'"));
+        statements.push(format!(
+            "UPDATE audit_chains SET last_seq = last_seq - 1, last_hash = '{prev}' WHERE chain_key = '{chain}'"
+        ));
+        statements.extend(rebuild_log());
+        for sql in statements {
+            sqlx::query(&sql)
+                .execute(self.db.pool())
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        self.db.close().await;
+    }
+}
