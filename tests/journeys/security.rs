@@ -420,8 +420,11 @@ both_engines!(patient_pages_by_proxy_kind, |app: TestApp| async move {
         if page.starts_with("/me/labs") {
             assert_eq!(answer.status, 403, "guardian on {page}");
             assert!(!answer.contains("Reference range"));
-        } else if page.ends_with("chain.json") {
-            assert_eq!(answer.status, 404, "the chain is the owner's alone");
+        } else if page.ends_with("chain.json") || page.ends_with("proof.json") {
+            assert_eq!(
+                answer.status, 404,
+                "the chain and its proofs are the owner's alone"
+            );
         } else {
             answer.assert_ok();
         }
@@ -438,8 +441,11 @@ both_engines!(patient_pages_by_proxy_kind, |app: TestApp| async move {
         .collect();
     for page in &pages {
         let answer = attorney.get(&fill(page, &ids)).await;
-        if page.ends_with("chain.json") {
-            assert_eq!(answer.status, 404, "the chain is the owner's alone");
+        if page.ends_with("chain.json") || page.ends_with("proof.json") {
+            assert_eq!(
+                answer.status, 404,
+                "the chain and its proofs are the owner's alone"
+            );
         } else {
             answer.assert_ok();
         }

@@ -500,3 +500,107 @@ impl InsiderDb {
         self.db.close().await;
     }
 }
+
+both_engines!(
+    an_auditor_sees_the_checkpoints_and_proves_any_event,
+    |app: TestApp| async move {
+        let anne = accesses(&app).await;
+        let victim = app
+            .text(&format!(
+                "SELECT id FROM audit_events WHERE chain_key = '{anne}' AND actor_name LIKE '%Hansen%' ORDER BY seq LIMIT 1"
+            ))
+            .await;
+        let mut auditor = app.signed_in("auditor").await;
+        let proof = auditor.get(&format!("/audit/events/{victim}/proof")).await;
+        assert_eq!(proof.status, 200, "{}", proof.body);
+        let verified = verify_download(&proof.body, Some(&LOG_KEY.verifier())).unwrap();
+        assert_eq!(verified.events, 1);
+        let page = auditor.get("/audit/checkpoints").await;
+        page.assert_ok();
+        let rows = page.table_rows("table");
+        assert!(!rows.is_empty(), "{}", page.body);
+        assert!(rows
+            .iter()
+            .any(|r| r[0] == verified.checkpoint.size.to_string()));
+        assert!(page.contains(&LOG_KEY.verifier().to_string()));
+        assert_eq!(
+            auditor
+                .get(&format!("/audit/events/{}/proof", uuid::Uuid::now_v7()))
+                .await
+                .status,
+            404
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM audit_events WHERE action IN ('download event proof', 'view log checkpoints')")
+                .await,
+            3,
+            "each look is itself audited"
+        );
+
+        // The same proof through FHIR, for an auditor's tool; nobody else's.
+        let mut tx = app.db.begin_write().await.unwrap();
+        let auditor_id = access_control::accounts::by_username(&mut tx, "auditor")
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        let token = access_control::tokens::create(
+            &mut tx,
+            "audit-tool",
+            "user/AuditEvent.read",
+            Some(auditor_id),
+        )
+        .await
+        .unwrap();
+        let lab = access_control::tokens::create(&mut tx, "lab", "system/*.write", None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let answer = app
+            .browser_with_bearer(&token)
+            .get(&format!("/fhir/r4/AuditEvent/{victim}/$proof"))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let parameters: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(parameters["resourceType"], "Parameters");
+        let named = |name: &str| -> Vec<String> {
+            parameters["parameter"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["name"] == name)
+                .map(|p| {
+                    p.get("valueString")
+                        .or(p.get("valueBase64Binary"))
+                        .and_then(|v| v.as_str())
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        };
+        let rebuilt = AuditDownload {
+            format: transparency_log::DOWNLOAD_FORMAT.into(),
+            log_key: named("logKey")[0].clone(),
+            witness_keys: named("witnessKey"),
+            checkpoint: named("checkpoint")[0].clone(),
+            events: vec![transparency_log::DownloadedEvent {
+                leaf_index: named("leafIndex")[0].parse().unwrap(),
+                entry: named("leaf")[0].clone(),
+                inclusion_proof: named("inclusionProof")
+                    .iter()
+                    .map(|h| transparency_log::Hash::from_base64(h).unwrap())
+                    .collect(),
+            }],
+        };
+        verify_download(
+            &serde_json::to_string(&rebuilt).unwrap(),
+            Some(&LOG_KEY.verifier()),
+        )
+        .expect("the FHIR proof verifies as a download");
+        let refused = app
+            .browser_with_bearer(&lab)
+            .get(&format!("/fhir/r4/AuditEvent/{victim}/$proof"))
+            .await;
+        assert_eq!(refused.status, 403, "{}", refused.body);
+    }
+);

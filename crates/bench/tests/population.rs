@@ -37,6 +37,13 @@ fn config(url: &str) -> portal::config::Config {
         // As the harness runs it: its clients claim their own addresses.
         trusted_proxies: 1,
         operations: Default::default(),
+        log: portal::config::LogSettings::with_key(std::sync::Arc::new(
+            transparency_log::SignerKey::generate(
+                "bench.test/audit",
+                transparency_log::KeyType::Ed25519,
+            )
+            .expect("a log key"),
+        )),
     }
 }
 

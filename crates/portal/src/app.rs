@@ -122,6 +122,7 @@ pub fn routes() -> Router<AppState> {
         .merge(routes::clinician::routes())
         .merge(routes::admin::routes())
         .merge(routes::audit::routes())
+        .merge(routes::checkpoints::routes())
         .merge(crate::fhir::routes())
         .merge(crate::transparency::routes::routes())
 }

@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the web portal (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create or upgrade the database schema.
     Migrate(DatabaseArgs),
     /// Create the demo population and logins (if the database has no users yet).
@@ -153,7 +153,7 @@ pub async fn run() -> ExitCode {
     init_logging(&cli.log, cli.log_json);
     let result = match cli.command {
         None => serve(ServeArgs::parse_defaults()).await,
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Migrate(db)) => open(&db).await.map(|_| println!("database is up to date")),
         Some(Command::Seed(db)) => seed_command(&db).await,
         Some(Command::User {

@@ -143,6 +143,14 @@ impl LogSettings {
         self.signer.verifier()
     }
 
+    /// The keys a proof download names.
+    pub fn keys(&self) -> access_control::audit::log::DownloadKeys<'_> {
+        access_control::audit::log::DownloadKeys {
+            log: self.verifier(),
+            witnesses: &self.witnesses,
+        }
+    }
+
     /// Every key a checkpoint of this log may be signed with.
     pub fn trusted(&self) -> Vec<VerifierKey> {
         std::iter::once(self.verifier())

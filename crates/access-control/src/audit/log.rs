@@ -62,13 +62,18 @@ const LATEST_COSIGNED: &str = "SELECT MAX(size) FROM audit_checkpoint_cosignatur
 const INSERT_COSIGNATURE: &str =
     "INSERT INTO audit_checkpoint_cosignatures (size, witness, signature) \
      VALUES ($1, $2, $3) ON CONFLICT (size, witness) DO NOTHING";
-const LEAF_OF: &str = "SELECT leaf_index FROM audit_log_leaves WHERE event_id = $1";
 const PATIENT_LEAVES: &str = concat!(
     "SELECT leaf_index, ",
     crate::audit_event_columns!(),
     " FROM audit_events JOIN (SELECT event_id, leaf_index FROM audit_log_leaves) AS l \
      ON l.event_id = audit_events.id WHERE patient_id = $1 AND leaf_index < $2 \
      ORDER BY leaf_index"
+);
+const EVENT_LEAF: &str = concat!(
+    "SELECT leaf_index, ",
+    crate::audit_event_columns!(),
+    " FROM audit_events JOIN (SELECT event_id, leaf_index FROM audit_log_leaves) AS l \
+     ON l.event_id = audit_events.id WHERE id = $1"
 );
 const LEAF_HASHES: &str =
     "SELECT node_index, hash FROM audit_log_nodes WHERE level = 0 ORDER BY node_index";
@@ -96,7 +101,7 @@ pub(crate) fn statements() -> Vec<Statement> {
     let mut all = records_domain::statements!("audit::log":
         PENDING, LOCK_HEAD, HEAD, QUEUED, MOVE_HEAD, LATEST_SIZE, INSERT_CHECKPOINT, CHECKPOINTS,
         CHECKPOINT_AT, ALL_CHECKPOINTS, COSIGNATURES, LATEST_COSIGNED, INSERT_COSIGNATURE,
-        LEAF_OF, PATIENT_LEAVES, LEAF_HASHES, LOGGED_EVENTS, VANISHED, UNLOGGED);
+        PATIENT_LEAVES, EVENT_LEAF, LEAF_HASHES, LOGGED_EVENTS, VANISHED, UNLOGGED);
     let two = [UuidText(uuid::Uuid::nil()), UuidText(uuid::Uuid::max())];
     all.push(Statement::new(
         "audit::log::queue",
@@ -471,18 +476,6 @@ pub async fn consistency_proof(
     Ok(plan.assemble(|id| found.get(&id).copied())?)
 }
 
-/// Where an event sits in the tree, once the sequencer has taken it.
-pub async fn leaf_of(
-    conn: &mut AnyConnection,
-    event: uuid::Uuid,
-) -> Result<Option<u64>, AccessError> {
-    let index: Option<i64> = sqlx::query_scalar(LEAF_OF)
-        .bind(UuidText(event))
-        .fetch_optional(&mut *conn)
-        .await?;
-    index.map(as_u64).transpose()
-}
-
 #[derive(sqlx::FromRow)]
 struct LeafEventRow {
     leaf_index: i64,
@@ -496,8 +489,7 @@ struct LeafEventRow {
 pub async fn download_for(
     conn: &mut AnyConnection,
     patient: PatientId,
-    log_key: &VerifierKey,
-    witness_keys: &[VerifierKey],
+    keys: &DownloadKeys<'_>,
 ) -> Result<Option<AuditDownload>, AccessError> {
     let Some(checkpoint) = preferred_checkpoint(conn).await? else {
         return Ok(None);
@@ -507,14 +499,57 @@ pub async fn download_for(
         .bind(as_i64(checkpoint.size))
         .fetch_all(&mut *conn)
         .await?;
-    let mut plans = Vec::with_capacity(rows.len());
+    let events = rows
+        .into_iter()
+        .map(|row| Ok((as_u64(row.leaf_index)?, AuditEvent::from(row.event))))
+        .filter(|e: &Result<(u64, AuditEvent), AccessError>| {
+            e.as_ref()
+                .map_or(true, |(_, event)| event.encoding() == super::ENCODING)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(download(conn, checkpoint, events, keys).await?))
+}
+
+/// One event's proof, in the download format: what an auditor hands someone to show that
+/// this event is in the log. Against the checkpoint a patient would get if it covers the
+/// event, else the newest; `None` while the event is not yet in a signed tree.
+pub async fn download_of_event(
+    conn: &mut AnyConnection,
+    event: uuid::Uuid,
+    keys: &DownloadKeys<'_>,
+) -> Result<Option<AuditDownload>, AccessError> {
+    let row: Option<LeafEventRow> = sqlx::query_as(EVENT_LEAF)
+        .bind(UuidText(event))
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let index = as_u64(row.leaf_index)?;
+    let covering = match preferred_checkpoint(conn).await? {
+        Some(c) if c.size > index => Some(c),
+        _ => checkpoints(conn, 1).await?.pop().filter(|c| c.size > index),
+    };
+    let Some(checkpoint) = covering else {
+        return Ok(None);
+    };
+    let events = vec![(index, AuditEvent::from(row.event))];
+    Ok(Some(download(conn, checkpoint, events, keys).await?))
+}
+
+/// The keys a download names: the log's, and the witnesses' the portal trusts.
+pub struct DownloadKeys<'a> {
+    pub log: VerifierKey,
+    pub witnesses: &'a [VerifierKey],
+}
+
+async fn download(
+    conn: &mut AnyConnection,
+    checkpoint: StoredCheckpoint,
+    events: Vec<(u64, AuditEvent)>,
+    keys: &DownloadKeys<'_>,
+) -> Result<AuditDownload, AccessError> {
+    let mut plans = Vec::with_capacity(events.len());
     let mut wanted = Vec::new();
-    for row in rows {
-        let event = AuditEvent::from(row.event);
-        if event.encoding() != super::ENCODING {
-            continue;
-        }
-        let index = as_u64(row.leaf_index)?;
+    for (index, event) in events {
         let plan = ProofPlan::inclusion(index, checkpoint.size)?;
         wanted.extend(plan.nodes());
         plans.push((index, event, plan));
@@ -522,26 +557,27 @@ pub async fn download_for(
     wanted.sort_unstable();
     wanted.dedup();
     let found = nodes(conn, &wanted).await?;
-    let mut events = Vec::with_capacity(plans.len());
+    let mut downloaded = Vec::with_capacity(plans.len());
     for (leaf_index, event, plan) in plans {
-        events.push(DownloadedEvent {
+        downloaded.push(DownloadedEvent {
             leaf_index,
             entry: base64_of(&leaf_data(&event)),
             inclusion_proof: plan.assemble(|id| found.get(&id).copied())?,
         });
     }
-    let witness_keys = witness_keys
+    let witness_keys = keys
+        .witnesses
         .iter()
         .filter(|key| checkpoint.witnesses.iter().any(|name| name == key.name()))
         .map(ToString::to_string)
         .collect();
-    Ok(Some(AuditDownload {
+    Ok(AuditDownload {
         format: DOWNLOAD_FORMAT.to_string(),
-        log_key: log_key.to_string(),
+        log_key: keys.log.to_string(),
         witness_keys,
         checkpoint: checkpoint.note,
-        events,
-    }))
+        events: downloaded,
+    })
 }
 
 fn base64_of(bytes: &[u8]) -> String {

@@ -12,6 +12,7 @@ mod anonymous;
 pub mod caller;
 pub mod error;
 pub mod ingest;
+mod proof;
 mod read;
 pub mod resources;
 pub mod search;
@@ -63,6 +64,10 @@ pub fn routes() -> Router<AppState> {
             get(read::read_by_id::<read::CarePlan>).put(write::update),
         )
         .route("/fhir/r4/AuditEvent", get(read::search_audit_events))
+        .route(
+            "/fhir/r4/AuditEvent/{id}/$proof",
+            get(proof::audit_event_proof),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 

@@ -344,29 +344,34 @@ fn paged(
     )
 }
 
+/// The audit log is the auditors'; anyone else's try is refused and audited as `action`.
+pub(super) async fn auditors_only(
+    state: &AppState,
+    caller: &mut FhirCaller,
+    action: &str,
+) -> FhirResult<()> {
+    caller.require(state, "AuditEvent", false).await?;
+    if caller.actor.role == Role::Auditor {
+        return Ok(());
+    }
+    audit_system(
+        state,
+        NewEvent::by(&caller.actor, &caller.ctx, action, Outcome::Denied)
+            .reason("only auditors read the audit log"),
+    )
+    .await?;
+    Err(FhirError::Forbidden(
+        "only auditors read the audit log".into(),
+    ))
+}
+
 /// Auditors only; the search is itself an audited auditor action.
 pub(super) async fn search_audit_events(
     State(state): State<AppState>,
     mut caller: FhirCaller,
     RawQuery(raw): RawQuery,
 ) -> FhirResult<Response> {
-    caller.require(&state, "AuditEvent", false).await?;
-    if caller.actor.role != Role::Auditor {
-        audit_system(
-            &state,
-            NewEvent::by(
-                &caller.actor,
-                &caller.ctx,
-                "fhir AuditEvent search",
-                Outcome::Denied,
-            )
-            .reason("only auditors read the audit log"),
-        )
-        .await?;
-        return Err(FhirError::Forbidden(
-            "only auditors read the audit log".into(),
-        ));
-    }
+    auditors_only(&state, &mut caller, "fhir AuditEvent search").await?;
     let pairs = query_pairs(raw.clone())?;
     let q = AuditSearch::parse(&pairs)?;
     let filter = audit_query::Filter {

@@ -162,7 +162,7 @@ async fn to_filter(
     })
 }
 
-async fn record_auditor_action(
+pub(crate) async fn record_auditor_action(
     state: &AppState,
     auditor: &CurrentUser,
     action: &str,

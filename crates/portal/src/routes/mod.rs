@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit;
 mod banner;
+pub mod checkpoints;
 pub mod clinician;
 pub mod health;
 mod open;

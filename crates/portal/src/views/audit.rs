@@ -260,3 +260,42 @@ pub fn verify(user: &CurrentUser, csrf: &str, report: &VerifyReport, elapsed: Du
         },
     )
 }
+
+/// The newest signed checkpoints of the transparency log and who cosigned them.
+pub fn checkpoints(
+    user: &CurrentUser,
+    csrf: &str,
+    log_key: &str,
+    shown: &[access_control::audit::log::StoredCheckpoint],
+) -> Markup {
+    audit_page(
+        "Transparency log checkpoints",
+        user,
+        csrf,
+        html! {
+            p { "Every audit event is a leaf of one Merkle tree (RFC 9162). The portal signs the tree's size and root every few seconds; witnesses cosign each checkpoint after checking that it extends the last one they saw. The log's public key:" }
+            p { code.key { (log_key) } }
+            p { "The public endpoints " code { "/transparency/checkpoint" } ", " code { "/transparency/checkpoints" } " and " code { "/transparency/consistency?old=&new=" } " serve the same to anyone." }
+            @if shown.is_empty() {
+                p.notice role="status" { "No checkpoint has been signed yet." }
+            } @else {
+                div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
+                    table {
+                        caption { "Newest checkpoints" }
+                        thead { tr { th scope="col" { "Events" } th scope="col" { "Root (SHA-256)" } th scope="col" { "Signed" } th scope="col" { "Witnessed by" } } }
+                        tbody {
+                            @for c in shown {
+                                tr {
+                                    td.num { (c.size) }
+                                    td { code { (c.root.to_hex()) } }
+                                    td { (c.signed_at) }
+                                    td { @if c.witnesses.is_empty() { "not yet" } @else { (c.witnesses.join(", ")) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}

@@ -41,6 +41,7 @@ fn nav_links(role: Role) -> &'static [(&'static str, &'static str)] {
             ("/audit/reviews", "Review queue"),
             ("/audit/stats", "Statistics"),
             ("/audit/verify", "Verify log"),
+            ("/audit/checkpoints", "Checkpoints"),
         ],
         Role::Administrator => &[
             ("/admin/users", "Users"),

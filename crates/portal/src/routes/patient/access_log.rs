@@ -190,14 +190,9 @@ pub async fn proof(
     let log = &state.config.log;
     crate::transparency::publisher::publish_all(&state.db, &log.signer).await?;
     let mut conn = state.db.pool().acquire().await?;
-    let download = access_control::audit::log::download_for(
-        &mut conn,
-        patient,
-        &log.verifier(),
-        &log.witnesses,
-    )
-    .await?
-    .ok_or_else(AppError::not_found)?;
+    let download = access_control::audit::log::download_for(&mut conn, patient, &log.keys())
+        .await?
+        .ok_or_else(AppError::not_found)?;
     let json = serde_json::to_vec_pretty(&download).map_err(AppError::internal)?;
     Ok((
         [
