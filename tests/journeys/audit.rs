@@ -38,6 +38,7 @@ fn verify_cli(app: &TestApp) -> std::process::Output {
         .args(["audit", "verify"])
         .env("DATABASE_URL", &app.database_url)
         .env("PORTAL_LOG", "warn")
+        .env("PORTAL_LOG_KEY_FILE", crate::support::process::log_key_file())
         .output()
         .expect("portal audit verify runs")
 }
@@ -387,6 +388,12 @@ both_engines!(
             .execute(app.db.pool())
             .await
             .unwrap();
+            // Migration 0014 queued every event stored before it for the transparency log.
+            sqlx::query("INSERT INTO audit_log_queue (event_id) VALUES ($1)")
+                .bind(&id)
+                .execute(app.db.pool())
+                .await
+                .unwrap();
             prev_hash = hash;
         }
         sqlx::query("INSERT INTO audit_chains (chain_key, last_seq, last_hash) VALUES ($1, 2, $2)")
@@ -811,6 +818,7 @@ fn portal_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
         .args(args)
         .env("DATABASE_URL", &app.database_url)
         .env("PORTAL_LOG", "warn")
+        .env("PORTAL_LOG_KEY_FILE", crate::support::process::log_key_file())
         .env_remove("PORTAL_AUDIT_RETENTION_YEARS")
         .output()
         .expect("portal runs")
