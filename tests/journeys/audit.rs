@@ -38,7 +38,10 @@ fn verify_cli(app: &TestApp) -> std::process::Output {
         .args(["audit", "verify"])
         .env("DATABASE_URL", &app.database_url)
         .env("PORTAL_LOG", "warn")
-        .env("PORTAL_LOG_KEY_FILE", crate::support::process::log_key_file())
+        .env(
+            "PORTAL_LOG_KEY_FILE",
+            crate::support::process::log_key_file(),
+        )
         .output()
         .expect("portal audit verify runs")
 }
@@ -818,7 +821,10 @@ fn portal_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
         .args(args)
         .env("DATABASE_URL", &app.database_url)
         .env("PORTAL_LOG", "warn")
-        .env("PORTAL_LOG_KEY_FILE", crate::support::process::log_key_file())
+        .env(
+            "PORTAL_LOG_KEY_FILE",
+            crate::support::process::log_key_file(),
+        )
         .env_remove("PORTAL_AUDIT_RETENTION_YEARS")
         .output()
         .expect("portal runs")

@@ -294,28 +294,54 @@ both_engines!(
             report.log.problems
         );
 
-        // 3. Change what a logged event says: its leaf no longer matches it.
+        // 3. Rewrite a whole chain consistently: one event's actor changed and every hash
+        //    after it recomputed, the head moved to match. The chain verifies; its leaf does not.
         let restored = verify(&app, &[]).await;
         assert!(restored.is_intact());
-        let victim = app
-            .text(&format!(
-                "SELECT id FROM audit_events WHERE chain_key = '{anne}' AND actor_name LIKE '%Hansen%' ORDER BY seq LIMIT 1"
-            ))
-            .await;
-        as_insider(
-            &app,
-            &[format!(
-                "UPDATE audit_events SET actor_name = 'Nobody' WHERE id = '{victim}'"
-            )],
-        )
-        .await;
+        let patient = records_domain::model::PatientId(anne.parse().unwrap());
+        let mut conn = app.db.pool().acquire().await.unwrap();
+        let mut chain = access_control::audit::query::chain_of(&mut conn, patient)
+            .await
+            .unwrap();
+        drop(conn);
+        chain.sort_by_key(|e| e.seq);
+        let victim = chain
+            .iter()
+            .position(|e| e.actor_name.contains("Hansen"))
+            .unwrap();
+        let victim_id = chain[victim].id.to_string();
+        chain[victim].actor_name = "Nobody".into();
+        let mut rewrite = Vec::new();
+        for i in victim..chain.len() {
+            if i > victim {
+                chain[i].prev_hash = chain[i - 1].hash.clone();
+            }
+            chain[i].hash = chain[i].compute_hash();
+            rewrite.push(format!(
+                "UPDATE audit_events SET actor_name = '{}', prev_hash = '{}', hash = '{}' WHERE id = '{}'",
+                chain[i].actor_name.replace('\'', "''"),
+                chain[i].prev_hash,
+                chain[i].hash,
+                chain[i].id
+            ));
+        }
+        let head = chain.last().unwrap().hash.clone();
+        rewrite.push(format!(
+            "UPDATE audit_chains SET last_hash = '{head}' WHERE chain_key = '{anne}'"
+        ));
+        as_insider(&app, &rewrite).await;
         let report = verify(&app, &[]).await;
+        assert!(
+            report.broken.is_empty(),
+            "the rewritten chain verifies on its own: {:?}",
+            report.broken
+        );
         assert!(
             report
                 .log
                 .problems
                 .iter()
-                .any(|p| p.contains(&victim) && p.contains("changed")),
+                .any(|p| p.contains(&victim_id) && p.contains("changed")),
             "{:?}",
             report.log.problems
         );

@@ -28,11 +28,17 @@ pub fn spawn(db: Db, settings: LogSettings) -> tokio::task::JoinHandle<()> {
         loop {
             tick.tick().await;
             match publish_all(&db, &settings.signer).await {
-                Ok(Published {
-                    signed: Some(size), ..
-                }) => tracing::debug!(size, "signed a checkpoint"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "transparency log round failed"),
+                Ok(published) => {
+                    metrics::gauge!("portal_transparency_log_size").set(published.size as f64);
+                    if let Some(size) = published.signed {
+                        metrics::counter!("portal_transparency_checkpoints_total").increment(1);
+                        tracing::debug!(size, "signed a checkpoint");
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!("portal_transparency_failures_total").increment(1);
+                    tracing::warn!(error = %e, "transparency log round failed");
+                }
             }
         }
     })
