@@ -332,6 +332,12 @@ async function journeyAuditor(browser, logins, reason) {
       expect(text.includes(note), `the closed review does not show the note: ${text}`);
       expect((await review().locator('textarea[name="note"]').count()) === 0, 'the closed review still has a note form');
     });
+    await j.step('open the transparency log\'s checkpoints from the menu', async () => {
+      await Promise.all([page.waitForNavigation(), page.getByRole('link', { name: 'Checkpoints' }).click()]);
+      await j.visited(page);
+      const key = (await page.locator('code.key').textContent()) || '';
+      expect(key.startsWith('portal.localhost/audit+'), `the log's key is not shown: ${key}`);
+    });
   } finally {
     await ctx.close();
   }
