@@ -147,36 +147,39 @@ both_engines!(
     }
 );
 
-/// Run statements as the database's owner, the log's protections switched off first, as a
-/// malicious administrator would.
-async fn as_insider(app: &TestApp, statements: &[String]) {
-    let unprotect: &[&str] = match app.engine {
-        Engine::Sqlite => &[
-            "DROP TRIGGER IF EXISTS audit_events_no_update",
-            "DROP TRIGGER IF EXISTS audit_events_no_delete",
-            "DROP TRIGGER IF EXISTS audit_log_leaves_no_delete",
-            "DROP TRIGGER IF EXISTS audit_log_nodes_no_delete",
-            "DROP TRIGGER IF EXISTS audit_checkpoints_no_delete",
-            "DROP TRIGGER IF EXISTS audit_checkpoint_cosignatures_no_delete",
-            "DROP TRIGGER IF EXISTS audit_log_head_only_grows",
-        ],
-        Engine::Postgres => &[
-            "ALTER TABLE audit_events DISABLE TRIGGER USER",
-            "ALTER TABLE audit_log_leaves DISABLE TRIGGER USER",
-            "ALTER TABLE audit_log_nodes DISABLE TRIGGER USER",
-            "ALTER TABLE audit_checkpoints DISABLE TRIGGER USER",
-            "ALTER TABLE audit_checkpoint_cosignatures DISABLE TRIGGER USER",
-            "ALTER TABLE audit_log_head DISABLE TRIGGER USER",
-        ],
-    };
-    // One transaction, so that the portal's own publisher never sees the log half rewritten.
-    let mut tx = app.db.pool().begin().await.unwrap();
-    for sql in unprotect
-        .iter()
-        .map(|s| s.to_string())
-        .chain(statements.iter().cloned())
-    {
-        sqlx::query(&sql)
+/// What a malicious administrator runs first: the log's protections switched off.
+fn unprotect(engine: Engine) -> Vec<String> {
+    const TABLES: [&str; 6] = [
+        "audit_events",
+        "audit_log_leaves",
+        "audit_log_nodes",
+        "audit_checkpoints",
+        "audit_checkpoint_cosignatures",
+        "audit_log_head",
+    ];
+    match engine {
+        Engine::Sqlite => {
+            let mut triggers = vec!["audit_events_no_update".to_string()];
+            triggers.extend(TABLES[..5].iter().map(|t| format!("{t}_no_delete")));
+            triggers.push("audit_log_head_only_grows".into());
+            triggers
+                .iter()
+                .map(|t| format!("DROP TRIGGER IF EXISTS {t}"))
+                .collect()
+        }
+        Engine::Postgres => TABLES
+            .iter()
+            .map(|t| format!("ALTER TABLE {t} DISABLE TRIGGER USER"))
+            .collect(),
+    }
+}
+
+/// Run statements as the database's owner, protections off, in one transaction, so that the
+/// portal's own publisher never sees the log half rewritten.
+async fn as_insider(db: &records_domain::Db, statements: &[String]) {
+    let mut tx = db.pool().begin().await.unwrap();
+    for sql in unprotect(db.engine()).iter().chain(statements) {
+        sqlx::query(sql)
             .execute(&mut *tx)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -243,7 +246,7 @@ both_engines!(
             .unwrap();
             let prev: String = row.get(2);
             as_insider(
-                &app,
+                &app.db,
                 &[
                     format!("DELETE FROM audit_events WHERE id = '{}'", row.get::<String, _>(1)),
                     format!(
@@ -274,7 +277,7 @@ both_engines!(
 
         // 2. Rewrite the remaining history and rebuild the log with the stolen signing key:
         //    the database is consistent again, and only the kept checkpoint knows better.
-        as_insider(&app, &rebuild_log()).await;
+        as_insider(&app.db, &rebuild_log()).await;
         publish_all(&app.db, &LOG_KEY).await.unwrap();
         let local = verify(&app, &[]).await;
         assert!(
@@ -329,7 +332,7 @@ both_engines!(
         rewrite.push(format!(
             "UPDATE audit_chains SET last_hash = '{head}' WHERE chain_key = '{anne}'"
         ));
-        as_insider(&app, &rewrite).await;
+        as_insider(&app.db, &rewrite).await;
         let report = verify(&app, &[]).await;
         assert!(
             report.broken.is_empty(),
@@ -427,12 +430,7 @@ both_databases!(
         portal.stop();
 
         // The insider deletes the newest event and rebuilds the log with the signing key.
-        let db = records_domain::Db::connect(&url, &Default::default())
-            .await
-            .unwrap();
-        let engine = db.engine();
-        let app_like = InsiderDb { db, engine };
-        app_like.rewrite().await;
+        rewrite_history(&url).await;
         let (portal, origin) = process::Instance::start(&url, &env).await;
         wait_for_checkpoint(&client, &origin).await;
         let (ok, said) = witness(&origin, dir.path());
@@ -470,61 +468,30 @@ async fn wait_for_checkpoint(client: &reqwest::Client, origin: &str) -> u64 {
     panic!("the portal signed no checkpoint within 10 s");
 }
 
-struct InsiderDb {
-    db: records_domain::Db,
-    engine: Engine,
-}
-
-impl InsiderDb {
-    async fn rewrite(&self) {
-        use sqlx::Row;
-        let unprotect: Vec<String> = match self.engine {
-            Engine::Sqlite => [
-                "audit_events_no_delete",
-                "audit_log_leaves_no_delete",
-                "audit_log_nodes_no_delete",
-                "audit_checkpoints_no_delete",
-                "audit_checkpoint_cosignatures_no_delete",
-                "audit_log_head_only_grows",
-            ]
-            .iter()
-            .map(|t| format!("DROP TRIGGER {t}"))
-            .collect(),
-            Engine::Postgres => [
-                "audit_events",
-                "audit_log_leaves",
-                "audit_log_nodes",
-                "audit_checkpoints",
-                "audit_checkpoint_cosignatures",
-                "audit_log_head",
-            ]
-            .iter()
-            .map(|t| format!("ALTER TABLE {t} DISABLE TRIGGER USER"))
-            .collect(),
-        };
-        let last = sqlx::query(
-            "SELECT e.id, e.chain_key, e.prev_hash FROM audit_events e \
-             JOIN audit_chains c ON c.chain_key = e.chain_key AND c.last_seq = e.seq \
-             ORDER BY e.occurred_at DESC LIMIT 1",
-        )
-        .fetch_one(self.db.pool())
+/// The insider deletes the newest event, moves its chain back and rebuilds the log.
+async fn rewrite_history(url: &str) {
+    use sqlx::Row;
+    let db = records_domain::Db::connect(url, &Default::default())
         .await
         .unwrap();
-        let (id, chain, prev): (String, String, String) = (last.get(0), last.get(1), last.get(2));
-        let mut statements = unprotect;
-        statements.push(format!("DELETE FROM audit_events WHERE id = '{id}'"));
-        statements.push(format!(
+    let last = sqlx::query(
+        "SELECT e.id, e.chain_key, e.prev_hash FROM audit_events e \
+         JOIN audit_chains c ON c.chain_key = e.chain_key AND c.last_seq = e.seq \
+         ORDER BY e.occurred_at DESC LIMIT 1",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    let (id, chain, prev): (String, String, String) = (last.get(0), last.get(1), last.get(2));
+    let mut statements = vec![
+        format!("DELETE FROM audit_events WHERE id = '{id}'"),
+        format!(
             "UPDATE audit_chains SET last_seq = last_seq - 1, last_hash = '{prev}' WHERE chain_key = '{chain}'"
-        ));
-        statements.extend(rebuild_log());
-        for sql in statements {
-            sqlx::query(&sql)
-                .execute(self.db.pool())
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        }
-        self.db.close().await;
-    }
+        ),
+    ];
+    statements.extend(rebuild_log());
+    as_insider(&db, &statements).await;
+    db.close().await;
 }
 
 both_engines!(

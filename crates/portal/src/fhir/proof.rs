@@ -2,7 +2,6 @@
 //! FHIR Parameters resource for auditors' tools. The same proof as the auditor's download, in
 //! FHIR's terms: the leaf's bytes and index, the signed checkpoint, the path of hashes.
 
-use access_control::audit::log;
 use access_control::audit::{NewEvent, Outcome};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -23,11 +22,7 @@ pub(super) async fn audit_event_proof(
     Path(id): Path<Uuid>,
 ) -> FhirResult<Response> {
     auditors_only(&state, &mut caller, ACTION).await?;
-    let settings = &state.config.log;
-    crate::transparency::publisher::publish_all(&state.db, &settings.signer).await?;
-    let mut conn = state.db.pool().acquire().await?;
-    let download = log::download_of_event(&mut conn, id, &settings.keys()).await?;
-    drop(conn);
+    let download = crate::transparency::proofs::of_event(&state, id).await?;
     audit_system(
         &state,
         NewEvent::by(&caller.actor, &caller.ctx, ACTION, Outcome::Success)

@@ -4,8 +4,7 @@
 
 use access_control::audit::log;
 use axum::extract::{Path, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use maud::Markup;
@@ -55,12 +54,7 @@ async fn proof(
     AuditorUser(auditor): AuditorUser,
     Path(event): Path<Uuid>,
 ) -> AppResult<Response> {
-    let settings = &state.config.log;
-    // An event of the last seconds joins the tree now rather than at the next round.
-    crate::transparency::publisher::publish_all(&state.db, &settings.signer).await?;
-    let mut conn = state.db.pool().acquire().await?;
-    let download = log::download_of_event(&mut conn, event, &settings.keys()).await?;
-    drop(conn);
+    let download = crate::transparency::proofs::of_event(&state, event).await?;
     record_auditor_action(
         &state,
         &auditor,
@@ -70,16 +64,5 @@ async fn proof(
     )
     .await?;
     let download = download.ok_or_else(AppError::not_found)?;
-    let json = serde_json::to_vec_pretty(&download).map_err(AppError::internal)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"audit-event-proof.json\"",
-            ),
-        ],
-        json,
-    )
-        .into_response())
+    crate::routes::json_download("audit-event-proof.json", &download)
 }

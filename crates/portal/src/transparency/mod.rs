@@ -5,6 +5,7 @@
 //! `access_control::audit::log`; the formats are the `transparency-log` crate's.
 
 pub mod commands;
+pub mod proofs;
 pub mod publisher;
 pub mod routes;
 pub mod witness;

@@ -9,7 +9,6 @@ use access_control::audit::query::{self as audit_query, REVIEW_PATIENT_REPORT};
 use access_control::audit::{self, AuditEvent, NewEvent, Outcome};
 use access_control::Basis;
 use axum::extract::{Path, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::Markup;
 use records_domain::model::PatientId;
@@ -155,18 +154,7 @@ pub async fn chain(
         "hash_rule": HASH_RULE,
         "events": events.iter().map(AuditEvent::for_patient).collect::<Vec<_>>(),
     });
-    let json = serde_json::to_vec_pretty(&body).map_err(AppError::internal)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"access-log-chain.json\"",
-            ),
-        ],
-        json,
-    )
-        .into_response())
+    crate::routes::json_download("access-log-chain.json", &body)
 }
 
 /// The patient's events with an inclusion proof each, the signed checkpoint they lead to and
@@ -186,23 +174,8 @@ pub async fn proof(
     if !own {
         return Err(AppError::not_found());
     }
-    // Events of the last few seconds, this download's own among them, join the tree first.
-    let log = &state.config.log;
-    crate::transparency::publisher::publish_all(&state.db, &log.signer).await?;
-    let mut conn = state.db.pool().acquire().await?;
-    let download = access_control::audit::log::download_for(&mut conn, patient, &log.keys())
+    let download = crate::transparency::proofs::of_patient(&state, patient)
         .await?
         .ok_or_else(AppError::not_found)?;
-    let json = serde_json::to_vec_pretty(&download).map_err(AppError::internal)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"access-log-proof.json\"",
-            ),
-        ],
-        json,
-    )
-        .into_response())
+    crate::routes::json_download("access-log-proof.json", &download)
 }
