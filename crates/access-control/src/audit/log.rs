@@ -27,8 +27,9 @@ use transparency_log::{
 use super::{AuditEvent, EventRow};
 use crate::AccessError;
 
-/// Events one `publish` moves into the tree; a longer queue takes several rounds.
-pub const PUBLISH_BATCH: i64 = 10_000;
+/// Events one `publish` moves into the tree; a longer queue takes several rounds. Small enough
+/// that a round holds SQLite's write lock for milliseconds, not the audit writer's seconds.
+pub const PUBLISH_BATCH: i64 = 2_000;
 /// Rows per multi-row statement, far below both engines' limits on bound values.
 const ROWS: usize = 256;
 

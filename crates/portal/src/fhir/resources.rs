@@ -287,6 +287,16 @@ pub fn operation_outcome(severity: &str, code: &str, diagnostics: &str) -> Value
 
 /// What this server does, truthfully: the resources, interactions and search parameters below
 /// are exactly the routes in `fhir::routes`.
+/// `AuditEvent/{id}/$proof`: the event's inclusion proof in the signed transparency log.
+fn audit_event_with_proof(mut audit_event: Value) -> Value {
+    audit_event["operation"] = json!([{
+        "name": "proof",
+        "definition": "urn:portal:OperationDefinition:AuditEvent-proof",
+        "documentation": "The event's RFC 9162 inclusion proof in the portal's signed transparency log (README: The transparency log), as Parameters: logKey, checkpoint, leafIndex, leaf, inclusionProof, witnessKey.",
+    }]);
+    audit_event
+}
+
 pub fn capability_statement(base: &str) -> Value {
     let search = |params: &[(&str, &str)]| {
         params
@@ -327,7 +337,7 @@ pub fn capability_statement(base: &str) -> Value {
                 resource("Observation", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("code", "token"), ("date", "date"), ("category", "token"), ("_sort", "special")])),
                 resource("MedicationRequest", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
                 resource("CarePlan", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
-                resource("AuditEvent", &["search-type"], with_paging(&[("patient", "reference"), ("agent", "reference"), ("date", "date")])),
+                audit_event_with_proof(resource("AuditEvent", &["search-type"], with_paging(&[("patient", "reference"), ("agent", "reference"), ("date", "date")]))),
             ],
             "interaction": [{ "code": "transaction" }],
         }],

@@ -70,6 +70,10 @@ fn pool_options(engine: Engine, max_connections: u32, acquire_timeout: Duration)
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(acquire_timeout)
+        // No ping before every checkout: one round trip (on SQLite a hand-off to the driver's
+        // thread) for each of a page's connections. A connection the server closed fails its
+        // next statement instead, that request answers 503/500 once, and the pool drops it.
+        .test_before_acquire(false)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if engine == Engine::Sqlite {
