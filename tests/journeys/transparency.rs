@@ -273,7 +273,25 @@ both_engines!(
             "{:?}",
             report.log.problems
         );
-        assert!(!last_id.is_empty());
+        // 1b. The cover-up goes on: the deleted event's leaf row goes too. The leaf's hash
+        //     stays in the signed tree, and names no event any more.
+        as_insider(
+            &app.db,
+            &[format!(
+                "DELETE FROM audit_log_leaves WHERE event_id = '{last_id}'"
+            )],
+        )
+        .await;
+        let report = verify(&app, &[]).await;
+        assert!(
+            report
+                .log
+                .problems
+                .iter()
+                .any(|p| p.contains("names no event any more")),
+            "{:?}",
+            report.log.problems
+        );
 
         // 2. Rewrite the remaining history and rebuild the log with the stolen signing key:
         //    the database is consistent again, and only the kept checkpoint knows better.
@@ -292,7 +310,7 @@ both_engines!(
                 .log
                 .problems
                 .iter()
-                .any(|p| p.contains("outside checkpoint 1")),
+                .any(|p| p.contains("outside checkpoint 1 covers") && p.contains("were removed")),
             "{:?}",
             report.log.problems
         );
@@ -445,7 +463,7 @@ both_databases!(
         let said = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{said}");
         assert!(
-            said.contains("BROKEN") && said.contains("outside checkpoint"),
+            said.contains("BROKEN: outside checkpoint 1 covers") && said.contains("were removed"),
             "{said}"
         );
     }
@@ -595,5 +613,64 @@ both_engines!(
             .get(&format!("/fhir/r4/AuditEvent/{victim}/$proof"))
             .await;
         assert_eq!(refused.status, 403, "{}", refused.body);
+    }
+);
+
+static WITNESS: std::sync::LazyLock<SignerKey> = std::sync::LazyLock::new(|| {
+    SignerKey::generate("authority.test/witness", KeyType::CosignatureV1).unwrap()
+});
+
+both_engines!(
+    a_patients_download_prefers_a_witnessed_checkpoint_but_never_hides_an_access,
+    with |config: &mut portal::config::Config| {
+        config.log.witnesses = vec![WITNESS.verifier()];
+    },
+    |app: TestApp| async move {
+        let anne = accesses(&app).await;
+        publish_all(&app.db, &LOG_KEY).await.unwrap();
+        let mut conn = app.db.pool().acquire().await.unwrap();
+        let newest = access_control::audit::log::checkpoints(&mut conn, 1)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        drop(conn);
+        let mut note = SignedNote::parse(&newest.note).unwrap();
+        note.cosign(&WITNESS, 1_700_000_000).unwrap();
+        let added = access_control::audit::log::add_cosignatures(
+            &app.db,
+            &note.to_string(),
+            &LOG_KEY.verifier(),
+            &[WITNESS.verifier()],
+        )
+        .await
+        .unwrap();
+        assert_eq!(added, 1);
+
+        let mut patient = app.signed_in("anne").await;
+        let download = patient.get("/me/access-log/proof.json").await;
+        assert_eq!(download.status, 200, "{}", download.body);
+        let verified = verify_download(&download.body, Some(&LOG_KEY.verifier())).unwrap();
+        assert_eq!(verified.checkpoint.size, newest.size, "the witnessed checkpoint");
+        assert_eq!(verified.witnesses.len(), 1, "with its cosignature checked");
+
+        // A clinician looks again after the witness's last cosignature: the download must show
+        // it, so it proves against the newest checkpoint instead.
+        let mut hansen = app.signed_in("dr.hansen").await;
+        hansen
+            .get(&format!("/clinician/patients/{anne}/plans"))
+            .await
+            .assert_ok();
+        let download = patient.get("/me/access-log/proof.json").await;
+        let verified = verify_download(&download.body, Some(&LOG_KEY.verifier())).unwrap();
+        assert!(verified.checkpoint.size > newest.size);
+        let parsed: AuditDownload = serde_json::from_str(&download.body).unwrap();
+        let last_view = parsed.events.iter().any(|e| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&e.entry)
+                .unwrap();
+            String::from_utf8(bytes).unwrap().contains("treatment_plans")
+        });
+        assert!(last_view, "the access after the cosignature is in the download");
     }
 );

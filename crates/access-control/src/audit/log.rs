@@ -92,6 +92,15 @@ const VANISHED: &str = "SELECT l.leaf_index, l.chain_key, l.seq FROM audit_log_l
      LEFT JOIN audit_chains c ON c.chain_key = l.chain_key \
      WHERE e.id IS NULL AND (c.chain_key IS NULL OR l.seq > c.pruned_through_seq) \
      ORDER BY l.leaf_index";
+/// Leaves of the tree that no longer say which event they are: an event deleted together with
+/// its leaf row (and perhaps queued again to be logged anew, changed).
+const UNNAMED_LEAVES: &str = "SELECT n.node_index FROM audit_log_nodes n \
+     LEFT JOIN audit_log_leaves l ON l.leaf_index = n.node_index \
+     WHERE n.level = 0 AND l.leaf_index IS NULL ORDER BY n.node_index LIMIT 100";
+/// Queued events that no longer exist (pruned before they were logged): they would keep the
+/// publisher's fast path from ever applying.
+const ORPHANED_QUEUE: &str = "DELETE FROM audit_log_queue WHERE NOT EXISTS \
+     (SELECT 1 FROM audit_events e WHERE e.id = audit_log_queue.event_id)";
 /// Events that are neither in the tree nor waiting for it: written behind the log's back.
 const UNLOGGED: &str = "SELECT e.id, e.chain_key, e.seq FROM audit_events e \
      WHERE NOT EXISTS (SELECT 1 FROM audit_log_leaves l WHERE l.event_id = e.id) \
@@ -102,7 +111,7 @@ pub(crate) fn statements() -> Vec<Statement> {
     let mut all = records_domain::statements!("audit::log":
         PENDING, LOCK_HEAD, HEAD, QUEUED, MOVE_HEAD, LATEST_SIZE, INSERT_CHECKPOINT, CHECKPOINTS,
         CHECKPOINT_AT, ALL_CHECKPOINTS, COSIGNATURES, LATEST_COSIGNED, INSERT_COSIGNATURE,
-        PATIENT_LEAVES, EVENT_LEAF, LEAF_HASHES, LOGGED_EVENTS, VANISHED, UNLOGGED);
+        PATIENT_LEAVES, EVENT_LEAF, LEAF_HASHES, LOGGED_EVENTS, VANISHED, UNNAMED_LEAVES, ORPHANED_QUEUE, UNLOGGED);
     let two = [UuidText(uuid::Uuid::nil()), UuidText(uuid::Uuid::max())];
     all.push(Statement::new(
         "audit::log::queue",
@@ -264,6 +273,7 @@ pub async fn publish(db: &Db, key: &SignerKey) -> Result<Published, AccessError>
     }
     let mut tx = db.begin_write().await?;
     sqlx::query(LOCK_HEAD).execute(&mut *tx).await?;
+    sqlx::query(ORPHANED_QUEUE).execute(&mut *tx).await?;
     let mut frontier = head(&mut tx).await?;
     let events: Vec<AuditEvent> = sqlx::query_as::<_, EventRow>(QUEUED)
         .bind(PUBLISH_BATCH)
@@ -484,24 +494,40 @@ struct LeafEventRow {
     event: EventRow,
 }
 
-/// A patient's download: each of their events the checkpoint covers, with its inclusion
-/// proof. Events stored before the address commitment (encoding 1) are left out: their
+/// A patient's download: each of their events in the signed log, with its inclusion proof,
+/// against the newest witnessed checkpoint if it covers every access by others than `owner`
+/// (the patient's user), else the newest. Events stored before the address commitment (encoding 1) are left out: their
 /// canonical bytes hold a staff member's network address, which is not the patient's to see.
 pub async fn download_for(
     conn: &mut AnyConnection,
     patient: PatientId,
+    owner: uuid::Uuid,
     keys: &DownloadKeys<'_>,
 ) -> Result<Option<AuditDownload>, AccessError> {
-    let Some(checkpoint) = preferred_checkpoint(conn).await? else {
+    let Some(newest) = checkpoints(conn, 1).await?.pop() else {
         return Ok(None);
     };
     let rows: Vec<LeafEventRow> = sqlx::query_as(PATIENT_LEAVES)
         .bind(UuidText(patient.0))
-        .bind(as_i64(checkpoint.size))
+        .bind(as_i64(newest.size))
         .fetch_all(&mut *conn)
         .await?;
+    // A witnessed checkpoint is the stronger evidence, but only if it covers every access by
+    // anyone but the owner (whose own latest action is this download): a witness that fell
+    // behind must not hide recent accesses.
+    let last_leaf = rows
+        .iter()
+        .filter(|r| r.event.actor_id.map(|id| id.0) != Some(owner))
+        .map(|r| r.leaf_index)
+        .max()
+        .unwrap_or(-1);
+    let checkpoint = match preferred_checkpoint(conn).await? {
+        Some(witnessed) if as_i64(witnessed.size) > last_leaf => witnessed,
+        _ => newest,
+    };
     let events = rows
         .into_iter()
+        .filter(|row| row.leaf_index < as_i64(checkpoint.size))
         .map(|row| Ok((as_u64(row.leaf_index)?, AuditEvent::from(row.event))))
         .filter(|e: &Result<(u64, AuditEvent), AccessError>| {
             e.as_ref()
@@ -597,36 +623,38 @@ pub async fn add_cosignatures(
 ) -> Result<usize, AccessError> {
     let note = SignedNote::parse(cosigned)?;
     let checkpoint = Checkpoint::open(&note, log_key)?;
-    let mut tx = db.begin_write().await?;
-    let stored = checkpoint_at(&mut tx, checkpoint.size).await?;
+    // Every check that needs no database first, and no write lock at all: anyone may send this.
+    let lines: Vec<(&VerifierKey, String)> = witness_keys
+        .iter()
+        .filter(|key| matches!(note.verify(key), Ok(Some(_))))
+        .flat_map(|key| {
+            note.signature_lines_of(key)
+                .into_iter()
+                .map(move |l| (key, l))
+        })
+        .collect();
+    if lines.is_empty() {
+        return Err(AccessError::invalid(
+            "the note carries no cosignature of a witness this portal trusts",
+        ));
+    }
+    let mut conn = db.pool().acquire().await?;
+    let stored = checkpoint_at(&mut conn, checkpoint.size).await?;
     if stored.is_none_or(|stored| stored.root != checkpoint.root) {
         return Err(AccessError::invalid(
             "the log never signed a checkpoint of that size and root",
         ));
     }
     let mut added = 0;
-    let mut verified = false;
-    for key in witness_keys {
-        if !matches!(note.verify(key), Ok(Some(_))) {
-            continue;
-        }
-        verified = true;
-        for line in note.signature_lines_of(key) {
-            added += sqlx::query(INSERT_COSIGNATURE)
-                .bind(as_i64(checkpoint.size))
-                .bind(key.name().to_string())
-                .bind(line)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected() as usize;
-        }
+    for (key, line) in lines {
+        added += sqlx::query(INSERT_COSIGNATURE)
+            .bind(as_i64(checkpoint.size))
+            .bind(key.name().to_string())
+            .bind(line)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected() as usize;
     }
-    if !verified {
-        return Err(AccessError::invalid(
-            "the note carries no cosignature of a witness this portal trusts",
-        ));
-    }
-    tx.commit().await.map_err(DomainError::from)?;
     Ok(added)
 }
 
@@ -724,7 +752,7 @@ async fn rebuild_against(
                     "the stored tree of size {} differs from {label}: an event among leaves {} to {} was changed or removed after it was signed",
                     checkpoint.size,
                     *last_good,
-                    checkpoint.size - 1
+                    checkpoint.size.saturating_sub(1)
                 ));
             }
         }
@@ -750,7 +778,7 @@ async fn rebuild_against(
             checkpoint.size,
             frontier.size(),
             frontier.size(),
-            checkpoint.size - 1
+            checkpoint.size.saturating_sub(1)
         ));
     }
     let stored_head = head(conn).await?;
@@ -789,6 +817,14 @@ async fn check_events_against_leaves(
                 ));
             }
         }
+    }
+    let unnamed: Vec<i64> = sqlx::query_scalar(UNNAMED_LEAVES)
+        .fetch_all(&mut *conn)
+        .await?;
+    for leaf in unnamed {
+        report.problems.push(format!(
+            "leaf {leaf} of the tree names no event any more: its event and leaf row were deleted"
+        ));
     }
     let vanished: Vec<(i64, String, i64)> = sqlx::query_as(VANISHED).fetch_all(&mut *conn).await?;
     for (leaf, chain, seq) in vanished {

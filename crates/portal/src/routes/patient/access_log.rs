@@ -174,7 +174,7 @@ pub async fn proof(
     if !own {
         return Err(AppError::not_found());
     }
-    let download = crate::transparency::proofs::of_patient(&state, patient)
+    let download = crate::transparency::proofs::of_patient(&state, patient, user.signed_in.user_id)
         .await?
         .ok_or_else(AppError::not_found)?;
     crate::routes::json_download("access-log-proof.json", &download)
