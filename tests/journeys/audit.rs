@@ -7,7 +7,7 @@ use crate::support::{self, Page};
 use std::process::Command;
 
 use access_control::audit::query as audit_query;
-use access_control::audit::{self, verify, NewEvent, Outcome, GENESIS_HASH};
+use access_control::audit::{self, NewEvent, Outcome, GENESIS_HASH};
 use access_control::{accounts, tokens, Actor, RequestContext, Role};
 use hmac::{Hmac, Mac};
 use records_domain::model::PatientId;
@@ -520,11 +520,7 @@ both_engines!(tampering_is_detected_and_named, |app: TestApp| async move {
     for sql in tamper {
         sqlx::query(&sql).execute(app.db.pool()).await.unwrap();
     }
-    let mut conn = app.db.pool().acquire().await.unwrap();
-    let report = verify::verify_all(&mut conn, &crate::support::log_trust())
-        .await
-        .unwrap();
-    drop(conn);
+    let report = app.verify_audit_log().await;
     assert!(!report.is_intact());
     assert_eq!(report.broken[0].chain_key, anne);
     assert_eq!(report.broken[0].event_id.as_deref(), Some(victim.as_str()));
@@ -578,16 +574,8 @@ both_engines!(
             app.count("SELECT COUNT(*) FROM audit_events").await,
             before + 200
         );
+        app.assert_audit_log_intact().await;
         let mut conn = app.db.pool().acquire().await.unwrap();
-        let report = verify::verify_all(&mut conn, &crate::support::log_trust())
-            .await
-            .unwrap();
-        assert!(
-            report.is_intact(),
-            "{:?} {:?}",
-            report.broken,
-            report.log.problems
-        );
         for p in &patients {
             let row = sqlx::query(
                 "SELECT COUNT(*) AS n, MAX(seq) AS top FROM audit_events WHERE chain_key = $1",
@@ -996,10 +984,7 @@ both_engines!(
             .execute(app.db.pool())
             .await
             .unwrap();
-        let mut conn = app.db.pool().acquire().await.unwrap();
-        let report = verify::verify_all(&mut conn, &crate::support::log_trust())
-            .await
-            .unwrap();
+        let report = app.verify_audit_log().await;
         assert_eq!(report.broken.len(), 1);
         assert_eq!(report.broken[0].chain_key, old_and_new.0.to_string());
     }
@@ -1033,16 +1018,7 @@ both_engines!(
         };
         // Each check runs on one snapshot: heads and events always agree, however the appends fall.
         while !writer.is_finished() {
-            let mut conn = app.db.pool().acquire().await.unwrap();
-            let report = verify::verify_all(&mut conn, &crate::support::log_trust())
-                .await
-                .unwrap();
-            assert!(
-                report.is_intact(),
-                "{:?} {:?}",
-                report.broken,
-                report.log.problems
-            );
+            app.assert_audit_log_intact().await;
         }
         writer.await.unwrap();
     }

@@ -609,17 +609,7 @@ both_engines!(
             "imported care plan shows"
         );
 
-        let mut conn = app.db.pool().acquire().await.unwrap();
-        let verified =
-            access_control::audit::verify::verify_all(&mut conn, &crate::support::log_trust())
-                .await
-                .unwrap();
-        assert!(
-            verified.is_intact(),
-            "{:?} {:?}",
-            verified.broken,
-            verified.log.problems
-        );
+        app.assert_audit_log_intact().await;
     }
 );
 

@@ -196,6 +196,26 @@ async fn verify(app: &TestApp, outside: &[String]) -> access_control::audit::ver
         .unwrap()
 }
 
+/// The hash chains verify (the insider made them agree), and the log reports a problem that
+/// says every one of `words`.
+async fn only_the_log_names(app: &TestApp, words: &[&str]) {
+    let report = verify(app, &[]).await;
+    assert!(
+        report.broken.is_empty(),
+        "the hash chains alone see nothing: {:?}",
+        report.broken
+    );
+    assert!(
+        report
+            .log
+            .problems
+            .iter()
+            .any(|p| words.iter().all(|w| p.contains(w))),
+        "{words:?} in {:?}",
+        report.log.problems
+    );
+}
+
 /// The statements that throw the whole log away and queue every event again, so that the
 /// next publish builds a tree of the rewritten history.
 fn rebuild_log() -> Vec<String> {
@@ -257,22 +277,11 @@ both_engines!(
             .await;
             (row.get::<i64, _>(0), row.get::<String, _>(1))
         };
-        let report = verify(&app, &[]).await;
-        assert!(
-            report.broken.is_empty(),
-            "the hash chains alone see nothing: {:?}",
-            report.broken
-        );
-        assert!(
-            report
-                .log
-                .problems
-                .iter()
-                .any(|p| p.contains(&format!("event {last_seq} of chain {anne}"))
-                    && p.contains("deleted")),
-            "{:?}",
-            report.log.problems
-        );
+        only_the_log_names(
+            &app,
+            &[&format!("event {last_seq} of chain {anne}"), "deleted"],
+        )
+        .await;
         // 1b. The cover-up goes on: the deleted event's leaf row goes too. The leaf's hash
         //     stays in the signed tree, and names no event any more.
         as_insider(
@@ -282,16 +291,7 @@ both_engines!(
             )],
         )
         .await;
-        let report = verify(&app, &[]).await;
-        assert!(
-            report
-                .log
-                .problems
-                .iter()
-                .any(|p| p.contains("names no event any more")),
-            "{:?}",
-            report.log.problems
-        );
+        only_the_log_names(&app, &["names no event any more"]).await;
 
         // 2. Rewrite the remaining history and rebuild the log with the stolen signing key:
         //    the database is consistent again, and only the kept checkpoint knows better.
@@ -351,21 +351,7 @@ both_engines!(
             "UPDATE audit_chains SET last_hash = '{head}' WHERE chain_key = '{anne}'"
         ));
         as_insider(&app.db, &rewrite).await;
-        let report = verify(&app, &[]).await;
-        assert!(
-            report.broken.is_empty(),
-            "the rewritten chain verifies on its own: {:?}",
-            report.broken
-        );
-        assert!(
-            report
-                .log
-                .problems
-                .iter()
-                .any(|p| p.contains(&victim_id) && p.contains("changed")),
-            "{:?}",
-            report.log.problems
-        );
+        only_the_log_names(&app, &[&victim_id, "changed"]).await;
     }
 );
 

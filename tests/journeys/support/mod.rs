@@ -341,6 +341,25 @@ impl TestApp {
             .get::<i64, _>(0)
     }
 
+    /// `audit verify` of this portal's database: the chains and the transparency log.
+    pub async fn verify_audit_log(&self) -> access_control::audit::verify::VerifyReport {
+        let mut conn = self.db.pool().acquire().await.unwrap();
+        access_control::audit::verify::verify_all(&mut conn, &log_trust())
+            .await
+            .unwrap()
+    }
+
+    /// Every chain intact and the log holding every signed checkpoint's tree.
+    pub async fn assert_audit_log_intact(&self) {
+        let report = self.verify_audit_log().await;
+        assert!(
+            report.is_intact(),
+            "{:?} {:?}",
+            report.broken,
+            report.log.problems
+        );
+    }
+
     /// A browser already signed in as the demo user `username` (second factor included).
     pub async fn signed_in(&self, username: &str) -> Browser {
         let mut b = self.browser();

@@ -465,17 +465,6 @@ async fn nodes(
     Ok(found)
 }
 
-/// The RFC 9162 inclusion proof of leaf `index` in the tree of `size` leaves.
-pub async fn inclusion_proof(
-    conn: &mut AnyConnection,
-    index: u64,
-    size: u64,
-) -> Result<Vec<Hash>, AccessError> {
-    let plan = ProofPlan::inclusion(index, size)?;
-    let found = nodes(conn, &plan.nodes()).await?;
-    Ok(plan.assemble(|id| found.get(&id).copied())?)
-}
-
 /// The RFC 9162 consistency proof from the tree of `old` leaves to the tree of `new`.
 pub async fn consistency_proof(
     conn: &mut AnyConnection,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use access_control::accounts;
 use access_control::audit::query::{self as audit_query, REVIEW_PATIENT_REPORT};
 use access_control::audit::{self, AuditEvent, NewEvent, Outcome};
-use access_control::Basis;
+use access_control::{Audited, Basis, ReadGrant};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::Markup;
@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::csrf::CsrfForm;
-use crate::auth::PatientUser;
+use crate::auth::{CurrentUser, PatientUser};
 use crate::error::{AppError, AppResult};
 use crate::routes::open::Opener;
 use crate::views::patient as view;
@@ -126,6 +126,24 @@ pub async fn report(
     Ok(Redirect::to(&format!("/me/access-log#e-{}", event.id)).into_response())
 }
 
+/// Open the access log for a download, audited as `what`. The downloads hold the owner's own
+/// actions too (blocks, reports): theirs alone, so a proxy is answered 404 (the refusal's read
+/// is committed, as any other).
+async fn own_log(
+    state: &AppState,
+    user: &CurrentUser,
+    what: &str,
+) -> AppResult<Audited<ReadGrant>> {
+    let (mut record, _) = Opener::citizen(state, user)?
+        .read(Category::AccessLog, Some(what.into()))
+        .await?;
+    if record.parts().1.basis() != Basis::OwnRecord {
+        record.commit().await?;
+        return Err(AppError::not_found());
+    }
+    Ok(record)
+}
+
 /// How to recompute the chain, as the README documents it.
 const HASH_RULE: &str = "hash = hex(SHA-256(canonical || prev_hash)); canonical = JSON array [encoding, seq, id, occurred_at, actor_id, actor_name, actor_role, actor_clinic_id, on_behalf_of, patient_id, action, resource_type, resource_id, basis, outcome, reason, client_addr_commitment] without white space, absent values as null; the first prev_hash is 64 zeros (or the prev_hash of the first event kept, when older events were pruned). client_addr_commitment = hex(HMAC-SHA256(key, client address)); the auditors hold the address and key of each event. Events of encoding 1 (stored before addresses were committed to) hashed the address itself, which is not shown: check that their prev_hash links, their hashes only the auditors can recompute.";
 
@@ -135,15 +153,8 @@ pub async fn chain(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Response> {
-    let (mut record, _) = Opener::citizen(&state, &user)?
-        .read(Category::AccessLog, Some("chain".into()))
-        .await?;
+    let mut record = own_log(&state, &user, "chain").await?;
     let (conn, grant) = record.parts();
-    // The chain holds the owner's own actions too (blocks, reports): theirs alone to download.
-    if grant.basis() != Basis::OwnRecord {
-        record.commit().await?;
-        return Err(AppError::not_found());
-    }
     let patient = grant.patient();
     let events = audit_query::chain_of(conn, patient).await?;
     record.commit().await?;
@@ -164,16 +175,9 @@ pub async fn proof(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Response> {
-    let (mut record, _) = Opener::citizen(&state, &user)?
-        .read(Category::AccessLog, Some("proof".into()))
-        .await?;
+    let mut record = own_log(&state, &user, "proof").await?;
     let patient = record.parts().1.patient();
-    // Like the chain, the download holds the owner's own actions: theirs alone.
-    let own = record.parts().1.basis() == Basis::OwnRecord;
     record.commit().await?;
-    if !own {
-        return Err(AppError::not_found());
-    }
     let download = crate::transparency::proofs::of_patient(&state, patient, user.signed_in.user_id)
         .await?
         .ok_or_else(AppError::not_found)?;
