@@ -785,6 +785,30 @@ both_engines!(
                 .any(|row| row[0].starts_with("Dr.")),
             "{per_clinician:?}"
         );
+        // The page reads a rollup kept as events are appended; it must agree with the events.
+        let first_day = time::OffsetDateTime::now_utc().date() - time::Duration::days(29);
+        for row in per_clinician.iter().skip(1) {
+            let of_clinician = format!(
+                "FROM audit_events WHERE actor_role = 'clinician' AND patient_id IS NOT NULL \
+                 AND actor_name = '{}' AND occurred_at >= '{first_day}'",
+                row[0]
+            );
+            let allowed = app
+                .count(&format!(
+                    "SELECT COUNT(*) {of_clinician} AND outcome = 'allowed'"
+                ))
+                .await;
+            let denied = app
+                .count(&format!(
+                    "SELECT COUNT(*) {of_clinician} AND outcome = 'denied'"
+                ))
+                .await;
+            assert_eq!(
+                (&row[1], &row[6]),
+                (&allowed.to_string(), &denied.to_string()),
+                "{row:?}"
+            );
+        }
         let verify = auditor.get("/audit/verify").await;
         assert!(verify.select_text("[role=status]")[0].starts_with("Intact: "));
         let anne = app

@@ -342,23 +342,32 @@ impl Gate<'_> {
         ))
     }
 
-    /// A search hit: whether the record could be opened, and an audit event saying that the
-    /// clinician learned the patient exists. Nothing of the record is read.
+    /// Search hits: for each, whether the record could be opened, and an audit event saying
+    /// that the clinician learned the patient exists. Nothing of the record is read. The facts
+    /// are read on `conn` (a read transaction will do); the events go to the group-committing
+    /// writer together, and all are durable before the decisions are returned.
     pub async fn lookup(
         &self,
         conn: &mut AnyConnection,
-        req: &Request<'_>,
-    ) -> Result<Decision, AccessError> {
+        hits: &[Request<'_>],
+    ) -> Result<Vec<Decision>, AccessError> {
         let now = OffsetDateTime::now_utc();
-        let facts = load_facts(conn, req.actor, req.patient, now).await?.facts;
-        let decision = decide(req.actor, Action::ReadSummary, &facts, self.settings, now);
-        let event = NewEvent::by(req.actor, req.ctx, "lookup", Outcome::Success)
-            .about(req.patient)
-            .resource("patient", None)
-            .basis(decision.basis().map(Basis::as_str).unwrap_or(""))
-            .reason(decision.denial().map(Denial::as_str).unwrap_or(""));
-        audit::append(conn, event).await?;
-        Ok(decision)
+        let mut decisions = Vec::with_capacity(hits.len());
+        let mut events = Vec::with_capacity(hits.len());
+        for req in hits {
+            let facts = load_facts(conn, req.actor, req.patient, now).await?.facts;
+            let decision = decide(req.actor, Action::ReadSummary, &facts, self.settings, now);
+            events.push(
+                NewEvent::by(req.actor, req.ctx, "lookup", Outcome::Success)
+                    .about(req.patient)
+                    .resource("patient", None)
+                    .basis(decision.basis().map(Basis::as_str).unwrap_or(""))
+                    .reason(decision.denial().map(Denial::as_str).unwrap_or("")),
+            );
+            decisions.push(decision);
+        }
+        futures::future::try_join_all(events.into_iter().map(|e| self.audit.append(e))).await?;
+        Ok(decisions)
     }
 
     /// A read: decided in a read transaction (many readers at once, also on SQLite), its

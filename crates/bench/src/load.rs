@@ -178,6 +178,10 @@ pub async fn load(url: &str, spec: &Spec) -> anyhow::Result<LoadReport> {
         )
         .await
         .context("queue the loaded audit history for the transparency log")?;
+    writer
+        .execute(access_control::audit::statistics::REBUILD)
+        .await
+        .context("count the loaded audit history into the statistics rollup")?;
     writer.finish().await?;
     let total_seconds = started.elapsed().as_secs_f64();
     Ok(LoadReport {

@@ -9,6 +9,7 @@
 //! | `audit-filter` | an auditor each | `POST /audit` with one of five filters in turn |
 //! | `fhir-search` | a patient's API token each | `GET /fhir/r4/Observation?_count=20` |
 //! | `fhir-import` | a register's API token | `POST /fhir/r4` with a sample Bundle made new each time |
+//! | `login-page` | nobody (a new visitor each time, no cookies) | `GET /login` |
 //! | `login` | half sign in again and again, half view `/me` | the form, then the password |
 
 use std::collections::{HashMap, HashSet};
@@ -42,6 +43,7 @@ pub const ALL: &[&str] = &[
     "audit-filter",
     "fhir-search",
     "fhir-import",
+    "login-page",
     "login",
 ];
 
@@ -54,6 +56,7 @@ pub fn title(scenario: &str) -> &'static str {
         "audit-filter" => "auditor filter (POST /audit)",
         "fhir-search" => "FHIR Observation search",
         "fhir-import" => "FHIR import (transaction Bundles)",
+        "login-page" => "sign-in page (GET /login, anonymous)",
         "login" => "login under load",
         _ => "unknown scenario",
     }
@@ -441,6 +444,7 @@ impl Fixture {
             "audit-filter" => self.audit_filter(n).await?,
             "fhir-search" => self.fhir_search(n).await?,
             "fhir-import" => self.fhir_import(n, samples).await?,
+            "login-page" => self.visitors(n)?,
             "login" => {
                 let signing_in = (n / 2).max(1);
                 let pages = self.overview(n.saturating_sub(signing_in).max(1)).await?;
@@ -466,6 +470,25 @@ impl Fixture {
             other => anyhow::bail!("no scenario {other:?}; choose from {}", ALL.join(", ")),
         };
         Ok(workers.into_iter().map(|w| (0, w)).collect())
+    }
+
+    /// Visitors without cookies: every request is a first visit, as the page's cost for
+    /// anyone arriving from a search engine or a link.
+    fn visitors(&self, n: usize) -> anyhow::Result<Vec<Worker>> {
+        let paths = Arc::new(vec!["/login".to_string()]);
+        (0..n)
+            .map(|_| {
+                Ok(Worker {
+                    browser: Browser {
+                        client: client(false, HeaderMap::new())?,
+                        base: self.base.clone(),
+                        csrf: String::new(),
+                    },
+                    plan: Plan::Get(paths.clone()),
+                    offset: 0,
+                })
+            })
+            .collect()
     }
 
     async fn overview(&mut self, n: usize) -> anyhow::Result<Vec<Worker>> {

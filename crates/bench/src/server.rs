@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub struct Server {
@@ -111,8 +111,18 @@ impl Server {
                 log.display()
             )
         })??;
-        // Keep reading, so that the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep reading, so that the server never blocks on a full pipe, and keep what it says
+        // (the portal logs to stdout) beside its standard error.
+        let mut kept = tokio::fs::OpenOptions::new().append(true).open(log).await?;
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let written = kept.write_all(line.as_bytes()).await;
+                if written.and(kept.write_all(b"\n").await).is_err() {
+                    break;
+                }
+            }
+            while let Ok(Some(_)) = lines.next_line().await {}
+        });
         Ok(Self { child, base, pid })
     }
 

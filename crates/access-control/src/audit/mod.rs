@@ -30,6 +30,7 @@
 pub mod log;
 pub mod prune;
 pub mod query;
+pub mod statistics;
 pub mod verify;
 pub mod writer;
 
@@ -313,12 +314,14 @@ pub async fn append_at(
         .ok_or_else(|| AccessError::AuditUnavailable("an append stored no event".into()))
 }
 
-/// Append events in the order given, inside the caller's transaction, in four statements
-/// however many there are (the group-committing writer hands over hundreds at once):
-/// claim the sequence numbers each chain needs and learn its head, insert every event, move
-/// the heads, queue the events for the transparency log (`log::publish` takes them from there). Claiming serialises appends to the same chain (a row lock on PostgreSQL, the
-/// write lock on SQLite) while other chains proceed; chains are claimed in key order, so two
-/// instances' batches never wait on each other in a cycle.
+/// Append events in the order given, inside the caller's transaction, in at most five
+/// statements however many there are (the group-committing writer hands over hundreds at once):
+/// claim the sequence numbers each chain needs and learn its head, insert every event, move the
+/// heads, count clinicians' accesses into the statistics rollup, and queue the events for the
+/// transparency log (`log::publish` takes them from there). Claiming serialises appends to the
+/// same chain (a row lock on PostgreSQL, the write lock on SQLite) while other chains proceed;
+/// chains are claimed in key order, so two instances' batches never wait on each other in a
+/// cycle.
 pub async fn append_all(
     conn: &mut AnyConnection,
     events: Vec<(NewEvent, OffsetDateTime)>,
@@ -345,6 +348,7 @@ pub async fn append_all(
         insert_events(rows).build()?.execute(&mut *conn).await?;
     }
     set_heads(&heads).build()?.execute(&mut *conn).await?;
+    statistics::add(conn, &stored).await?;
     log::enqueue(conn, &stored).await?;
     Ok(stored)
 }
@@ -550,6 +554,7 @@ fn batch_statements() -> Vec<Statement> {
 pub(crate) fn statements() -> Vec<Statement> {
     let mut all = batch_statements();
     all.extend(query::statements());
+    all.extend(statistics::statements());
     all.extend(prune::statements());
     all.extend(verify::statements());
     all.extend(log::statements());

@@ -1,6 +1,6 @@
 //! Reading the audit log: a patient's "who looked at my record", the auditor's filtered search
 //! with keyset paging (fast at any depth: every filter has an index ending in time and id),
-//! the review queue and per-clinician statistics.
+//! and the review queue.
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -59,21 +59,12 @@ const REVIEWS_OF_PATIENT: &str = concat!(
 const REVIEW_BY_ID: &str = concat!(reviews!(), " WHERE r.id = $1");
 const CLOSE_REVIEW: &str = "INSERT INTO audit_review_closures (review_id, note, closed_at, \
      closed_by) VALUES ($1, $2, $3, $4) ON CONFLICT (review_id) DO NOTHING";
-const CLINICIAN_STATS: &str = "SELECT actor_id, MAX(actor_name) AS actor_name, \
-     SUM(CASE WHEN outcome = 'allowed' THEN 1 ELSE 0 END) AS accesses, \
-     SUM(CASE WHEN outcome = 'allowed' AND basis = 'emergency_override' THEN 1 ELSE 0 END) AS overrides, \
-     SUM(CASE WHEN outcome = 'allowed' AND basis <> 'gp_listing' THEN 1 ELSE 0 END) AS outside_list, \
-     SUM(CASE WHEN outcome = 'denied' THEN 1 ELSE 0 END) AS denials, \
-     COUNT(DISTINCT SUBSTR(occurred_at, 1, 10)) AS days \
-     FROM audit_events WHERE actor_role = 'clinician' AND patient_id IS NOT NULL \
-     AND occurred_at >= $1 AND occurred_at < $2 \
-     GROUP BY actor_id ORDER BY accesses DESC";
 
 /// Every statement of this module; the dynamic ones with every clause switched on.
 pub(crate) fn statements() -> Vec<Statement> {
     let mut all = records_domain::statements!("audit::query": ACCESSES_TO, CHAIN_OF,
         COUNT_ACCESSES_SINCE, PREVIOUS_VISIT, BY_ID, OPEN_REVIEW, OPEN_REVIEWS, CLOSED_REVIEWS,
-        REVIEWS_OF_PATIENT, REVIEW_BY_ID, CLOSE_REVIEW, CLINICIAN_STATS);
+        REVIEWS_OF_PATIENT, REVIEW_BY_ID, CLOSE_REVIEW);
     let id = Uuid::nil();
     let every_filter = Filter {
         patient_id: Some(PatientId(id)),
@@ -476,70 +467,6 @@ impl From<ReviewRow> for Review {
             opened_at: row.opened_at,
             closed_at: row.closed_at,
             closed_by: row.closed_by,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClinicianStats {
-    pub actor_id: Uuid,
-    pub actor_name: String,
-    pub accesses: i64,
-    pub overrides: i64,
-    pub outside_list: i64,
-    pub denials: i64,
-    pub days: i64,
-}
-
-impl ClinicianStats {
-    pub fn per_day(&self) -> f64 {
-        self.accesses as f64 / self.days.max(1) as f64
-    }
-    pub fn override_share(&self) -> f64 {
-        if self.accesses == 0 {
-            0.0
-        } else {
-            self.overrides as f64 / self.accesses as f64
-        }
-    }
-}
-
-/// Per clinician over a time range: accesses, overrides, accesses to patients outside their
-/// practice's list, denials, and on how many distinct days they accessed records.
-pub async fn clinician_stats(
-    conn: &mut AnyConnection,
-    from: OffsetDateTime,
-    until: OffsetDateTime,
-) -> Result<Vec<ClinicianStats>, AccessError> {
-    let rows: Vec<StatsRow> = sqlx::query_as(CLINICIAN_STATS)
-        .bind(Utc(from))
-        .bind(Utc(until))
-        .fetch_all(conn)
-        .await?;
-    Ok(rows.into_iter().map(ClinicianStats::from).collect())
-}
-
-#[derive(sqlx::FromRow)]
-struct StatsRow {
-    actor_id: UuidText,
-    actor_name: String,
-    accesses: i64,
-    overrides: i64,
-    outside_list: i64,
-    denials: i64,
-    days: i64,
-}
-
-impl From<StatsRow> for ClinicianStats {
-    fn from(row: StatsRow) -> Self {
-        ClinicianStats {
-            actor_id: row.actor_id.0,
-            actor_name: row.actor_name,
-            accesses: row.accesses,
-            overrides: row.overrides,
-            outside_list: row.outside_list,
-            denials: row.denials,
-            days: row.days,
         }
     }
 }

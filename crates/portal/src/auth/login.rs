@@ -210,9 +210,7 @@ async fn refuse_unevaluated(
 }
 
 async fn append_system(state: &AppState, event: NewEvent) -> AppResult<()> {
-    let mut tx = state.db.begin_write().await?;
-    audit::append(&mut tx, event).await?;
-    tx.commit().await?;
+    state.audit.append(event).await?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use access_control::audit::query::{self as audit_query, Cursor, Export, Filter};
-use access_control::audit::{self, verify, AuditEvent, NewEvent, Outcome};
+use access_control::audit::{self, statistics, verify, AuditEvent, NewEvent, Outcome};
 use access_control::{accounts, Basis};
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -169,14 +169,12 @@ pub(crate) async fn record_auditor_action(
     patient: Option<PatientId>,
     reason: String,
 ) -> AppResult<()> {
-    let mut tx = state.db.begin_write().await?;
     let mut event =
         NewEvent::by(&auditor.actor(), &auditor.ctx, action, Outcome::Success).reason(reason);
     if let Some(p) = patient {
         event = event.about(p);
     }
-    audit::append(&mut tx, event).await?;
-    tx.commit().await?;
+    state.audit.append(event).await?;
     Ok(())
 }
 
@@ -437,10 +435,10 @@ async fn stats(
     State(state): State<AppState>,
     AuditorUser(auditor): AuditorUser,
 ) -> AppResult<Markup> {
-    let until = OffsetDateTime::now_utc() + Duration::minutes(1);
-    let from = until - Duration::days(STATS_DAYS);
+    let today = OffsetDateTime::now_utc().date();
+    let first = today - Duration::days(STATS_DAYS - 1);
     let mut conn = state.reader_for(&auditor).await.pool().acquire().await?;
-    let per_clinician = audit_query::clinician_stats(&mut conn, from, until).await?;
+    let per_clinician = statistics::clinician_stats(&mut conn, first, today).await?;
     drop(conn);
     record_auditor_action(
         &state,

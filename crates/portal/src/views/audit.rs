@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use access_control::audit::query::{ClinicianStats, Cursor, Review};
+use access_control::audit::query::{Cursor, Review};
+use access_control::audit::statistics::ClinicianStats;
 use access_control::audit::verify::VerifyReport;
 use access_control::audit::AuditEvent;
 use maud::{html, Markup};

@@ -40,19 +40,23 @@ pub async fn search(
         Err(e) => return Err(e),
     };
     let actor = user.actor();
-    let gate = state.gate();
-    let mut tx = state.db.begin_write().await?;
-    let mut hits = Vec::with_capacity(found.len());
-    for patient in found {
-        let opener = Opener::clinician(&state, &user, patient.id);
-        let decision = gate.lookup(&mut tx, &opener.request(&actor, None)).await?;
-        hits.push(Hit {
+    let openers: Vec<Opener> = found
+        .iter()
+        .map(|patient| Opener::clinician(&state, &user, patient.id))
+        .collect();
+    let requests: Vec<_> = openers.iter().map(|o| o.request(&actor, None)).collect();
+    let mut tx = state.db.begin_read().await?;
+    let decisions = state.gate().lookup(&mut tx, &requests).await?;
+    tx.commit().await?;
+    let hits = found
+        .into_iter()
+        .zip(decisions)
+        .map(|(patient, decision)| Hit {
             may_open: decision.is_allowed(),
             basis: decision.reason(),
             patient,
-        });
-    }
-    tx.commit().await?;
+        })
+        .collect();
     Ok(view::lookup(&user, &csrf, Some(&form), Some(Ok(hits))).into_response())
 }
 

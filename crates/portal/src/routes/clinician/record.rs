@@ -145,10 +145,10 @@ async fn override_target(
 ) -> AppResult<Patient> {
     let actor = user.actor();
     let opener = Opener::clinician(state, user, patient);
-    let mut tx = state.db.begin_write().await?;
+    let mut tx = state.db.begin_read().await?;
     state
         .gate()
-        .lookup(&mut tx, &opener.request(&actor, None))
+        .lookup(&mut tx, &[opener.request(&actor, None)])
         .await?;
     let found = patients::by_id(&mut tx, patient)
         .await?
