@@ -98,7 +98,9 @@ const UNNAMED_LEAVES: &str = "SELECT n.node_index FROM audit_log_nodes n \
      LEFT JOIN audit_log_leaves l ON l.leaf_index = n.node_index \
      WHERE n.level = 0 AND l.leaf_index IS NULL ORDER BY n.node_index LIMIT 100";
 /// Queued events that no longer exist (pruned before they were logged): they would keep the
-/// publisher's fast path from ever applying.
+/// publisher's fast path from ever applying. Swept by the round that drains the queue, when
+/// they are all that is left of it: an anti-join of a backlog of millions on every round
+/// spilled to disk and took minutes each.
 const ORPHANED_QUEUE: &str = "DELETE FROM audit_log_queue WHERE NOT EXISTS \
      (SELECT 1 FROM audit_events e WHERE e.id = audit_log_queue.event_id)";
 /// Events that are neither in the tree nor waiting for it: written behind the log's back.
@@ -273,7 +275,6 @@ pub async fn publish(db: &Db, key: &SignerKey) -> Result<Published, AccessError>
     }
     let mut tx = db.begin_write().await?;
     sqlx::query(LOCK_HEAD).execute(&mut *tx).await?;
-    sqlx::query(ORPHANED_QUEUE).execute(&mut *tx).await?;
     let mut frontier = head(&mut tx).await?;
     let events: Vec<AuditEvent> = sqlx::query_as::<_, EventRow>(QUEUED)
         .bind(PUBLISH_BATCH)
@@ -283,12 +284,16 @@ pub async fn publish(db: &Db, key: &SignerKey) -> Result<Published, AccessError>
         .map(AuditEvent::from)
         .collect();
     integrate(&mut tx, &mut frontier, &events).await?;
+    let more = events.len() as i64 == PUBLISH_BATCH;
+    if !more {
+        sqlx::query(ORPHANED_QUEUE).execute(&mut *tx).await?;
+    }
     let signed = sign_if_grown(&mut tx, &frontier, key).await?;
     tx.commit().await.map_err(DomainError::from)?;
     Ok(Published {
         size: frontier.size(),
         signed,
-        more: events.len() as i64 == PUBLISH_BATCH,
+        more,
     })
 }
 
