@@ -803,11 +803,21 @@ both_engines!(
                     "SELECT COUNT(*) {of_clinician} AND outcome = 'denied'"
                 ))
                 .await;
-            assert_eq!(
-                (&row[1], &row[6]),
-                (&allowed.to_string(), &denied.to_string()),
-                "{row:?}"
-            );
+            let overrides = app
+                .count(&format!(
+                    "SELECT COUNT(*) {of_clinician} AND outcome = 'allowed' \
+                     AND basis = 'emergency_override'"
+                ))
+                .await;
+            let outside_list = app
+                .count(&format!(
+                    "SELECT COUNT(*) {of_clinician} AND outcome = 'allowed' \
+                     AND basis <> 'gp_listing'"
+                ))
+                .await;
+            let counted = [allowed, overrides, outside_list, denied].map(|n| n.to_string());
+            let shown = [&row[1], &row[3], &row[5], &row[6]].map(String::as_str);
+            assert_eq!(shown, counted.each_ref().map(String::as_str), "{row:?}");
         }
         let verify = auditor.get("/audit/verify").await;
         assert!(verify.select_text("[role=status]")[0].starts_with("Intact: "));

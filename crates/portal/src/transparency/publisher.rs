@@ -3,23 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use access_control::audit::log::{self, Published};
-use access_control::AccessError;
+use access_control::audit::log;
 use records_domain::Db;
 use transparency_log::SignerKey;
 
 use crate::config::LogSettings;
-
-/// Publish until the queue is empty (a backlog, such as the events of before the log, takes
-/// several rounds).
-pub async fn publish_all(db: &Db, key: &SignerKey) -> Result<Published, AccessError> {
-    loop {
-        let published = log::publish(db, key).await?;
-        if !published.more {
-            return Ok(published);
-        }
-    }
-}
 
 /// Run the loop on the current runtime until the process ends. A failed round is logged and
 /// the next one retries: the events stay queued, nothing is lost.
