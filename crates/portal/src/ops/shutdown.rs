@@ -103,13 +103,18 @@ pub async fn serve(
 /// The listener that, once told to stop, hands over the connections the kernel has already
 /// completed into its backlog and then closes the socket, so that later clients are refused at
 /// connect. Closing a listening socket resets every connection still queued in it: those
-/// clients would see a dropped connection instead of an answer.
+/// clients would see a dropped connection instead of an answer. So before the backlog is
+/// emptied, a socket filter makes the kernel ignore new handshakes: a client that connects in
+/// the moment between the last accept and the close retries its SYN and then finds the port
+/// closed, instead of having its connection reset after it was established.
 struct Draining {
     inner: Option<TcpListener>,
     /// The same socket, non-blocking, to ask the backlog directly: the async listener only
     /// sees a queued connection once the reactor has noticed it.
     backlog: Option<std::net::TcpListener>,
     addr: SocketAddr,
+    /// Set once the filter is attached.
+    refusing: bool,
     stop: watch::Sender<bool>,
     drained: watch::Sender<bool>,
 }
@@ -124,9 +129,23 @@ impl Draining {
             inner: Some(TcpListener::from_std(std)?),
             backlog: Some(backlog),
             addr,
+            refusing: false,
             stop: watch::Sender::new(false),
             drained: watch::Sender::new(false),
         })
+    }
+
+    /// Drop every packet addressed to the listening socket, so that no further connection is
+    /// completed into its backlog. Established connections are separate sockets and unaffected.
+    fn refuse_new_handshakes(&self) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(backlog) = &self.backlog {
+            // Classic BPF: one instruction, "return 0" (BPF_RET | BPF_K), keeps no byte of any packet.
+            const DROP_ALL: [socket2::SockFilter; 1] = [socket2::SockFilter::new(0x06, 0, 0, 0)];
+            if let Err(e) = socket2::SockRef::from(backlog).attach_filter(&DROP_ALL) {
+                tracing::warn!(error = %e, "could not stop new handshakes before closing");
+            }
+        }
     }
 
     fn queued(&self) -> Option<(TcpStream, SocketAddr)> {
@@ -165,6 +184,10 @@ impl Listener for Draining {
         let mut stop = self.stop.subscribe();
         loop {
             if *stop.borrow_and_update() {
+                if !self.refusing {
+                    self.refuse_new_handshakes();
+                    self.refusing = true;
+                }
                 if let Some(queued) = self.queued() {
                     return queued;
                 }
