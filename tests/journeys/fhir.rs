@@ -75,7 +75,12 @@ fn keep_for_validator(engine: &str, body: &Value) {
     let _ = std::fs::write(dir.join(name), body.to_string());
 }
 
-async fn token(app: &TestApp, name: &str, scopes: &str, username: Option<&str>) -> String {
+pub(crate) async fn token(
+    app: &TestApp,
+    name: &str,
+    scopes: &str,
+    username: Option<&str>,
+) -> String {
     let mut tx = app.db.begin_write().await.unwrap();
     let user = match username {
         Some(u) => Some(accounts::by_username(&mut tx, u).await.unwrap().unwrap().id),
@@ -118,6 +123,9 @@ both_engines!(
                 "Observation",
                 "MedicationRequest",
                 "CarePlan",
+                "Condition",
+                "AllergyIntolerance",
+                "Immunization",
                 "AuditEvent"
             ]
         );
@@ -531,7 +539,7 @@ both_engines!(
         let expected = count_in_files(&files);
         let report = portal::import::import_files(&app.db, "urn:synthea", &files, false).await;
         assert!(report.errors.is_empty(), "{:?}", report.errors);
-        for kind in ["Patient", "Observation", "MedicationRequest", "CarePlan"] {
+        for kind in KEPT {
             assert_eq!(
                 report.summary.inserted.get(kind),
                 expected.get(kind),
@@ -544,10 +552,25 @@ both_engines!(
             .values()
             .flat_map(|r| r.values())
             .sum();
-        let stored: u64 = ["Patient", "Observation", "MedicationRequest", "CarePlan"]
-            .iter()
-            .map(|k| expected[*k])
-            .sum();
+        let stored: u64 = KEPT.iter().map(|k| expected[*k]).sum();
+        let clinical = ["Condition", "AllergyIntolerance", "Immunization"];
+        for kind in clinical {
+            assert!(
+                !report.summary.skipped.contains_key(kind),
+                "{kind} is kept: {:?}",
+                report.summary.skipped
+            );
+        }
+        // Who recorded a diagnosis, and who gave a vaccination, is named in the Bundle (the
+        // encounter's practitioner), not left unknown.
+        for (table, column) in [("diagnoses", "recorder"), ("vaccinations", "performer")] {
+            let unknown = app
+                .count(&format!(
+                    "SELECT COUNT(*) FROM {table} WHERE {column} LIKE 'Unknown%'"
+                ))
+                .await;
+            assert_eq!(unknown, 0, "{table}.{column} resolved from the Bundle");
+        }
         assert_eq!(
             skipped + stored,
             expected.values().sum::<u64>(),
@@ -613,11 +636,19 @@ both_engines!(
     }
 );
 
+/// The resource types the portal stores.
+const KEPT: [&str; 7] = [
+    "Patient",
+    "Observation",
+    "MedicationRequest",
+    "CarePlan",
+    "Condition",
+    "AllergyIntolerance",
+    "Immunization",
+];
+
 fn ingest_total(map: &std::collections::BTreeMap<String, u64>) -> u64 {
-    ["Patient", "Observation", "MedicationRequest", "CarePlan"]
-        .iter()
-        .map(|k| map.get(*k).copied().unwrap_or(0))
-        .sum()
+    KEPT.iter().map(|k| map.get(*k).copied().unwrap_or(0)).sum()
 }
 
 // ---------------------------------------------------------------------------------------------

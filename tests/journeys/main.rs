@@ -12,6 +12,7 @@ mod clinician;
 mod crash;
 mod fhir;
 mod foundation;
+mod health_record;
 mod operations;
 mod patient;
 mod scale_out;

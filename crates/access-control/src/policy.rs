@@ -310,7 +310,8 @@ impl Facts {
 /// Configuration the law leaves to the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySettings {
-    /// What a guardian of a child under 15 sees. Danish default: not lab results.
+    /// What a guardian of a child under 15 sees. Danish default: not lab results, and of the
+    /// rest of the record the vaccinations (the childhood programme) but not diagnoses.
     pub guardian_categories: Vec<Category>,
 }
 
@@ -320,16 +321,20 @@ impl Default for PolicySettings {
             guardian_categories: vec![
                 Category::Prescriptions,
                 Category::TreatmentPlans,
+                Category::Vaccinations,
                 Category::AccessLog,
             ],
         }
     }
 }
 
-const CLINICAL: [Category; 3] = [
+const CLINICAL: [Category; 6] = [
     Category::LabResults,
     Category::Prescriptions,
     Category::TreatmentPlans,
+    Category::Diagnoses,
+    Category::Allergies,
+    Category::Vaccinations,
 ];
 
 pub fn decide(

@@ -605,7 +605,9 @@ impl Fixture {
         let token = self
             .token(
                 "bench-register",
-                "system/Patient.write system/Observation.write system/MedicationRequest.write system/CarePlan.write",
+                "system/Patient.write system/Observation.write system/MedicationRequest.write \
+                 system/CarePlan.write system/Condition.write system/AllergyIntolerance.write \
+                 system/Immunization.write",
                 None,
             )
             .await?;

@@ -30,11 +30,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTAL_OVERRIDE_MINUTES", default_value = "120")]
     pub override_minutes: String,
     /// What guardians of children under 15 see (comma-separated: lab_results, prescriptions,
-    /// treatment_plans, access_log).
+    /// treatment_plans, diagnoses, allergies, vaccinations, access_log).
     #[arg(
         long,
         env = "PORTAL_GUARDIAN_CATEGORIES",
-        default_value = "prescriptions,treatment_plans,access_log"
+        default_value = "prescriptions,treatment_plans,vaccinations,access_log"
     )]
     pub guardian_categories: String,
     /// Years the audit log is kept (never less than 10: the log must outlive what patients are shown).
@@ -461,7 +461,17 @@ impl ServeArgs {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| Category::parse(s).ok_or_else(|| bad("PORTAL_GUARDIAN_CATEGORIES (--guardian-categories)", format!("{s:?} is not one of lab_results, prescriptions, treatment_plans, access_log"))))
+            .map(|s| {
+                Category::parse(s).ok_or_else(|| {
+                    bad(
+                        "PORTAL_GUARDIAN_CATEGORIES (--guardian-categories)",
+                        format!(
+                            "{s:?} is not one of {}",
+                            Category::ALL.map(Category::as_str).join(", ")
+                        ),
+                    )
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let audit_retention_years = match self.audit_retention_years.trim().parse::<u32>() {
             Ok(y) if (10..=100).contains(&y) => y,

@@ -10,6 +10,7 @@ use access_control::{
 };
 use records_domain::demo::{self, named};
 use records_domain::model::{PatientId, Source};
+use records_domain::store::kept::{self, Kept};
 use records_domain::store::{clinics, labs, patients, plans, prescriptions, Category};
 use records_domain::Db;
 use sha2::{Digest, Sha256};
@@ -163,9 +164,50 @@ async fn write_records(
             .map_err(refused)?;
         plans::upsert(tx, grant, plan).await?;
     }
+    let mut new_kinds = KeptWriter {
+        gate: &gate,
+        grants: &mut grants,
+        actor: &register,
+        ctx: &ctx,
+    };
+    new_kinds.write_all(tx, &pop.diagnoses).await?;
+    new_kinds.write_all(tx, &pop.allergies).await?;
+    new_kinds.write_all(tx, &pop.vaccinations).await?;
     // Its connection closed before seeding returns, so the seeded database can be copied.
     audit.close().await;
     Ok(())
+}
+
+/// Writes diagnoses, allergies or vaccinations as the register, each decided and audited.
+struct KeptWriter<'a> {
+    gate: &'a Gate<'a>,
+    grants: &'a mut BatchGrants,
+    actor: &'a Actor,
+    ctx: &'a RequestContext,
+}
+
+impl KeptWriter<'_> {
+    async fn write_all<T: Kept>(
+        &mut self,
+        tx: &mut sqlx::AnyConnection,
+        items: &[T],
+    ) -> anyhow::Result<()> {
+        for item in items {
+            let request = Request {
+                actor: self.actor,
+                ctx: self.ctx,
+                patient: item.patient_id(),
+                resource_id: None,
+            };
+            let grant = self
+                .grants
+                .write(self.gate, tx, &request, T::CATEGORY, demo::DEMO_SOURCE)
+                .await?
+                .map_err(|r| anyhow::anyhow!("demo data refused: {}", r.denial.describe()))?;
+            kept::upsert(tx, grant, item).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Create the demo population unless the database already has users.

@@ -188,6 +188,9 @@ pub struct Population {
     pub lab_results: Vec<LabResult>,
     pub prescriptions: Vec<Prescription>,
     pub plans: Vec<TreatmentPlan>,
+    pub diagnoses: Vec<Diagnosis>,
+    pub allergies: Vec<Allergy>,
+    pub vaccinations: Vec<Vaccination>,
 }
 
 /// The people the demo logins belong to, in the order `generate` creates them.
@@ -271,6 +274,9 @@ impl Generator {
             lab_results: Vec::new(),
             prescriptions: Vec::new(),
             plans: Vec::new(),
+            diagnoses: Vec::new(),
+            allergies: Vec::new(),
+            vaccinations: Vec::new(),
         };
         for i in 0..pop.patients.len() {
             let patient = pop.patients[i].clone();
@@ -282,7 +288,113 @@ impl Generator {
             }
         }
         self.hold_back_newest(pop.patients[named::ANNE].id, &mut pop.lab_results);
+        // Drawn after everything above, so that the rest of the population stays as it was.
+        for i in 0..pop.patients.len() {
+            let patient = pop.patients[i].clone();
+            let rich = i == named::ANNE || i == named::BO || i == named::KAREN;
+            self.diagnoses_for(&patient, rich, &mut pop.diagnoses);
+            self.allergies_for(&patient, rich, &mut pop.allergies);
+            self.vaccinations_for(&patient, &mut pop.vaccinations);
+        }
         pop
+    }
+
+    fn diagnoses_for(&mut self, patient: &Patient, rich: bool, out: &mut Vec<Diagnosis>) {
+        if patient.age_on(reference_day()) < 15 {
+            return;
+        }
+        let count = if rich { 3 } else { self.rng.gen_range(0..=2) };
+        let mut picks: Vec<_> = DIAGNOSES.iter().collect();
+        picks.shuffle(&mut self.rng);
+        for (n, &&(code, display)) in picks.iter().take(count).enumerate() {
+            let onset = reference_day() - Duration::days(self.rng.gen_range(60..4000));
+            let resolved = n == 2;
+            out.push(Diagnosis {
+                id: self.uuid(),
+                patient_id: patient.id,
+                code_system: "http://snomed.info/sct".into(),
+                code: code.into(),
+                display: display.into(),
+                clinical_status: if resolved {
+                    ClinicalStatus::Resolved
+                } else {
+                    ClinicalStatus::Active
+                },
+                onset_at: Some(at_ten(onset)),
+                abated_at: resolved.then(|| at_ten(onset + Duration::days(30))),
+                recorded_at: Some(at_ten(onset)),
+                recorder: "Dr. Mette Hansen".into(),
+                version: 1,
+                source: demo_source(format!("dx-{}", out.len())),
+            });
+        }
+    }
+
+    fn allergies_for(&mut self, patient: &Patient, rich: bool, out: &mut Vec<Allergy>) {
+        if !rich && !self.rng.gen_bool(0.2) {
+            return;
+        }
+        let &(code, substance, category, criticality, manifestation, severity) =
+            ALLERGIES.choose(&mut self.rng).unwrap_or(&ALLERGIES[0]);
+        let recorded = reference_day() - Duration::days(self.rng.gen_range(100..3000));
+        out.push(Allergy {
+            id: self.uuid(),
+            patient_id: patient.id,
+            code_system: "http://snomed.info/sct".into(),
+            code: code.into(),
+            substance: substance.into(),
+            clinical_status: ClinicalStatus::Active,
+            criticality: Some(criticality),
+            category: Some(category.into()),
+            reactions: vec![Reaction {
+                manifestation: manifestation.into(),
+                severity: Some(severity.into()),
+            }],
+            recorded_at: Some(at_ten(recorded)),
+            recorder: "Dr. Mette Hansen".into(),
+            version: 1,
+            source: demo_source(format!("al-{}", out.len())),
+        });
+    }
+
+    /// The Danish childhood programme for children, flu and COVID-19 for adults.
+    fn vaccinations_for(&mut self, patient: &Patient, out: &mut Vec<Vaccination>) {
+        let today = reference_day();
+        let child = patient.age_on(today) < 15;
+        let plan: Vec<(usize, Date)> = if child {
+            [(0, 3), (0, 5), (0, 12), (1, 15), (1, 48)]
+                .iter()
+                .map(|&(vaccine, months)| {
+                    (vaccine, patient.birth_date + Duration::days(months * 30))
+                })
+                .collect()
+        } else {
+            let flu = today - Duration::days(self.rng.gen_range(20..90));
+            let covid = today - Duration::days(self.rng.gen_range(400..1200));
+            vec![(2, flu), (3, covid)]
+        };
+        for (vaccine, day) in plan.into_iter().filter(|(_, d)| *d <= today) {
+            let (code, name) = VACCINES[vaccine];
+            out.push(Vaccination {
+                id: self.uuid(),
+                patient_id: patient.id,
+                vaccine_system: "http://www.whocc.no/atc".into(),
+                vaccine_code: code.into(),
+                vaccine_name: name.into(),
+                status: VaccinationStatus::Completed,
+                occurred_at: at_ten(day),
+                lot_number: Some(format!("LOT{:05}", self.rng.gen_range(0..100_000))),
+                site: Some(if child { "Thigh" } else { "Left upper arm" }.into()),
+                performer: if child {
+                    "Dr. Mette Hansen"
+                } else {
+                    "Lægehuset Nørrebro"
+                }
+                .into(),
+                version: 1,
+                source: demo_source(format!("vx-{}", out.len())),
+            });
+        }
     }
 
     fn random_person(&mut self, family: &str, from: i32, to: i32, clinic: Uuid) -> Patient {
@@ -498,6 +610,74 @@ impl Generator {
         });
     }
 }
+
+fn at_ten(day: Date) -> OffsetDateTime {
+    day.midnight().assume_utc() + Duration::hours(10)
+}
+
+fn demo_source(id: String) -> Source {
+    Source {
+        system: DEMO_SOURCE.into(),
+        id,
+    }
+}
+
+/// SNOMED CT code and name.
+const DIAGNOSES: &[(&str, &str)] = &[
+    ("59621000", "Essential hypertension"),
+    ("44054006", "Type 2 diabetes mellitus"),
+    ("195967001", "Asthma"),
+    ("40930008", "Hypothyroidism"),
+    ("37796009", "Migraine"),
+    ("10509002", "Acute bronchitis"),
+];
+
+/// SNOMED CT code, substance, category, criticality, reaction and its severity.
+const ALLERGIES: &[(&str, &str, &str, Criticality, &str, &str)] = &[
+    (
+        "91936005",
+        "Penicillin",
+        "medication",
+        Criticality::High,
+        "Hives",
+        "moderate",
+    ),
+    (
+        "300913006",
+        "Shellfish",
+        "food",
+        Criticality::High,
+        "Anaphylaxis",
+        "severe",
+    ),
+    (
+        "418689008",
+        "Grass pollen",
+        "environment",
+        Criticality::Low,
+        "Runny nose",
+        "mild",
+    ),
+    (
+        "232347008",
+        "Cat dander",
+        "environment",
+        Criticality::Low,
+        "Sneezing",
+        "mild",
+    ),
+];
+
+/// ATC code and the name the Danish vaccination register uses.
+const VACCINES: &[(&str, &str)] = &[
+    (
+        "J07CA06",
+        "DiTeKiPol/Act-Hib (diphtheria, tetanus, pertussis, polio, Hib)",
+    ),
+    ("J07BD52", "MFR (measles, mumps, rubella)"),
+    ("J07BB02", "Influenza"),
+    ("J07BN01", "COVID-19 (Comirnaty)"),
+];
 
 fn date(year: i32, month: u8, day: u8) -> Date {
     Month::try_from(month)

@@ -1,5 +1,6 @@
 //! What a record is. Each kind maps one-to-one onto a FHIR R4 resource:
-//! Patient, Observation, MedicationRequest and CarePlan.
+//! Patient, Observation, MedicationRequest, CarePlan, Condition, AllergyIntolerance and
+//! Immunization.
 
 use std::fmt;
 
@@ -293,6 +294,85 @@ pub struct TreatmentPlan {
     pub version: i64,
     pub goals: Vec<Goal>,
     pub activities: Vec<Activity>,
+    pub source: Source,
+}
+
+text_enum!(
+    /// FHIR's clinical status of a Condition; an AllergyIntolerance uses the first, fourth and
+    /// last of them.
+    ClinicalStatus { Active => "active", Recurrence => "recurrence", Relapse => "relapse", Inactive => "inactive", Remission => "remission", Resolved => "resolved" }
+);
+
+impl ClinicalStatus {
+    /// What the overview shows first: a diagnosis or allergy that still applies.
+    pub fn is_current(self) -> bool {
+        matches!(self, Self::Active | Self::Recurrence | Self::Relapse)
+    }
+}
+
+/// A diagnosis (FHIR Condition).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnosis {
+    pub id: Uuid,
+    pub patient_id: PatientId,
+    pub code_system: String,
+    pub code: String,
+    pub display: String,
+    pub clinical_status: ClinicalStatus,
+    pub onset_at: Option<OffsetDateTime>,
+    pub abated_at: Option<OffsetDateTime>,
+    pub recorded_at: Option<OffsetDateTime>,
+    pub recorder: String,
+    pub version: i64,
+    pub source: Source,
+}
+
+text_enum!(Criticality { Low => "low", High => "high", UnableToAssess => "unable-to-assess" });
+
+/// One reaction to an allergen: what happened, and how bad it was (FHIR: mild, moderate,
+/// severe).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub manifestation: String,
+    pub severity: Option<String>,
+}
+
+/// An allergy or intolerance (FHIR AllergyIntolerance).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Allergy {
+    pub id: Uuid,
+    pub patient_id: PatientId,
+    pub code_system: String,
+    pub code: String,
+    pub substance: String,
+    pub clinical_status: ClinicalStatus,
+    pub criticality: Option<Criticality>,
+    /// food, medication, environment or biologic
+    pub category: Option<String>,
+    pub reactions: Vec<Reaction>,
+    pub recorded_at: Option<OffsetDateTime>,
+    pub recorder: String,
+    pub version: i64,
+    pub source: Source,
+}
+
+text_enum!(VaccinationStatus { Completed => "completed", NotDone => "not-done" });
+
+/// A vaccination given, or recorded as not given (FHIR Immunization).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vaccination {
+    pub id: Uuid,
+    pub patient_id: PatientId,
+    pub vaccine_system: String,
+    pub vaccine_code: String,
+    pub vaccine_name: String,
+    pub status: VaccinationStatus,
+    pub occurred_at: OffsetDateTime,
+    pub lot_number: Option<String>,
+    /// Where on the body, e.g. "Left arm".
+    pub site: Option<String>,
+    pub performer: String,
+    pub version: i64,
     pub source: Source,
 }
 

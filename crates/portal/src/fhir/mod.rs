@@ -1,5 +1,6 @@
 //! The FHIR R4 interface at `/fhir/r4`: read and search for Patient, Observation,
-//! MedicationRequest, CarePlan and AuditEvent; transaction Bundles and single resources in.
+//! MedicationRequest, CarePlan, Condition, AllergyIntolerance, Immunization and AuditEvent;
+//! transaction Bundles and single resources in.
 //! The same access policy and audit log as the pages: every read goes through the gate with the
 //! token's user as the actor.
 //!
@@ -62,6 +63,30 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/fhir/r4/CarePlan/{id}",
             get(read::read_by_id::<read::CarePlan>).put(write::update),
+        )
+        .route(
+            "/fhir/r4/Condition",
+            get(read::search_by_status::<read::Condition>).post(write::create),
+        )
+        .route(
+            "/fhir/r4/Condition/{id}",
+            get(read::read_by_id::<read::Condition>).put(write::update),
+        )
+        .route(
+            "/fhir/r4/AllergyIntolerance",
+            get(read::search_by_status::<read::AllergyIntolerance>).post(write::create),
+        )
+        .route(
+            "/fhir/r4/AllergyIntolerance/{id}",
+            get(read::read_by_id::<read::AllergyIntolerance>).put(write::update),
+        )
+        .route(
+            "/fhir/r4/Immunization",
+            get(read::search_by_status::<read::Immunization>).post(write::create),
+        )
+        .route(
+            "/fhir/r4/Immunization/{id}",
+            get(read::read_by_id::<read::Immunization>).put(write::update),
         )
         .route("/fhir/r4/AuditEvent", get(read::search_audit_events))
         .route(

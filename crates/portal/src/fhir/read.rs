@@ -7,7 +7,10 @@ use access_control::{AccessError, Audited, ReadGrant, Role};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use records_domain::model::{LabResult, PatientId, Prescription, TreatmentPlan};
+use records_domain::model::{
+    Allergy, Diagnosis, LabResult, PatientId, Prescription, TreatmentPlan, Vaccination,
+};
+use records_domain::store::kept::{self, Kept};
 use records_domain::store::{labs, patients, plans, prescriptions, Category};
 use records_domain::{Cpr, DomainError};
 use serde_json::Value;
@@ -206,6 +209,57 @@ macro_rules! record_resource {
         }
     };
 }
+
+/// Diagnoses, allergies and vaccinations share one store (`kept`), searched by patient and
+/// their status field.
+macro_rules! kept_resource {
+    ($resource:ident, $row:ty, $render:path, $status:ident) => {
+        impl RecordResource for $resource {
+            const TYPE: &'static str = stringify!($resource);
+            const CATEGORY: Category = <$row as Kept>::CATEGORY;
+            type Row = $row;
+            async fn patient_of(
+                conn: &mut AnyConnection,
+                id: Uuid,
+            ) -> Result<Option<PatientId>, DomainError> {
+                kept::patient_of::<$row>(conn, id).await
+            }
+            async fn by_id(
+                conn: &mut AnyConnection,
+                grant: &ReadGrant,
+                id: Uuid,
+            ) -> Result<$row, DomainError> {
+                kept::by_id_for(conn, grant, id).await
+            }
+            fn render(row: &$row) -> Value {
+                $render(row)
+            }
+        }
+        impl ByStatus for $resource {
+            async fn for_patient(
+                conn: &mut AnyConnection,
+                grant: &ReadGrant,
+            ) -> Result<Vec<$row>, DomainError> {
+                kept::for_patient(conn, grant).await
+            }
+            fn status(row: &$row) -> &str {
+                row.$status.as_str()
+            }
+        }
+    };
+}
+
+pub(super) struct Condition;
+pub(super) struct AllergyIntolerance;
+pub(super) struct Immunization;
+kept_resource!(Condition, Diagnosis, resources::condition, clinical_status);
+kept_resource!(
+    AllergyIntolerance,
+    Allergy,
+    resources::allergy_intolerance,
+    clinical_status
+);
+kept_resource!(Immunization, Vaccination, resources::immunization, status);
 
 record_resource!(
     Observation,

@@ -148,6 +148,95 @@ pub fn medication_request(p: &Prescription) -> Value {
     m
 }
 
+/// A coding with its system when the sender gave one.
+fn concept(system: &str, code: &str, display: &str) -> Value {
+    let mut coding = json!({ "code": code, "display": display });
+    if !system.is_empty() {
+        coding["system"] = json!(system);
+    }
+    json!({ "coding": [coding], "text": display })
+}
+
+fn status_concept(system: &str, code: &str) -> Value {
+    json!({ "coding": [{ "system": system, "code": code }] })
+}
+
+/// Set `field` to the instant when there is one.
+fn set_instant(resource: &mut Value, field: &str, t: Option<OffsetDateTime>) {
+    if let Some(t) = t {
+        resource[field] = json!(instant(t));
+    }
+}
+
+pub fn condition(d: &Diagnosis) -> Value {
+    let mut c = json!({
+        "resourceType": "Condition",
+        "id": d.id.to_string(),
+        "meta": meta(d.version),
+        "clinicalStatus": status_concept("http://terminology.hl7.org/CodeSystem/condition-clinical", d.clinical_status.as_str()),
+        "code": concept(&d.code_system, &d.code, &d.display),
+        "subject": subject(d.patient_id),
+        "recorder": { "display": d.recorder },
+    });
+    set_instant(&mut c, "onsetDateTime", d.onset_at);
+    set_instant(&mut c, "abatementDateTime", d.abated_at);
+    set_instant(&mut c, "recordedDate", d.recorded_at);
+    c
+}
+
+pub fn allergy_intolerance(a: &Allergy) -> Value {
+    let mut r = json!({
+        "resourceType": "AllergyIntolerance",
+        "id": a.id.to_string(),
+        "meta": meta(a.version),
+        "clinicalStatus": status_concept("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", a.clinical_status.as_str()),
+        "code": concept(&a.code_system, &a.code, &a.substance),
+        "patient": subject(a.patient_id),
+        "recorder": { "display": a.recorder },
+    });
+    if let Some(c) = a.criticality {
+        r["criticality"] = json!(c.as_str());
+    }
+    if let Some(category) = &a.category {
+        r["category"] = json!([category]);
+    }
+    if !a.reactions.is_empty() {
+        r["reaction"] = a
+            .reactions
+            .iter()
+            .map(|x| {
+                let mut reaction = json!({ "manifestation": [{ "text": x.manifestation }] });
+                if let Some(s) = &x.severity {
+                    reaction["severity"] = json!(s);
+                }
+                reaction
+            })
+            .collect();
+    }
+    set_instant(&mut r, "recordedDate", a.recorded_at);
+    r
+}
+
+pub fn immunization(v: &Vaccination) -> Value {
+    let mut r = json!({
+        "resourceType": "Immunization",
+        "id": v.id.to_string(),
+        "meta": meta(v.version),
+        "status": v.status.as_str(),
+        "vaccineCode": concept(&v.vaccine_system, &v.vaccine_code, &v.vaccine_name),
+        "patient": subject(v.patient_id),
+        "occurrenceDateTime": instant(v.occurred_at),
+        "performer": [{ "actor": { "display": v.performer } }],
+    });
+    if let Some(lot) = &v.lot_number {
+        r["lotNumber"] = json!(lot);
+    }
+    if let Some(site) = &v.site {
+        r["site"] = json!({ "text": site });
+    }
+    r
+}
+
 pub fn care_plan(plan: &TreatmentPlan) -> Value {
     let goals: Vec<Value> = plan
         .goals
@@ -337,6 +426,9 @@ pub fn capability_statement(base: &str) -> Value {
                 resource("Observation", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("code", "token"), ("date", "date"), ("category", "token"), ("_sort", "special")])),
                 resource("MedicationRequest", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
                 resource("CarePlan", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
+                resource("Condition", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
+                resource("AllergyIntolerance", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
+                resource("Immunization", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
                 audit_event_with_proof(resource("AuditEvent", &["search-type"], with_paging(&[("patient", "reference"), ("agent", "reference"), ("date", "date")]))),
             ],
             "interaction": [{ "code": "transaction" }],

@@ -65,10 +65,7 @@ pub(super) async fn transaction(
         .iter()
         .filter_map(|(_, r)| r["resourceType"].as_str())
         .collect();
-    for kind in kinds
-        .iter()
-        .filter(|k| ["Patient", "Observation", "MedicationRequest", "CarePlan"].contains(k))
-    {
+    for kind in kinds.iter().filter(|k| ingest::is_kept(k)) {
         caller.require(&state, kind, true).await?;
     }
     let source = source_system(&caller);
@@ -76,8 +73,7 @@ pub(super) async fn transaction(
     let entry: Vec<Value> = entries
         .iter()
         .map(|(_, r)| {
-            let kept = ["Patient", "Observation", "MedicationRequest", "CarePlan"]
-                .contains(&r["resourceType"].as_str().unwrap_or(""));
+            let kept = ingest::is_kept(r["resourceType"].as_str().unwrap_or(""));
             let mut response = serde_json::json!({ "status": "200 OK" });
             if !kept {
                 response["outcome"] = resources::operation_outcome(
@@ -111,7 +107,7 @@ pub(super) async fn update(
     write_single(state, caller, Some(id), body).await
 }
 
-/// One Observation, MedicationRequest or CarePlan from a system client, keyed on its id.
+/// One clinical resource (`ingest::CLINICAL_TYPES`) from a system client, keyed on its id.
 async fn write_single(
     state: AppState,
     mut caller: FhirCaller,
@@ -123,10 +119,12 @@ async fn write_single(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    if !["Observation", "MedicationRequest", "CarePlan"].contains(&kind.as_str()) {
-        return Err(FhirError::malformed(
-            "send an Observation, MedicationRequest or CarePlan",
-        ));
+    if ingest::category_of(&kind).is_none() {
+        let kinds: Vec<&str> = ingest::CLINICAL_TYPES.iter().map(|(k, _)| *k).collect();
+        return Err(FhirError::malformed(format!(
+            "send one of {}",
+            kinds.join(", ")
+        )));
     }
     caller.require(&state, &kind, true).await?;
     if let Some(id) = &path_id {

@@ -2,13 +2,16 @@
 
 use maud::{html, Markup};
 use records_domain::db::date_text;
-use records_domain::model::{LabResult, Patient, PatientId, Prescription, TreatmentPlan};
+use records_domain::model::{
+    Allergy, Diagnosis, LabResult, Patient, PatientId, Prescription, TreatmentPlan, Vaccination,
+};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::components::{
     day, flag, history_table, lab_table, plan_card, prescription_table, trend_chart,
 };
+use super::entries::{overview_section, table, Listed};
 use super::layout::{csrf_field, page, Frame, RecordBanner};
 use crate::auth::CurrentUser;
 use crate::forms::{LookupForm, PlanForm, PrescriptionForm};
@@ -43,6 +46,9 @@ fn record_page(
                     li { a href={ (base) "/labs" } { "Lab results" } }
                     li { a href={ (base) "/prescriptions" } { "Prescriptions" } }
                     li { a href={ (base) "/plans" } { "Treatment plans" } }
+                    li { a href={ (base) "/diagnoses" } { "Diagnoses" } }
+                    li { a href={ (base) "/allergies" } { "Allergies" } }
+                    li { a href={ (base) "/vaccinations" } { "Vaccinations" } }
                 }
             }
             (body)
@@ -158,11 +164,17 @@ pub fn overview(
     csrf: &str,
     banner: RecordBanner,
     patient: PatientId,
-    latest: &[LabResult],
-    active: &[Prescription],
-    plans: &[TreatmentPlan],
+    record: &RecordOverview,
 ) -> Markup {
     let base = format!("/clinician/patients/{}", patient.0);
+    let RecordOverview {
+        latest,
+        active,
+        plans,
+        diagnoses,
+        allergies,
+        vaccinations,
+    } = record;
     record_page(
         "Patient overview",
         user,
@@ -170,6 +182,8 @@ pub fn overview(
         banner,
         patient,
         html! {
+            (overview_section("Allergies", allergies, &base))
+            (overview_section("Current diagnoses", diagnoses, &base))
             section {
                 h2 { "Latest lab results" }
                 @if latest.is_empty() { p.hint { "No results." } } @else { (lab_table(latest, &format!("{base}/labs"), true)) }
@@ -180,7 +194,36 @@ pub fn overview(
                 @if plans.is_empty() { p.hint { "No plans." } }
                 @for plan in plans { (plan_card(plan, html! {})) }
             }
+            (overview_section("Vaccinations", vaccinations, &base))
         },
+    )
+}
+
+/// What the clinician's overview of a record shows.
+pub struct RecordOverview {
+    pub latest: Vec<LabResult>,
+    pub active: Vec<Prescription>,
+    pub plans: Vec<TreatmentPlan>,
+    pub diagnoses: Vec<Diagnosis>,
+    pub allergies: Vec<Allergy>,
+    pub vaccinations: Vec<Vaccination>,
+}
+
+/// The page of one kind of record: diagnoses, allergies or vaccinations.
+pub fn entries<T: Listed>(
+    user: &CurrentUser,
+    csrf: &str,
+    banner: RecordBanner,
+    patient: PatientId,
+    items: &[T],
+) -> Markup {
+    record_page(
+        T::TITLE,
+        user,
+        csrf,
+        banner,
+        patient,
+        table(items, T::TITLE),
     )
 }
 

@@ -6,5 +6,6 @@ pub mod admin;
 pub mod audit;
 pub mod clinician;
 pub mod components;
+pub mod entries;
 pub mod layout;
 pub mod patient;

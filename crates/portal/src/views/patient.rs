@@ -7,13 +7,16 @@ use access_control::consent::{Block, BlockTarget, Proxy};
 use access_control::policy::ProxyKind;
 use access_control::Basis;
 use maud::{html, Markup};
-use records_domain::model::{Clinic, LabResult, Prescription, TreatmentPlan};
+use records_domain::model::{
+    Allergy, Clinic, Diagnosis, LabResult, Prescription, TreatmentPlan, Vaccination,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::components::{
     day, flag, history_table, lab_table, plan_card, prescription_table, trend_chart,
 };
+use super::entries::{overview_section, table, Listed};
 use super::layout::{csrf_field, page, Frame, RecordBanner};
 use crate::auth::CurrentUser;
 
@@ -25,6 +28,9 @@ pub struct Summary {
     pub results_pending: bool,
     pub prescriptions: Option<Vec<Prescription>>,
     pub plans: Option<Vec<TreatmentPlan>>,
+    pub diagnoses: Option<Vec<Diagnosis>>,
+    pub allergies: Option<Vec<Allergy>>,
+    pub vaccinations: Option<Vec<Vaccination>>,
     pub new_accesses: Option<i64>,
     /// Sign-ins to the citizen's own account with an administrator's one-time password that
     /// they have not acknowledged, and whether this session may acknowledge them.
@@ -66,6 +72,8 @@ pub fn overview(user: &CurrentUser, csrf: &str, s: Summary) -> Markup {
                     p.notice role="status" { a href="/me/access-log" { (n) " new " (if n == 1 { "access" } else { "accesses" }) " to this record since the last visit." } }
                 }
             }
+            @if let Some(allergies) = &s.allergies { (overview_section("Allergies", allergies, "/me")) }
+            @if let Some(diagnoses) = &s.diagnoses { (overview_section("Current diagnoses", diagnoses, "/me")) }
             @if let Some(labs) = &s.labs {
                 section {
                     h2 { "Latest lab results" }
@@ -88,8 +96,19 @@ pub fn overview(user: &CurrentUser, csrf: &str, s: Summary) -> Markup {
                     @for plan in plans { (plan_card(plan, html! {})) }
                 }
             }
+            @if let Some(vaccinations) = &s.vaccinations { (overview_section("Vaccinations", vaccinations, "/me")) }
         },
     )
+}
+
+/// The page of one kind of record: diagnoses, allergies or vaccinations.
+pub fn entries<T: Listed>(
+    user: &CurrentUser,
+    csrf: &str,
+    banner: RecordBanner,
+    items: &[T],
+) -> Markup {
+    record_page(T::TITLE, user, csrf, banner, table(items, T::TITLE))
 }
 
 fn record_page(

@@ -3,17 +3,21 @@
 //! Ingest (seed, FHIR, import) writes through the `upsert` functions, keyed on the writer's
 //! source namespace and the source's id; an upsert never moves a row to another patient.
 
+pub mod allergies;
 pub mod clinics;
+pub mod diagnoses;
+pub mod kept;
 pub mod labs;
 pub mod patients;
 pub mod plans;
 pub mod prescriptions;
+pub mod vaccinations;
 
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
 use crate::db::Statement;
-use crate::model::PatientId;
+use crate::model::{Allergy, Diagnosis, PatientId, Vaccination};
 
 /// Every SQL statement the stores send, for the test that prepares each on both engines.
 pub fn statements() -> Vec<Statement> {
@@ -23,25 +27,34 @@ pub fn statements() -> Vec<Statement> {
         plans::statements(),
         patients::statements(),
         clinics::statements(),
+        kept::statements_of::<Diagnosis>("diagnoses"),
+        kept::statements_of::<Allergy>("allergies"),
+        kept::statements_of::<Vaccination>("vaccinations"),
     ]
     .concat()
 }
 
 /// The parts of a record that a decision can grant separately (guardians, for example, see
-/// prescriptions and plans but not lab results).
+/// prescriptions, plans and vaccinations but not lab results).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Category {
     LabResults,
     Prescriptions,
     TreatmentPlans,
+    Diagnoses,
+    Allergies,
+    Vaccinations,
     AccessLog,
 }
 
 impl Category {
-    pub const ALL: [Category; 4] = [
+    pub const ALL: [Category; 7] = [
         Self::LabResults,
         Self::Prescriptions,
         Self::TreatmentPlans,
+        Self::Diagnoses,
+        Self::Allergies,
+        Self::Vaccinations,
         Self::AccessLog,
     ];
 
@@ -50,6 +63,9 @@ impl Category {
             Self::LabResults => "lab_results",
             Self::Prescriptions => "prescriptions",
             Self::TreatmentPlans => "treatment_plans",
+            Self::Diagnoses => "diagnoses",
+            Self::Allergies => "allergies",
+            Self::Vaccinations => "vaccinations",
             Self::AccessLog => "access_log",
         }
     }

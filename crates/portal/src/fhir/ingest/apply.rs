@@ -7,16 +7,17 @@ use std::collections::HashMap;
 use access_control::gate::Refusal;
 use access_control::{BatchGrants, Gate};
 use records_domain::model::{PatientId, Source};
-use records_domain::store::{labs, plans, prescriptions, Category, Upserted};
+use records_domain::store::kept::{self, Kept};
+use records_domain::store::{labs, plans, prescriptions, Category, Upserted, WritePermit};
 use records_domain::DomainError;
 use serde_json::Value;
 
 use super::identity::{register, subject_of};
 use super::parse::{
-    bundle_entries, invalid, parse_care_plan, parse_medication_request, parse_observation, Batch,
-    IngestError,
+    bundle_entries, invalid, parse_allergy, parse_care_plan, parse_condition, parse_immunization,
+    parse_medication_request, parse_observation, Batch, IngestError,
 };
-use super::{ApplyError, Summary, Writer};
+use super::{category_of, ApplyError, Summary, Writer};
 
 /// Apply a Bundle in one transaction: every stored resource is written, or none is.
 pub async fn apply_bundle(
@@ -130,15 +131,38 @@ async fn write_batch(
                 let p = parse_medication_request(resource, batch, subject, &source, location)?;
                 prescriptions::upsert(tx, grant, &p).await.map(|o| vec![o])
             }
-            _ => match parse_care_plan(resource, batch, subject, &source, location)? {
-                Some(plan) => plans::upsert(tx, grant, &plan).await.map(|o| vec![o]),
-                None => {
-                    summary.skip(kind, "status entered-in-error or unknown");
-                    continue;
+            Category::TreatmentPlans => {
+                match parse_care_plan(resource, batch, subject, &source, location)? {
+                    Some(plan) => plans::upsert(tx, grant, &plan).await.map(|o| vec![o]),
+                    None => {
+                        summary.skip(kind, "status entered-in-error or unknown");
+                        continue;
+                    }
                 }
-            },
+            }
+            Category::Diagnoses => {
+                keep(
+                    tx,
+                    grant,
+                    parse_condition(resource, batch, subject, &source, location)?,
+                )
+                .await
+            }
+            Category::Allergies => {
+                keep(
+                    tx,
+                    grant,
+                    parse_allergy(resource, batch, subject, &source, location)?,
+                )
+                .await
+            }
+            Category::Vaccinations => {
+                let parsed = parse_immunization(resource, batch, subject, &source, location)?;
+                keep(tx, grant, parsed).await
+            }
+            Category::AccessLog => Ok(Vec::new()),
         };
-        let outcomes = written.map_err(|e| match e {
+        let outcomes: Vec<Upserted> = written.map_err(|e| match e {
             DomainError::BelongsToAnotherPatient(owner) => BatchError::Refused(gate.refuse_move(
                 &writer.request(subject, Some(source.id.clone())),
                 owner,
@@ -146,17 +170,26 @@ async fn write_batch(
             )),
             other => other.into(),
         })?;
+        // An Observation panel may hold no results; every other kind writes nothing only
+        // when its resource was entered in error.
+        if outcomes.is_empty() && category != Category::LabResults {
+            summary.skip(kind, "entered in error");
+            continue;
+        }
         summary.count(kind, combined(&outcomes));
     }
     Ok(summary)
 }
 
-fn category_of(kind: &str) -> Option<Category> {
-    match kind {
-        "Observation" => Some(Category::LabResults),
-        "MedicationRequest" => Some(Category::Prescriptions),
-        "CarePlan" => Some(Category::TreatmentPlans),
-        _ => None,
+/// Store a diagnosis, allergy or vaccination; one entered in error (`None`) writes nothing.
+async fn keep<T: Kept>(
+    tx: &mut sqlx::AnyConnection,
+    grant: &impl WritePermit,
+    parsed: Option<T>,
+) -> Result<Vec<Upserted>, DomainError> {
+    match parsed {
+        Some(record) => Ok(vec![kept::upsert(tx, grant, &record).await?]),
+        None => Ok(Vec::new()),
     }
 }
 

@@ -66,7 +66,12 @@ pub(super) async fn subject_of(
     resource: &Value,
     location: &str,
 ) -> Result<PatientId, ApplyError> {
-    let subject = &resource["subject"];
+    // Immunization and AllergyIntolerance name their patient `patient`, the others `subject`.
+    let subject = if resource["subject"].is_null() {
+        &resource["patient"]
+    } else {
+        &resource["subject"]
+    };
     if let Some(id) = batch
         .position_of(subject)
         .and_then(|position| patient_ids.get(&position))

@@ -1,4 +1,5 @@
-//! FHIR R4 in: Patient, Observation, MedicationRequest and CarePlan resources into records,
+//! FHIR R4 in: Patient, Observation, MedicationRequest, CarePlan, Condition,
+//! AllergyIntolerance and Immunization resources into records,
 //! a Bundle applied in one transaction (all or nothing). Used by the FHIR write API and by
 //! `portal import`.
 //!
@@ -14,15 +15,39 @@ use std::collections::BTreeMap;
 
 use access_control::{Actor, Request, RequestContext};
 use records_domain::model::PatientId;
-use records_domain::store::Upserted;
+use records_domain::store::{Category, Upserted};
 use records_domain::DomainError;
 
 pub use apply::{apply_bundle, apply_resources};
 pub use identity::CPR_SYSTEM;
 pub use parse::{
-    bundle_entries, parse_care_plan, parse_medication_request, parse_observation, parse_patient,
-    Batch, IngestError, NoBundle, ResolveReference,
+    bundle_entries, parse_allergy, parse_care_plan, parse_condition, parse_immunization,
+    parse_medication_request, parse_observation, parse_patient, Batch, IngestError, NoBundle,
+    ResolveReference,
 };
+
+/// The clinical resource types the portal keeps, each in a category of the record.
+pub const CLINICAL_TYPES: [(&str, Category); 6] = [
+    ("Observation", Category::LabResults),
+    ("MedicationRequest", Category::Prescriptions),
+    ("CarePlan", Category::TreatmentPlans),
+    ("Condition", Category::Diagnoses),
+    ("AllergyIntolerance", Category::Allergies),
+    ("Immunization", Category::Vaccinations),
+];
+
+pub fn category_of(kind: &str) -> Option<Category> {
+    CLINICAL_TYPES
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, c)| *c)
+}
+
+/// Whether a resource of this type is stored (a Patient, or a clinical type): writing it needs
+/// the caller's write scope for the type.
+pub fn is_kept(kind: &str) -> bool {
+    kind == "Patient" || category_of(kind).is_some()
+}
 
 /// What an import did, by resource type.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use records_domain::model::PatientId;
+use records_domain::model::{Allergy, Diagnosis, Vaccination};
 
 use crate::app::AppState;
 use crate::error::AppResult;
@@ -40,6 +41,18 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/clinician/patients/{patient}/plans",
             get(record::plans).post(plans::create),
+        )
+        .route(
+            "/clinician/patients/{patient}/diagnoses",
+            get(record::entries::<Diagnosis>),
+        )
+        .route(
+            "/clinician/patients/{patient}/allergies",
+            get(record::entries::<Allergy>),
+        )
+        .route(
+            "/clinician/patients/{patient}/vaccinations",
+            get(record::entries::<Vaccination>),
         )
         .route(
             "/clinician/patients/{patient}/plans/new",

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::Markup;
 use records_domain::model::{Patient, PatientId};
-use records_domain::store::{labs, patients, plans, prescriptions, Category};
+use records_domain::store::{kept, labs, patients, plans, prescriptions, Category};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -16,6 +16,7 @@ use crate::error::{AppError, AppResult};
 use crate::routes::open::Opener;
 use crate::views::clinician as view;
 use crate::views::components::{latest_per_test, split_prescriptions};
+use crate::views::entries::Listed;
 
 pub async fn overview(
     State(state): State<AppState>,
@@ -27,16 +28,42 @@ pub async fn overview(
     let (conn, grant) = record.parts();
     let results = labs::for_patient(conn, grant).await?;
     let (active, _) = split_prescriptions(prescriptions::for_patient(conn, grant).await?);
-    let plans = plans::for_patient(conn, grant).await?;
+    let overview = view::RecordOverview {
+        latest: latest_per_test(&results),
+        active,
+        plans: plans::for_patient(conn, grant).await?,
+        diagnoses: kept::for_patient(conn, grant).await?,
+        allergies: kept::for_patient(conn, grant).await?,
+        vaccinations: kept::for_patient(conn, grant).await?,
+    };
     record.commit().await?;
     Ok(view::overview(
         &user,
         &user.csrf().await?,
         banner,
         patient,
-        &latest_per_test(&results),
-        &active,
-        &plans,
+        &overview,
+    ))
+}
+
+/// Diagnoses, allergies or vaccinations (`T`), through the same gate as every other part.
+pub async fn entries<T: Listed>(
+    State(state): State<AppState>,
+    ClinicianUser(user): ClinicianUser,
+    Path(patient): Path<Uuid>,
+) -> AppResult<Markup> {
+    let patient = PatientId(patient);
+    let (banner, items) = Opener::clinician(&state, &user, patient)
+        .read_with(T::CATEGORY, None, async |conn, grant| {
+            kept::for_patient::<T>(conn, grant).await
+        })
+        .await?;
+    Ok(view::entries(
+        &user,
+        &user.csrf().await?,
+        banner,
+        patient,
+        &items,
     ))
 }
 

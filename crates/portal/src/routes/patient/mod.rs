@@ -8,7 +8,7 @@ mod record;
 
 use axum::routing::{get, post};
 use axum::Router;
-use records_domain::model::PatientId;
+use records_domain::model::{Allergy, Diagnosis, PatientId, Vaccination};
 
 use crate::app::AppState;
 use crate::auth::CurrentUser;
@@ -25,6 +25,9 @@ pub fn routes() -> Router<AppState> {
         .route("/me/labs/{code}", get(record::lab_history))
         .route("/me/prescriptions", get(record::prescriptions))
         .route("/me/plans", get(record::plans))
+        .route("/me/diagnoses", get(record::entries::<Diagnosis>))
+        .route("/me/allergies", get(record::entries::<Allergy>))
+        .route("/me/vaccinations", get(record::entries::<Vaccination>))
         .route("/me/access-log", get(access_log::page))
         .route("/me/access-log/chain.json", get(access_log::chain))
         .route("/me/access-log/proof.json", get(access_log::proof))

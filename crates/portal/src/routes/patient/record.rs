@@ -1,11 +1,12 @@
-//! The record pages: overview, lab results (with a page per test), prescriptions and plans.
+//! The record pages: overview, lab results (with a page per test), prescriptions, plans,
+//! diagnoses, allergies and vaccinations.
 
 use access_control::accounts;
 use access_control::audit::query as audit_query;
 use axum::extract::{Path, State};
 use axum::response::Redirect;
 use maud::Markup;
-use records_domain::store::{labs, plans, prescriptions, Category, ReadPermit};
+use records_domain::store::{kept, labs, plans, prescriptions, Category, ReadPermit};
 use records_domain::DomainError;
 use time::OffsetDateTime;
 
@@ -17,6 +18,7 @@ use crate::auth::PatientUser;
 use crate::error::{AppError, AppResult};
 use crate::routes::open::Opener;
 use crate::views::components::{latest_per_test, split_prescriptions};
+use crate::views::entries::Listed;
 use crate::views::patient as view;
 
 pub async fn overview(
@@ -45,6 +47,15 @@ pub async fn overview(
                 .filter(|p| p.status.as_str() == "active")
                 .collect(),
         );
+    }
+    if grant.covers(Category::Diagnoses) {
+        summary.diagnoses = Some(kept::for_patient(conn, grant).await?);
+    }
+    if grant.covers(Category::Allergies) {
+        summary.allergies = Some(kept::for_patient(conn, grant).await?);
+    }
+    if grant.covers(Category::Vaccinations) {
+        summary.vaccinations = Some(kept::for_patient(conn, grant).await?);
     }
     if user.user.patient_id == Some(patient) {
         summary.issued_sign_ins = audit_query::about_patient_since(
@@ -147,4 +158,17 @@ pub async fn plans(
         })
         .await?;
     Ok(view::plans(&user, &user.csrf().await?, banner, &all))
+}
+
+/// Diagnoses, allergies or vaccinations (`T`) of the record on screen.
+pub async fn entries<T: Listed>(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+) -> AppResult<Markup> {
+    let (banner, items) = Opener::citizen(&state, &user)?
+        .read_with(T::CATEGORY, None, async |conn, grant| {
+            kept::for_patient::<T>(conn, grant).await
+        })
+        .await?;
+    Ok(view::entries(&user, &user.csrf().await?, banner, &items))
 }

@@ -2,7 +2,10 @@
 //! what is wrong with it and where (`Bundle.entry[3]: ...`). Shared here: the shape of a
 //! Bundle, references between its entries, and the FHIR data types every resource uses.
 
+mod allergy;
 mod care_plan;
+mod condition;
+mod immunization;
 mod medication;
 mod observation;
 mod patient;
@@ -14,7 +17,10 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 
+pub use allergy::parse_allergy;
 pub use care_plan::parse_care_plan;
+pub use condition::parse_condition;
+pub use immunization::parse_immunization;
 pub use medication::parse_medication_request;
 pub use observation::parse_observation;
 pub use patient::parse_patient;
@@ -161,6 +167,35 @@ fn coding(concept: &Value) -> Option<(String, String, String)> {
         code.to_string(),
         display.to_string(),
     ))
+}
+
+/// Who is responsible for a resource, by name: the first of `fields` (a reference, or a list
+/// of references or of `{actor}`) that names someone, or else the clinician or organisation of
+/// the encounter it was made in. Names come from the reference's display or from the
+/// Practitioner or Organization in the same Bundle.
+fn responsible(r: &Value, batch: &impl ResolveReference, fields: &[&str]) -> Option<String> {
+    let named = |reference: &Value| {
+        let reference = if reference["actor"].is_object() {
+            &reference["actor"]
+        } else {
+            reference
+        };
+        text(&reference["display"]).map(str::to_string).or_else(|| {
+            let who = batch.resolve_ref(reference)?;
+            practitioner_name(who).or_else(|| text(&who["name"]).map(str::to_string))
+        })
+    };
+    let first_named = |field: &Value| match field.as_array() {
+        Some(list) => list.iter().find_map(named),
+        None => named(field),
+    };
+    fields.iter().find_map(|f| first_named(&r[*f])).or_else(|| {
+        let encounter = batch.resolve_ref(&r["encounter"])?;
+        encounter["participant"]
+            .as_array()
+            .and_then(|p| p.iter().find_map(|p| named(&p["individual"])))
+            .or_else(|| named(&encounter["serviceProvider"]))
+    })
 }
 
 fn practitioner_name(p: &Value) -> Option<String> {

@@ -1,0 +1,143 @@
+//! Diagnoses, allergies and vaccinations: each kind listed in one table, the same on the
+//! patient's pages, the clinician's and the overviews.
+
+use maud::{html, Markup};
+use records_domain::model::{Allergy, Diagnosis, Vaccination};
+use records_domain::store::kept::Kept;
+use time::OffsetDateTime;
+
+use super::components::day;
+
+/// A kind of record shown as a list, with the path segment of its page.
+pub trait Listed: Kept + 'static {
+    const TITLE: &'static str;
+    /// `/me/{PATH}` and `/clinician/patients/{id}/{PATH}`.
+    const PATH: &'static str;
+    const NONE: &'static str;
+    fn rows(items: &[Self]) -> Markup;
+    const HEADINGS: &'static [&'static str];
+    /// What the overview shows first: what still applies (all vaccinations do).
+    fn current(&self) -> bool;
+}
+
+pub fn table<T: Listed>(items: &[T], caption: &str) -> Markup {
+    html! {
+        @if items.is_empty() { p.hint { (T::NONE) } } @else {
+            div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
+                table {
+                    caption { (caption) }
+                    thead { tr { @for h in T::HEADINGS { th scope="col" { (h) } } } }
+                    tbody { (T::rows(items)) }
+                }
+            }
+        }
+    }
+}
+
+/// The overview's section for a kind: what still applies, and a link to the whole list.
+pub fn overview_section<T: Listed>(heading: &str, items: &[T], base: &str) -> Markup {
+    let current: Vec<T> = items.iter().filter(|i| i.current()).cloned().collect();
+    html! {
+        section {
+            h2 { (heading) }
+            (table(&current, heading))
+            p { a href={ (base) "/" (T::PATH) } { "All " (T::TITLE.to_lowercase()) } }
+        }
+    }
+}
+
+fn maybe_day(t: Option<OffsetDateTime>) -> String {
+    t.map(day).unwrap_or_default()
+}
+
+impl Listed for Diagnosis {
+    const TITLE: &'static str = "Diagnoses";
+    const PATH: &'static str = "diagnoses";
+    const NONE: &'static str = "No diagnoses recorded.";
+    const HEADINGS: &'static [&'static str] = &[
+        "Diagnosis",
+        "Code",
+        "Status",
+        "Since",
+        "Until",
+        "Recorded by",
+    ];
+    fn rows(items: &[Self]) -> Markup {
+        html! {
+            @for d in items {
+                tr {
+                    td { (d.display) }
+                    td { code { (d.code) } }
+                    td { (d.clinical_status.as_str()) }
+                    td { (maybe_day(d.onset_at.or(d.recorded_at))) }
+                    td { (maybe_day(d.abated_at)) }
+                    td { (d.recorder) }
+                }
+            }
+        }
+    }
+    fn current(&self) -> bool {
+        self.clinical_status.is_current()
+    }
+}
+
+impl Listed for Allergy {
+    const TITLE: &'static str = "Allergies";
+    const PATH: &'static str = "allergies";
+    const NONE: &'static str = "No allergies recorded.";
+    const HEADINGS: &'static [&'static str] = &[
+        "Substance",
+        "Criticality",
+        "Reactions",
+        "Status",
+        "Recorded",
+        "Recorded by",
+    ];
+    fn rows(items: &[Self]) -> Markup {
+        html! {
+            @for a in items {
+                tr {
+                    td { (a.substance) @if let Some(c) = &a.category { br; small { (c) } } }
+                    td { @match a.criticality.map(|c| c.as_str()) { Some("high") => strong { "high" }, Some(c) => (c), None => "" } }
+                    td {
+                        @for (i, r) in a.reactions.iter().enumerate() {
+                            @if i > 0 { "; " }
+                            (r.manifestation) @if let Some(s) = &r.severity { " (" (s) ")" }
+                        }
+                    }
+                    td { (a.clinical_status.as_str()) }
+                    td { (maybe_day(a.recorded_at)) }
+                    td { (a.recorder) }
+                }
+            }
+        }
+    }
+    fn current(&self) -> bool {
+        self.clinical_status.is_current()
+    }
+}
+
+impl Listed for Vaccination {
+    const TITLE: &'static str = "Vaccinations";
+    const PATH: &'static str = "vaccinations";
+    const NONE: &'static str = "No vaccinations recorded.";
+    const HEADINGS: &'static [&'static str] =
+        &["Vaccine", "Date", "Status", "Lot", "Site", "Given by"];
+    fn rows(items: &[Self]) -> Markup {
+        html! {
+            @for v in items {
+                tr {
+                    td { (v.vaccine_name) }
+                    td { (day(v.occurred_at)) }
+                    td { @if v.status.as_str() == "not-done" { "not given" } @else { "given" } }
+                    td { (v.lot_number.as_deref().unwrap_or("")) }
+                    td { (v.site.as_deref().unwrap_or("")) }
+                    td { (v.performer) }
+                }
+            }
+        }
+    }
+    fn current(&self) -> bool {
+        true
+    }
+}
