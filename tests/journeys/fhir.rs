@@ -126,6 +126,9 @@ both_engines!(
                 "Condition",
                 "AllergyIntolerance",
                 "Immunization",
+                "Encounter",
+                "Procedure",
+                "DiagnosticReport",
                 "AuditEvent"
             ]
         );
@@ -553,7 +556,14 @@ both_engines!(
             .flat_map(|r| r.values())
             .sum();
         let stored: u64 = KEPT.iter().map(|k| expected[*k]).sum();
-        let clinical = ["Condition", "AllergyIntolerance", "Immunization"];
+        let clinical = [
+            "Condition",
+            "AllergyIntolerance",
+            "Immunization",
+            "Encounter",
+            "Procedure",
+            "DiagnosticReport",
+        ];
         for kind in clinical {
             assert!(
                 !report.summary.skipped.contains_key(kind),
@@ -563,7 +573,13 @@ both_engines!(
         }
         // Who recorded a diagnosis, and who gave a vaccination, is named in the Bundle (the
         // encounter's practitioner), not left unknown.
-        for (table, column) in [("diagnoses", "recorder"), ("vaccinations", "performer")] {
+        for (table, column) in [
+            ("diagnoses", "recorder"),
+            ("vaccinations", "performer"),
+            ("contacts", "place"),
+            ("procedures", "performer"),
+            ("reports", "performer"),
+        ] {
             let unknown = app
                 .count(&format!(
                     "SELECT COUNT(*) FROM {table} WHERE {column} LIKE 'Unknown%'"
@@ -637,7 +653,7 @@ both_engines!(
 );
 
 /// The resource types the portal stores.
-const KEPT: [&str; 7] = [
+const KEPT: [&str; 10] = [
     "Patient",
     "Observation",
     "MedicationRequest",
@@ -645,6 +661,9 @@ const KEPT: [&str; 7] = [
     "Condition",
     "AllergyIntolerance",
     "Immunization",
+    "Encounter",
+    "Procedure",
+    "DiagnosticReport",
 ];
 
 fn ingest_total(map: &std::collections::BTreeMap<String, u64>) -> u64 {

@@ -1,6 +1,6 @@
-//! The whole health record beyond results, medicines and plans: diagnoses, allergies and
-//! vaccinations, as the patient, a guardian and a clinician meet them in the pages, imported
-//! from Synthea bundles and read back through FHIR. On both engines.
+//! The whole health record beyond results, medicines and plans: diagnoses, allergies,
+//! vaccinations, contacts, procedures and reports, as the patient, a guardian and a clinician
+//! meet them in the pages and as FHIR clients read them. On both engines.
 
 use crate::support;
 
@@ -87,6 +87,26 @@ both_engines!(
             rows.iter().skip(1).all(|r| r[3].starts_with("LOT")),
             "lot numbers"
         );
+
+        assert!(
+            position("Upcoming and recent contacts") < position("Latest lab results"),
+            "{headings:?}"
+        );
+        let contacts = browser.get("/me/contacts").await;
+        contacts.assert_ok();
+        assert!(contacts
+            .table_rows("table")
+            .iter()
+            .any(|r| r[1] == "Outpatient visit" && r[3] == "Lægehuset Nørrebro"));
+        let reports = browser.get("/me/reports").await;
+        reports.assert_ok();
+        let conclusion = app
+            .text(&format!(
+                "SELECT conclusion FROM reports WHERE patient_id = '{anne}'"
+            ))
+            .await;
+        assert!(reports.contains(&conclusion), "the report's conclusion");
+        browser.get("/me/procedures").await.assert_ok();
         app.assert_audit_log_intact().await;
     }
 );
@@ -114,7 +134,13 @@ both_engines!(
         let vaccinations = anne.get("/me/vaccinations").await;
         vaccinations.assert_ok();
         assert!(vaccinations.contains("MFR"));
-        for path in ["/me/diagnoses", "/me/allergies"] {
+        for path in [
+            "/me/diagnoses",
+            "/me/allergies",
+            "/me/contacts",
+            "/me/procedures",
+            "/me/reports",
+        ] {
             let refused = anne.get(path).await;
             assert_eq!(refused.status, 403, "{path}");
             assert!(refused.contains("Guardians do not see this part"));
@@ -140,7 +166,13 @@ both_engines!(
             overview.contains(&substance),
             "allergies on the clinician's overview"
         );
-        for kind in ["diagnoses", "allergies", "vaccinations"] {
+        for kind in [
+            "diagnoses",
+            "allergies",
+            "vaccinations",
+            "contacts",
+            "reports",
+        ] {
             let page = hansen
                 .get(&format!("/clinician/patients/{anne}/{kind}"))
                 .await;
@@ -193,6 +225,8 @@ both_engines!(
             ("Condition", "diagnoses"),
             ("AllergyIntolerance", "allergies"),
             ("Immunization", "vaccinations"),
+            ("Encounter", "contacts"),
+            ("DiagnosticReport", "reports"),
         ] {
             let search = client.get(&format!("/fhir/r4/{kind}?patient={anne}")).await;
             search.assert_ok();

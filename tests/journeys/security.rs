@@ -420,7 +420,15 @@ both_engines!(patient_pages_by_proxy_kind, |app: TestApp| async move {
         if page.starts_with("/me/labs") {
             assert_eq!(answer.status, 403, "guardian on {page}");
             assert!(!answer.contains("Reference range"));
-        } else if page == "/me/diagnoses" || page == "/me/allergies" {
+        } else if [
+            "/me/diagnoses",
+            "/me/allergies",
+            "/me/contacts",
+            "/me/procedures",
+            "/me/reports",
+        ]
+        .contains(&page.as_str())
+        {
             assert_eq!(answer.status, 403, "guardian on {page}");
             assert!(!answer.contains("<table"));
         } else if page.ends_with("chain.json") || page.ends_with("proof.json") {

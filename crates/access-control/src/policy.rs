@@ -328,13 +328,16 @@ impl Default for PolicySettings {
     }
 }
 
-const CLINICAL: [Category; 6] = [
+const CLINICAL: [Category; 9] = [
     Category::LabResults,
     Category::Prescriptions,
     Category::TreatmentPlans,
     Category::Diagnoses,
     Category::Allergies,
     Category::Vaccinations,
+    Category::Contacts,
+    Category::Procedures,
+    Category::Reports,
 ];
 
 pub fn decide(

@@ -607,7 +607,8 @@ impl Fixture {
                 "bench-register",
                 "system/Patient.write system/Observation.write system/MedicationRequest.write \
                  system/CarePlan.write system/Condition.write system/AllergyIntolerance.write \
-                 system/Immunization.write",
+                 system/Immunization.write system/Encounter.write system/Procedure.write \
+                 system/DiagnosticReport.write",
                 None,
             )
             .await?;

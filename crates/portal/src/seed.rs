@@ -173,6 +173,9 @@ async fn write_records(
     new_kinds.write_all(tx, &pop.diagnoses).await?;
     new_kinds.write_all(tx, &pop.allergies).await?;
     new_kinds.write_all(tx, &pop.vaccinations).await?;
+    new_kinds.write_all(tx, &pop.contacts).await?;
+    new_kinds.write_all(tx, &pop.procedures).await?;
+    new_kinds.write_all(tx, &pop.reports).await?;
     // Its connection closed before seeding returns, so the seeded database can be copied.
     audit.close().await;
     Ok(())

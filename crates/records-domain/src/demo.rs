@@ -191,6 +191,9 @@ pub struct Population {
     pub diagnoses: Vec<Diagnosis>,
     pub allergies: Vec<Allergy>,
     pub vaccinations: Vec<Vaccination>,
+    pub contacts: Vec<Contact>,
+    pub procedures: Vec<Procedure>,
+    pub reports: Vec<Report>,
 }
 
 /// The people the demo logins belong to, in the order `generate` creates them.
@@ -277,6 +280,9 @@ impl Generator {
             diagnoses: Vec::new(),
             allergies: Vec::new(),
             vaccinations: Vec::new(),
+            contacts: Vec::new(),
+            procedures: Vec::new(),
+            reports: Vec::new(),
         };
         for i in 0..pop.patients.len() {
             let patient = pop.patients[i].clone();
@@ -295,6 +301,9 @@ impl Generator {
             self.diagnoses_for(&patient, rich, &mut pop.diagnoses);
             self.allergies_for(&patient, rich, &mut pop.allergies);
             self.vaccinations_for(&patient, &mut pop.vaccinations);
+            if rich || self.rng.gen_bool(0.3) {
+                self.contacts_for(&patient, &mut pop);
+            }
         }
         pop
     }
@@ -355,6 +364,90 @@ impl Generator {
             version: 1,
             source: demo_source(format!("al-{}", out.len())),
         });
+    }
+
+    /// A GP visit a few weeks ago with its blood tests' report, a planned check-up, and for
+    /// some an emergency visit with a procedure years back.
+    fn contacts_for(&mut self, patient: &Patient, pop: &mut Population) {
+        let today = reference_day();
+        let recent = today - Duration::days(self.rng.gen_range(5..60));
+        let planned = today + Duration::days(self.rng.gen_range(7..40));
+        for (day, status, what, why) in [
+            (
+                recent,
+                ContactStatus::Finished,
+                "General examination",
+                Some("Follow-up of blood tests"),
+            ),
+            (planned, ContactStatus::Planned, "Check-up", None),
+        ] {
+            pop.contacts.push(Contact {
+                id: self.uuid(),
+                patient_id: patient.id,
+                type_system: String::new(),
+                type_code: what.to_lowercase().replace(' ', "-"),
+                type_display: what.into(),
+                class: "AMB".into(),
+                status,
+                started_at: at_ten(day),
+                ended_at: (status == ContactStatus::Finished)
+                    .then(|| at_ten(day) + Duration::minutes(15)),
+                place: "Lægehuset Nørrebro".into(),
+                practitioner: "Dr. Mette Hansen".into(),
+                reason: why.map(str::to_string),
+                version: 1,
+                source: demo_source(format!("enc-{}", pop.contacts.len())),
+            });
+        }
+        pop.reports.push(Report {
+            id: self.uuid(),
+            patient_id: patient.id,
+            code_system: "http://loinc.org".into(),
+            code: "24323-8".into(),
+            display: "Blood tests at the GP".into(),
+            category: Some("Laboratory".into()),
+            status: ReportStatus::Final,
+            effective_at: at_ten(recent),
+            issued_at: Some(at_ten(recent) + Duration::hours(6)),
+            performer: "Klinisk Biokemisk Afdeling, Rigshospitalet".into(),
+            conclusion: Some("No change since last time; continue as planned.".into()),
+            results: vec!["HbA1c".into(), "Cholesterol".into(), "Creatinine".into()],
+            version: 1,
+            source: demo_source(format!("rep-{}", pop.reports.len())),
+        });
+        if self.rng.gen_bool(0.5) {
+            let years_ago = today - Duration::days(self.rng.gen_range(400..3000));
+            pop.contacts.push(Contact {
+                id: self.uuid(),
+                patient_id: patient.id,
+                type_system: String::new(),
+                type_code: "emergency".into(),
+                type_display: "Emergency room visit".into(),
+                class: "EMER".into(),
+                status: ContactStatus::Finished,
+                started_at: at_ten(years_ago),
+                ended_at: Some(at_ten(years_ago) + Duration::hours(3)),
+                place: "Akutmodtagelsen, Bispebjerg Hospital".into(),
+                practitioner: "Dr. Jonas Berg".into(),
+                reason: Some("Cut on the left hand".into()),
+                version: 1,
+                source: demo_source(format!("enc-{}", pop.contacts.len())),
+            });
+            pop.procedures.push(Procedure {
+                id: self.uuid(),
+                patient_id: patient.id,
+                code_system: "http://snomed.info/sct".into(),
+                code: "288086009".into(),
+                display: "Suture of wound".into(),
+                status: ProcedureStatus::Completed,
+                performed_at: at_ten(years_ago) + Duration::hours(1),
+                performed_until: None,
+                performer: "Dr. Jonas Berg".into(),
+                reason: Some("Cut on the left hand".into()),
+                version: 1,
+                source: demo_source(format!("proc-{}", pop.procedures.len())),
+            });
+        }
     }
 
     /// The Danish childhood programme for children, flu and COVID-19 for adults.

@@ -1,6 +1,6 @@
 //! What a record is. Each kind maps one-to-one onto a FHIR R4 resource:
-//! Patient, Observation, MedicationRequest, CarePlan, Condition, AllergyIntolerance and
-//! Immunization.
+//! Patient, Observation, MedicationRequest, CarePlan, Condition, AllergyIntolerance,
+//! Immunization, Encounter, Procedure and DiagnosticReport.
 
 use std::fmt;
 
@@ -372,6 +372,84 @@ pub struct Vaccination {
     /// Where on the body, e.g. "Left arm".
     pub site: Option<String>,
     pub performer: String,
+    pub version: i64,
+    pub source: Source,
+}
+
+text_enum!(ContactStatus { Planned => "planned", Arrived => "arrived", Triaged => "triaged", InProgress => "in-progress", OnLeave => "onleave", Finished => "finished", Cancelled => "cancelled", Unknown => "unknown" });
+
+/// A contact with the health service (FHIR Encounter): a visit, an admission, a video call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contact {
+    pub id: Uuid,
+    pub patient_id: PatientId,
+    pub type_system: String,
+    pub type_code: String,
+    pub type_display: String,
+    /// FHIR's class code: AMB (outpatient), EMER, IMP (admission), VR (virtual), HH (home).
+    pub class: String,
+    pub status: ContactStatus,
+    pub started_at: OffsetDateTime,
+    pub ended_at: Option<OffsetDateTime>,
+    /// The location or, failing that, the organisation.
+    pub place: String,
+    pub practitioner: String,
+    pub reason: Option<String>,
+    pub version: i64,
+    pub source: Source,
+}
+
+impl Contact {
+    /// The class in words a patient understands.
+    pub fn class_text(&self) -> &str {
+        match self.class.as_str() {
+            "AMB" => "Outpatient visit",
+            "EMER" => "Emergency",
+            "IMP" | "ACUTE" | "NONAC" => "Admission",
+            "VR" => "Video or phone",
+            "HH" => "Home visit",
+            other => other,
+        }
+    }
+}
+
+text_enum!(ProcedureStatus { Preparation => "preparation", InProgress => "in-progress", NotDone => "not-done", OnHold => "on-hold", Stopped => "stopped", Completed => "completed", Unknown => "unknown" });
+
+/// A procedure done to or with the patient (FHIR Procedure).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Procedure {
+    pub id: Uuid,
+    pub patient_id: PatientId,
+    pub code_system: String,
+    pub code: String,
+    pub display: String,
+    pub status: ProcedureStatus,
+    pub performed_at: OffsetDateTime,
+    pub performed_until: Option<OffsetDateTime>,
+    pub performer: String,
+    pub reason: Option<String>,
+    pub version: i64,
+    pub source: Source,
+}
+
+text_enum!(ReportStatus { Registered => "registered", Partial => "partial", Preliminary => "preliminary", Final => "final", Amended => "amended", Corrected => "corrected", Appended => "appended", Cancelled => "cancelled", Unknown => "unknown" });
+
+/// A report (FHIR DiagnosticReport): a lab panel, imaging or pathology, with its conclusion and
+/// the names of the results it groups.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub id: Uuid,
+    pub patient_id: PatientId,
+    pub code_system: String,
+    pub code: String,
+    pub display: String,
+    pub category: Option<String>,
+    pub status: ReportStatus,
+    pub effective_at: OffsetDateTime,
+    pub issued_at: Option<OffsetDateTime>,
+    pub performer: String,
+    pub conclusion: Option<String>,
+    pub results: Vec<String>,
     pub version: i64,
     pub source: Source,
 }

@@ -32,7 +32,7 @@ const USER_IDS: [u128; 4] = [100, 101, 102, 103];
 const CLINIC_IDS: [u128; 3] = [1, 2, 3];
 const PATIENT_IDS: [u128; 3] = [10, 11, 12];
 
-const CLINICAL_SET: [Category; 6] = CLINICAL;
+const CLINICAL_SET: [Category; 9] = CLINICAL;
 
 fn user_id() -> impl Strategy<Value = Uuid> {
     select(USER_IDS.to_vec()).prop_map(Uuid::from_u128)

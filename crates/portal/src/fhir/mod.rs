@@ -1,5 +1,6 @@
 //! The FHIR R4 interface at `/fhir/r4`: read and search for Patient, Observation,
-//! MedicationRequest, CarePlan, Condition, AllergyIntolerance, Immunization and AuditEvent;
+//! MedicationRequest, CarePlan, Condition, AllergyIntolerance, Immunization, Encounter,
+//! Procedure, DiagnosticReport and AuditEvent;
 //! transaction Bundles and single resources in.
 //! The same access policy and audit log as the pages: every read goes through the gate with the
 //! token's user as the actor.
@@ -87,6 +88,30 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/fhir/r4/Immunization/{id}",
             get(read::read_by_id::<read::Immunization>).put(write::update),
+        )
+        .route(
+            "/fhir/r4/Encounter",
+            get(read::search_by_status::<read::Encounter>).post(write::create),
+        )
+        .route(
+            "/fhir/r4/Encounter/{id}",
+            get(read::read_by_id::<read::Encounter>).put(write::update),
+        )
+        .route(
+            "/fhir/r4/Procedure",
+            get(read::search_by_status::<read::Procedure>).post(write::create),
+        )
+        .route(
+            "/fhir/r4/Procedure/{id}",
+            get(read::read_by_id::<read::Procedure>).put(write::update),
+        )
+        .route(
+            "/fhir/r4/DiagnosticReport",
+            get(read::search_by_status::<read::DiagnosticReport>).post(write::create),
+        )
+        .route(
+            "/fhir/r4/DiagnosticReport/{id}",
+            get(read::read_by_id::<read::DiagnosticReport>).put(write::update),
         )
         .route("/fhir/r4/AuditEvent", get(read::search_audit_events))
         .route(

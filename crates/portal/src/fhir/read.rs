@@ -8,7 +8,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use records_domain::model::{
-    Allergy, Diagnosis, LabResult, PatientId, Prescription, TreatmentPlan, Vaccination,
+    Allergy, Contact, Diagnosis, LabResult, PatientId, Prescription, Report, TreatmentPlan,
+    Vaccination,
 };
 use records_domain::store::kept::{self, Kept};
 use records_domain::store::{labs, patients, plans, prescriptions, Category};
@@ -260,6 +261,22 @@ kept_resource!(
     clinical_status
 );
 kept_resource!(Immunization, Vaccination, resources::immunization, status);
+pub(super) struct Encounter;
+pub(super) struct Procedure;
+pub(super) struct DiagnosticReport;
+kept_resource!(Encounter, Contact, resources::encounter, status);
+kept_resource!(
+    Procedure,
+    records_domain::model::Procedure,
+    resources::procedure,
+    status
+);
+kept_resource!(
+    DiagnosticReport,
+    Report,
+    resources::diagnostic_report,
+    status
+);
 
 record_resource!(
     Observation,

@@ -237,6 +237,91 @@ pub fn immunization(v: &Vaccination) -> Value {
     r
 }
 
+fn set_text(resource: &mut Value, field: &str, value: Option<&str>, wrap: fn(&str) -> Value) {
+    if let Some(v) = value.filter(|v| !v.is_empty()) {
+        resource[field] = wrap(v);
+    }
+}
+
+fn reason_codes(reason: &str) -> Value {
+    json!([{ "text": reason }])
+}
+
+pub fn encounter(c: &Contact) -> Value {
+    let mut period = json!({ "start": instant(c.started_at) });
+    if let Some(end) = c.ended_at {
+        period["end"] = json!(instant(end));
+    }
+    let mut r = json!({
+        "resourceType": "Encounter",
+        "id": c.id.to_string(),
+        "meta": meta(c.version),
+        "status": c.status.as_str(),
+        "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": c.class },
+        "type": [concept(&c.type_system, &c.type_code, &c.type_display)],
+        "subject": subject(c.patient_id),
+        "period": period,
+        "serviceProvider": { "display": c.place },
+    });
+    set_text(
+        &mut r,
+        "participant",
+        Some(&c.practitioner),
+        |p| json!([{ "individual": { "display": p } }]),
+    );
+    set_text(&mut r, "reasonCode", c.reason.as_deref(), reason_codes);
+    r
+}
+
+pub fn procedure(p: &Procedure) -> Value {
+    let mut r = json!({
+        "resourceType": "Procedure",
+        "id": p.id.to_string(),
+        "meta": meta(p.version),
+        "status": p.status.as_str(),
+        "code": concept(&p.code_system, &p.code, &p.display),
+        "subject": subject(p.patient_id),
+        "performer": [{ "actor": { "display": p.performer } }],
+    });
+    match p.performed_until {
+        Some(end) => {
+            r["performedPeriod"] = json!({ "start": instant(p.performed_at), "end": instant(end) })
+        }
+        None => r["performedDateTime"] = json!(instant(p.performed_at)),
+    }
+    set_text(&mut r, "reasonCode", p.reason.as_deref(), reason_codes);
+    r
+}
+
+pub fn diagnostic_report(d: &Report) -> Value {
+    let mut r = json!({
+        "resourceType": "DiagnosticReport",
+        "id": d.id.to_string(),
+        "meta": meta(d.version),
+        "status": d.status.as_str(),
+        "code": concept(&d.code_system, &d.code, &d.display),
+        "subject": subject(d.patient_id),
+        "effectiveDateTime": instant(d.effective_at),
+        "performer": [{ "display": d.performer }],
+    });
+    set_instant(&mut r, "issued", d.issued_at);
+    set_text(
+        &mut r,
+        "category",
+        d.category.as_deref(),
+        |c| json!([{ "text": c }]),
+    );
+    set_text(&mut r, "conclusion", d.conclusion.as_deref(), |c| json!(c));
+    if !d.results.is_empty() {
+        r["result"] = d
+            .results
+            .iter()
+            .map(|name| json!({ "display": name }))
+            .collect();
+    }
+    r
+}
+
 pub fn care_plan(plan: &TreatmentPlan) -> Value {
     let goals: Vec<Value> = plan
         .goals
@@ -429,6 +514,9 @@ pub fn capability_statement(base: &str) -> Value {
                 resource("Condition", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
                 resource("AllergyIntolerance", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
                 resource("Immunization", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
+                resource("Encounter", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
+                resource("Procedure", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
+                resource("DiagnosticReport", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
                 audit_event_with_proof(resource("AuditEvent", &["search-type"], with_paging(&[("patient", "reference"), ("agent", "reference"), ("date", "date")]))),
             ],
             "interaction": [{ "code": "transaction" }],

@@ -3,7 +3,8 @@
 use maud::{html, Markup};
 use records_domain::db::date_text;
 use records_domain::model::{
-    Allergy, Diagnosis, LabResult, Patient, PatientId, Prescription, TreatmentPlan, Vaccination,
+    Allergy, Contact, Diagnosis, LabResult, Patient, PatientId, Prescription, TreatmentPlan,
+    Vaccination,
 };
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -49,6 +50,9 @@ fn record_page(
                     li { a href={ (base) "/diagnoses" } { "Diagnoses" } }
                     li { a href={ (base) "/allergies" } { "Allergies" } }
                     li { a href={ (base) "/vaccinations" } { "Vaccinations" } }
+                    li { a href={ (base) "/contacts" } { "Contacts" } }
+                    li { a href={ (base) "/procedures" } { "Procedures" } }
+                    li { a href={ (base) "/reports" } { "Reports" } }
                 }
             }
             (body)
@@ -174,6 +178,7 @@ pub fn overview(
         diagnoses,
         allergies,
         vaccinations,
+        contacts,
     } = record;
     record_page(
         "Patient overview",
@@ -184,6 +189,7 @@ pub fn overview(
         html! {
             (overview_section("Allergies", allergies, &base))
             (overview_section("Current diagnoses", diagnoses, &base))
+            (overview_section("Upcoming and recent contacts", contacts, &base))
             section {
                 h2 { "Latest lab results" }
                 @if latest.is_empty() { p.hint { "No results." } } @else { (lab_table(latest, &format!("{base}/labs"), true)) }
@@ -207,6 +213,7 @@ pub struct RecordOverview {
     pub diagnoses: Vec<Diagnosis>,
     pub allergies: Vec<Allergy>,
     pub vaccinations: Vec<Vaccination>,
+    pub contacts: Vec<Contact>,
 }
 
 /// The page of one kind of record: diagnoses, allergies or vaccinations.

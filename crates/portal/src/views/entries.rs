@@ -1,10 +1,12 @@
-//! Diagnoses, allergies and vaccinations: each kind listed in one table, the same on the
-//! patient's pages, the clinician's and the overviews.
+//! Diagnoses, allergies, vaccinations, contacts, procedures and reports: each kind listed in
+//! one table, the same on the patient's pages, the clinician's and the overviews.
 
 use maud::{html, Markup};
-use records_domain::model::{Allergy, Diagnosis, Vaccination};
+use records_domain::model::{
+    Allergy, Contact, ContactStatus, Diagnosis, Procedure, Report, Vaccination,
+};
 use records_domain::store::kept::Kept;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 use super::components::day;
 
@@ -133,6 +135,88 @@ impl Listed for Vaccination {
                     td { (v.lot_number.as_deref().unwrap_or("")) }
                     td { (v.site.as_deref().unwrap_or("")) }
                     td { (v.performer) }
+                }
+            }
+        }
+    }
+    fn current(&self) -> bool {
+        true
+    }
+}
+
+/// How far back the overview counts a contact as recent.
+const RECENT_CONTACT: Duration = Duration::days(90);
+
+impl Listed for Contact {
+    const TITLE: &'static str = "Contacts";
+    const PATH: &'static str = "contacts";
+    const NONE: &'static str = "No contacts recorded.";
+    const HEADINGS: &'static [&'static str] = &["When", "Kind", "What", "Where", "With", "Why"];
+    fn rows(items: &[Self]) -> Markup {
+        html! {
+            @for c in items {
+                tr {
+                    td { (day(c.started_at)) @if c.status == ContactStatus::Planned { br; small { "planned" } } }
+                    td { (c.class_text()) }
+                    td { (c.type_display) }
+                    td { (c.place) }
+                    td { (c.practitioner) }
+                    td { (c.reason.as_deref().unwrap_or("")) }
+                }
+            }
+        }
+    }
+    /// Upcoming, under way, or in the last three months.
+    fn current(&self) -> bool {
+        matches!(
+            self.status,
+            ContactStatus::Planned
+                | ContactStatus::Arrived
+                | ContactStatus::Triaged
+                | ContactStatus::InProgress
+        ) || self.started_at >= OffsetDateTime::now_utc() - RECENT_CONTACT
+    }
+}
+
+impl Listed for Procedure {
+    const TITLE: &'static str = "Procedures";
+    const PATH: &'static str = "procedures";
+    const NONE: &'static str = "No procedures recorded.";
+    const HEADINGS: &'static [&'static str] = &["Procedure", "Date", "Status", "By", "Why"];
+    fn rows(items: &[Self]) -> Markup {
+        html! {
+            @for p in items {
+                tr {
+                    td { (p.display) }
+                    td { (day(p.performed_at)) }
+                    td { (p.status.as_str()) }
+                    td { (p.performer) }
+                    td { (p.reason.as_deref().unwrap_or("")) }
+                }
+            }
+        }
+    }
+    fn current(&self) -> bool {
+        true
+    }
+}
+
+impl Listed for Report {
+    const TITLE: &'static str = "Reports";
+    const PATH: &'static str = "reports";
+    const NONE: &'static str = "No reports.";
+    const HEADINGS: &'static [&'static str] =
+        &["Report", "Date", "Status", "Conclusion", "Results", "From"];
+    fn rows(items: &[Self]) -> Markup {
+        html! {
+            @for r in items {
+                tr {
+                    td { (r.display) @if let Some(c) = &r.category { br; small { (c) } } }
+                    td { (day(r.effective_at)) }
+                    td { (r.status.as_str()) }
+                    td { (r.conclusion.as_deref().unwrap_or("")) }
+                    td { (r.results.join(", ")) }
+                    td { (r.performer) }
                 }
             }
         }

@@ -8,7 +8,7 @@ use access_control::policy::ProxyKind;
 use access_control::Basis;
 use maud::{html, Markup};
 use records_domain::model::{
-    Allergy, Clinic, Diagnosis, LabResult, Prescription, TreatmentPlan, Vaccination,
+    Allergy, Clinic, Contact, Diagnosis, LabResult, Prescription, TreatmentPlan, Vaccination,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -31,6 +31,7 @@ pub struct Summary {
     pub diagnoses: Option<Vec<Diagnosis>>,
     pub allergies: Option<Vec<Allergy>>,
     pub vaccinations: Option<Vec<Vaccination>>,
+    pub contacts: Option<Vec<Contact>>,
     pub new_accesses: Option<i64>,
     /// Sign-ins to the citizen's own account with an administrator's one-time password that
     /// they have not acknowledged, and whether this session may acknowledge them.
@@ -74,6 +75,7 @@ pub fn overview(user: &CurrentUser, csrf: &str, s: Summary) -> Markup {
             }
             @if let Some(allergies) = &s.allergies { (overview_section("Allergies", allergies, "/me")) }
             @if let Some(diagnoses) = &s.diagnoses { (overview_section("Current diagnoses", diagnoses, "/me")) }
+            @if let Some(contacts) = &s.contacts { (overview_section("Upcoming and recent contacts", contacts, "/me")) }
             @if let Some(labs) = &s.labs {
                 section {
                     h2 { "Latest lab results" }

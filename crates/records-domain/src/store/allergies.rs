@@ -2,27 +2,13 @@
 //! first among them.
 
 use sqlx::any::AnyArguments;
-use sqlx::error::BoxDynError;
 use sqlx::query::Query;
 use sqlx::Any;
 
-use crate::db::{TextColumn, Utc, UuidText};
+use crate::db::{Utc, UuidText};
 use crate::model::{Allergy, ClinicalStatus, Criticality, PatientId, Reaction, Source};
-use crate::store::kept::{kept_fields, kept_reads, Kept};
+use crate::store::kept::{kept_fields, kept_reads, JsonList, Kept};
 use crate::store::Category;
-
-/// The reactions column: a JSON list, read and written only with its allergy.
-pub struct Reactions(Vec<Reaction>);
-
-impl TextColumn for Reactions {
-    fn to_column(&self) -> Result<String, BoxDynError> {
-        Ok(serde_json::to_string(&self.0)?)
-    }
-    fn from_column(text: &str) -> Result<Self, BoxDynError> {
-        Ok(Self(serde_json::from_str(text)?))
-    }
-}
-crate::text_column!(Reactions);
 
 #[derive(sqlx::FromRow)]
 pub struct AllergyRow {
@@ -34,7 +20,7 @@ pub struct AllergyRow {
     clinical_status: ClinicalStatus,
     criticality: Option<Criticality>,
     category: Option<String>,
-    reactions: Reactions,
+    reactions: JsonList<Reaction>,
     recorded_at: Option<Utc>,
     recorder: String,
     version: i64,
@@ -92,7 +78,7 @@ impl Kept for Allergy {
             .bind(self.clinical_status)
             .bind(self.criticality)
             .bind(self.category.as_deref())
-            .bind(Reactions(self.reactions.clone()))
+            .bind(JsonList(self.reactions.clone()))
             .bind(self.recorded_at.map(Utc))
             .bind(&self.recorder)
     }

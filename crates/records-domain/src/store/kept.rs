@@ -13,6 +13,21 @@ use crate::store::{imported_before, require, require_upsert, same_patient, Categ
 use crate::store::{ReadPermit, WritePermit};
 use crate::DomainError;
 
+/// A list kept in one column as JSON: parts of a row (an allergy's reactions, the results a
+/// report names) that are only ever read and written with it.
+pub struct JsonList<T>(pub Vec<T>);
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> crate::db::TextColumn for JsonList<T> {
+    fn to_column(&self) -> Result<String, sqlx::error::BoxDynError> {
+        Ok(serde_json::to_string(&self.0)?)
+    }
+    fn from_column(text: &str) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(Self(serde_json::from_str(text)?))
+    }
+}
+crate::text_column!(JsonList<crate::model::Reaction>);
+crate::text_column!(JsonList<String>);
+
 /// One kind of record kept under its source's key.
 pub trait Kept: Sized + Clone + PartialEq + Send + Sync {
     const CATEGORY: Category;

@@ -5,19 +5,22 @@
 
 pub mod allergies;
 pub mod clinics;
+pub mod contacts;
 pub mod diagnoses;
 pub mod kept;
 pub mod labs;
 pub mod patients;
 pub mod plans;
 pub mod prescriptions;
+pub mod procedures;
+pub mod reports;
 pub mod vaccinations;
 
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
 use crate::db::Statement;
-use crate::model::{Allergy, Diagnosis, PatientId, Vaccination};
+use crate::model::{Allergy, Contact, Diagnosis, PatientId, Procedure, Report, Vaccination};
 
 /// Every SQL statement the stores send, for the test that prepares each on both engines.
 pub fn statements() -> Vec<Statement> {
@@ -30,6 +33,9 @@ pub fn statements() -> Vec<Statement> {
         kept::statements_of::<Diagnosis>("diagnoses"),
         kept::statements_of::<Allergy>("allergies"),
         kept::statements_of::<Vaccination>("vaccinations"),
+        kept::statements_of::<Contact>("contacts"),
+        kept::statements_of::<Procedure>("procedures"),
+        kept::statements_of::<Report>("reports"),
     ]
     .concat()
 }
@@ -44,17 +50,23 @@ pub enum Category {
     Diagnoses,
     Allergies,
     Vaccinations,
+    Contacts,
+    Procedures,
+    Reports,
     AccessLog,
 }
 
 impl Category {
-    pub const ALL: [Category; 7] = [
+    pub const ALL: [Category; 10] = [
         Self::LabResults,
         Self::Prescriptions,
         Self::TreatmentPlans,
         Self::Diagnoses,
         Self::Allergies,
         Self::Vaccinations,
+        Self::Contacts,
+        Self::Procedures,
+        Self::Reports,
         Self::AccessLog,
     ];
 
@@ -66,6 +78,9 @@ impl Category {
             Self::Diagnoses => "diagnoses",
             Self::Allergies => "allergies",
             Self::Vaccinations => "vaccinations",
+            Self::Contacts => "contacts",
+            Self::Procedures => "procedures",
+            Self::Reports => "reports",
             Self::AccessLog => "access_log",
         }
     }

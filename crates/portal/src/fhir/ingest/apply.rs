@@ -14,8 +14,9 @@ use serde_json::Value;
 
 use super::identity::{register, subject_of};
 use super::parse::{
-    bundle_entries, invalid, parse_allergy, parse_care_plan, parse_condition, parse_immunization,
-    parse_medication_request, parse_observation, Batch, IngestError,
+    bundle_entries, invalid, parse_allergy, parse_care_plan, parse_condition, parse_encounter,
+    parse_immunization, parse_medication_request, parse_observation, parse_procedure, parse_report,
+    Batch, IngestError,
 };
 use super::{category_of, ApplyError, Summary, Writer};
 
@@ -159,6 +160,30 @@ async fn write_batch(
             Category::Vaccinations => {
                 let parsed = parse_immunization(resource, batch, subject, &source, location)?;
                 keep(tx, grant, parsed).await
+            }
+            Category::Contacts => {
+                keep(
+                    tx,
+                    grant,
+                    parse_encounter(resource, batch, subject, &source, location)?,
+                )
+                .await
+            }
+            Category::Procedures => {
+                keep(
+                    tx,
+                    grant,
+                    parse_procedure(resource, batch, subject, &source, location)?,
+                )
+                .await
+            }
+            Category::Reports => {
+                keep(
+                    tx,
+                    grant,
+                    parse_report(resource, batch, subject, &source, location)?,
+                )
+                .await
             }
             Category::AccessLog => Ok(Vec::new()),
         };

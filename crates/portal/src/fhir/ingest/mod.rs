@@ -1,5 +1,6 @@
 //! FHIR R4 in: Patient, Observation, MedicationRequest, CarePlan, Condition,
-//! AllergyIntolerance and Immunization resources into records,
+//! AllergyIntolerance, Immunization, Encounter, Procedure and DiagnosticReport resources into
+//! records,
 //! a Bundle applied in one transaction (all or nothing). Used by the FHIR write API and by
 //! `portal import`.
 //!
@@ -21,19 +22,22 @@ use records_domain::DomainError;
 pub use apply::{apply_bundle, apply_resources};
 pub use identity::CPR_SYSTEM;
 pub use parse::{
-    bundle_entries, parse_allergy, parse_care_plan, parse_condition, parse_immunization,
-    parse_medication_request, parse_observation, parse_patient, Batch, IngestError, NoBundle,
-    ResolveReference,
+    bundle_entries, parse_allergy, parse_care_plan, parse_condition, parse_encounter,
+    parse_immunization, parse_medication_request, parse_observation, parse_patient,
+    parse_procedure, parse_report, Batch, IngestError, NoBundle, ResolveReference,
 };
 
 /// The clinical resource types the portal keeps, each in a category of the record.
-pub const CLINICAL_TYPES: [(&str, Category); 6] = [
+pub const CLINICAL_TYPES: [(&str, Category); 9] = [
     ("Observation", Category::LabResults),
     ("MedicationRequest", Category::Prescriptions),
     ("CarePlan", Category::TreatmentPlans),
     ("Condition", Category::Diagnoses),
     ("AllergyIntolerance", Category::Allergies),
     ("Immunization", Category::Vaccinations),
+    ("Encounter", Category::Contacts),
+    ("Procedure", Category::Procedures),
+    ("DiagnosticReport", Category::Reports),
 ];
 
 pub fn category_of(kind: &str) -> Option<Category> {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use records_domain::model::PatientId;
-use records_domain::model::{Allergy, Diagnosis, Vaccination};
+use records_domain::model::{Allergy, Contact, Diagnosis, Procedure, Report, Vaccination};
 
 use crate::app::AppState;
 use crate::error::AppResult;
@@ -53,6 +53,18 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/clinician/patients/{patient}/vaccinations",
             get(record::entries::<Vaccination>),
+        )
+        .route(
+            "/clinician/patients/{patient}/contacts",
+            get(record::entries::<Contact>),
+        )
+        .route(
+            "/clinician/patients/{patient}/procedures",
+            get(record::entries::<Procedure>),
+        )
+        .route(
+            "/clinician/patients/{patient}/reports",
+            get(record::entries::<Report>),
         )
         .route(
             "/clinician/patients/{patient}/plans/new",

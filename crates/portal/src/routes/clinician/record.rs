@@ -35,6 +35,7 @@ pub async fn overview(
         diagnoses: kept::for_patient(conn, grant).await?,
         allergies: kept::for_patient(conn, grant).await?,
         vaccinations: kept::for_patient(conn, grant).await?,
+        contacts: kept::for_patient(conn, grant).await?,
     };
     record.commit().await?;
     Ok(view::overview(

@@ -8,7 +8,9 @@ mod record;
 
 use axum::routing::{get, post};
 use axum::Router;
-use records_domain::model::{Allergy, Diagnosis, PatientId, Vaccination};
+use records_domain::model::{
+    Allergy, Contact, Diagnosis, PatientId, Procedure, Report, Vaccination,
+};
 
 use crate::app::AppState;
 use crate::auth::CurrentUser;
@@ -28,6 +30,9 @@ pub fn routes() -> Router<AppState> {
         .route("/me/diagnoses", get(record::entries::<Diagnosis>))
         .route("/me/allergies", get(record::entries::<Allergy>))
         .route("/me/vaccinations", get(record::entries::<Vaccination>))
+        .route("/me/contacts", get(record::entries::<Contact>))
+        .route("/me/procedures", get(record::entries::<Procedure>))
+        .route("/me/reports", get(record::entries::<Report>))
         .route("/me/access-log", get(access_log::page))
         .route("/me/access-log/chain.json", get(access_log::chain))
         .route("/me/access-log/proof.json", get(access_log::proof))

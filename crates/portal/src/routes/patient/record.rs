@@ -57,6 +57,9 @@ pub async fn overview(
     if grant.covers(Category::Vaccinations) {
         summary.vaccinations = Some(kept::for_patient(conn, grant).await?);
     }
+    if grant.covers(Category::Contacts) {
+        summary.contacts = Some(kept::for_patient(conn, grant).await?);
+    }
     if user.user.patient_id == Some(patient) {
         summary.issued_sign_ins = audit_query::about_patient_since(
             conn,

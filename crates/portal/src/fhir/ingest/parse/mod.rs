@@ -5,10 +5,13 @@
 mod allergy;
 mod care_plan;
 mod condition;
+mod encounter;
 mod immunization;
 mod medication;
 mod observation;
 mod patient;
+mod procedure;
+mod report;
 
 use std::collections::HashMap;
 
@@ -20,10 +23,13 @@ use time::{Date, OffsetDateTime};
 pub use allergy::parse_allergy;
 pub use care_plan::parse_care_plan;
 pub use condition::parse_condition;
+pub use encounter::parse_encounter;
 pub use immunization::parse_immunization;
 pub use medication::parse_medication_request;
 pub use observation::parse_observation;
 pub use patient::parse_patient;
+pub use procedure::parse_procedure;
+pub use report::parse_report;
 
 /// Why a resource could not be used, and where it was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -170,16 +176,16 @@ fn coding(concept: &Value) -> Option<(String, String, String)> {
 }
 
 /// Who is responsible for a resource, by name: the first of `fields` (a reference, or a list
-/// of references or of `{actor}`) that names someone, or else the clinician or organisation of
+/// of references, of `{actor}` or of `{individual}`) that names someone, or else the clinician or organisation of
 /// the encounter it was made in. Names come from the reference's display or from the
 /// Practitioner or Organization in the same Bundle.
 fn responsible(r: &Value, batch: &impl ResolveReference, fields: &[&str]) -> Option<String> {
     let named = |reference: &Value| {
-        let reference = if reference["actor"].is_object() {
-            &reference["actor"]
-        } else {
-            reference
-        };
+        let reference = ["actor", "individual"]
+            .into_iter()
+            .map(|wrapper| &reference[wrapper])
+            .find(|inner| inner.is_object())
+            .unwrap_or(reference);
         text(&reference["display"]).map(str::to_string).or_else(|| {
             let who = batch.resolve_ref(reference)?;
             practitioner_name(who).or_else(|| text(&who["name"]).map(str::to_string))
@@ -195,6 +201,16 @@ fn responsible(r: &Value, batch: &impl ResolveReference, fields: &[&str]) -> Opt
             .as_array()
             .and_then(|p| p.iter().find_map(|p| named(&p["individual"])))
             .or_else(|| named(&encounter["serviceProvider"]))
+    })
+}
+
+/// Why: the first reason code, or the diagnosis the first reason reference points at.
+fn reason(r: &Value, batch: &impl ResolveReference) -> Option<String> {
+    coding(&r["reasonCode"][0]).map(|c| c.2).or_else(|| {
+        batch
+            .resolve_ref(&r["reasonReference"][0])
+            .and_then(|found| coding(&found["code"]))
+            .map(|c| c.2)
     })
 }
 

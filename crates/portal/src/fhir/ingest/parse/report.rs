@@ -1,0 +1,67 @@
+//! DiagnosticReport: a lab panel, imaging or pathology report, its conclusion, and the names of
+//! the results it groups (their values are imported as Observations).
+
+use records_domain::model::{PatientId, Report, ReportStatus, Source};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{coding, invalid, parse_instant, responsible, text, IngestError, ResolveReference};
+
+/// `None` for a report entered in error.
+pub fn parse_report(
+    r: &Value,
+    batch: &impl ResolveReference,
+    patient: PatientId,
+    source: &Source,
+    location: &str,
+) -> Result<Option<Report>, IngestError> {
+    let status = match r["status"].as_str() {
+        Some("entered-in-error") => return Ok(None),
+        Some(code) => ReportStatus::parse(code).map_err(|_| {
+            invalid(
+                location,
+                format!("DiagnosticReport.status {code:?} is not a known status"),
+            )
+        })?,
+        None => return Err(invalid(location, "DiagnosticReport.status is required")),
+    };
+    let (code_system, code, display) = coding(&r["code"])
+        .ok_or_else(|| invalid(location, "DiagnosticReport needs a code with a coding"))?;
+    let effective_at = parse_instant(&r["effectiveDateTime"], location, "effectiveDateTime")?
+        .or(parse_instant(
+            &r["effectivePeriod"]["start"],
+            location,
+            "effectivePeriod.start",
+        )?)
+        .ok_or_else(|| invalid(location, "DiagnosticReport.effective[x] is required"))?;
+    let results = r["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|reference| {
+            text(&reference["display"]).map(str::to_string).or_else(|| {
+                batch
+                    .resolve_ref(reference)
+                    .and_then(|o| coding(&o["code"]))
+                    .map(|c| c.2)
+            })
+        })
+        .collect();
+    Ok(Some(Report {
+        id: Uuid::now_v7(),
+        patient_id: patient,
+        code_system,
+        code,
+        display,
+        category: coding(&r["category"][0]).map(|c| c.2),
+        status,
+        effective_at,
+        issued_at: parse_instant(&r["issued"], location, "issued")?,
+        performer: responsible(r, batch, &["performer", "resultsInterpreter"])
+            .unwrap_or_else(|| "Unknown".into()),
+        conclusion: text(&r["conclusion"]).map(str::to_string),
+        results,
+        version: 1,
+        source: source.clone(),
+    }))
+}
