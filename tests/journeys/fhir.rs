@@ -571,14 +571,16 @@ both_engines!(
                 report.summary.skipped
             );
         }
-        // Who recorded a diagnosis, and who gave a vaccination, is named in the Bundle (the
-        // encounter's practitioner), not left unknown.
+        // Who recorded a diagnosis, gave a vaccination, performed a test or wrote a plan is
+        // named in the Bundle (often only through the encounter), not left unknown.
         for (table, column) in [
             ("diagnoses", "recorder"),
             ("vaccinations", "performer"),
             ("contacts", "place"),
             ("procedures", "performer"),
             ("reports", "performer"),
+            ("lab_results", "performing_lab"),
+            ("treatment_plans", "author"),
         ] {
             let unknown = app
                 .count(&format!(

@@ -123,7 +123,7 @@ async fn write_batch(
         let written = match category {
             Category::LabResults => {
                 let mut outcomes = Vec::new();
-                for result in parse_observation(resource, subject, &source, location)? {
+                for result in parse_observation(resource, batch, subject, &source, location)? {
                     outcomes.push(labs::upsert(tx, grant, &result).await);
                 }
                 outcomes.into_iter().collect::<Result<Vec<_>, _>>()

@@ -6,9 +6,7 @@ use records_domain::model::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{
-    coding, invalid, parse_instant, practitioner_name, text, IngestError, ResolveReference,
-};
+use super::{coding, invalid, parse_instant, responsible, text, IngestError, ResolveReference};
 
 pub fn parse_care_plan(
     r: &Value,
@@ -107,9 +105,7 @@ pub fn parse_care_plan(
                 .collect()
         })
         .unwrap_or_default();
-    let author = text(&r["author"]["display"])
-        .map(str::to_string)
-        .or_else(|| batch.resolve_ref(&r["author"]).and_then(practitioner_name))
+    let author = responsible(r, batch, &["author", "contributor"])
         .unwrap_or_else(|| "Unknown author".into());
     Ok(Some(TreatmentPlan {
         id: Uuid::now_v7(),

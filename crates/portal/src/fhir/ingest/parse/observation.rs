@@ -4,7 +4,7 @@ use records_domain::model::{Interpretation, LabResult, LabValue, PatientId, Resu
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{coding, invalid, parse_instant, text, IngestError};
+use super::{coding, invalid, parse_instant, responsible, text, IngestError, ResolveReference};
 
 fn observation_status(r: &Value, location: &str) -> Result<ResultStatus, IngestError> {
     match r["status"].as_str() {
@@ -22,6 +22,7 @@ fn observation_status(r: &Value, location: &str) -> Result<ResultStatus, IngestE
 /// One lab result per Observation, or one per component for panels such as blood pressure.
 pub fn parse_observation(
     r: &Value,
+    batch: &impl ResolveReference,
     patient: PatientId,
     source: &Source,
     location: &str,
@@ -39,10 +40,14 @@ pub fn parse_observation(
         .as_str()
         .unwrap_or("laboratory")
         .to_string();
-    let lab = r["performer"][0]["display"]
-        .as_str()
-        .unwrap_or("Unknown laboratory")
-        .to_string();
+    // A result comes from a laboratory: the performer, or the organisation of the encounter.
+    let lab = responsible(r, batch, &["performer"])
+        .or_else(|| {
+            let encounter = batch.resolve_ref(&r["encounter"])?;
+            let provider = batch.resolve_ref(&encounter["serviceProvider"])?;
+            text(&provider["name"]).map(str::to_string)
+        })
+        .unwrap_or_else(|| "Unknown laboratory".into());
     let base = |code: (String, String, String),
                 value: LabValue,
                 unit: Option<String>,
@@ -161,6 +166,7 @@ fn interpretation_of(
 
 #[cfg(test)]
 mod tests {
+    use super::super::NoBundle;
     use super::*;
     use serde_json::json;
 
@@ -175,7 +181,8 @@ mod tests {
             "component": [
                 {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6", "display": "Systolic"}]}, "valueQuantity": {"value": 120, "unit": "mm[Hg]"}},
                 {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4", "display": "Diastolic"}]}, "valueQuantity": {"value": 80, "unit": "mm[Hg]"}}]});
-        let results = parse_observation(&r, PatientId(Uuid::nil()), &src(), "x").unwrap();
+        let results =
+            parse_observation(&r, &NoBundle, PatientId(Uuid::nil()), &src(), "x").unwrap();
         assert_eq!(results.len(), 2);
         assert_eq!(results[1].source.id, "1#1");
         assert_eq!(results[0].value, LabValue::Numeric(120.0));
@@ -185,11 +192,16 @@ mod tests {
     fn observation_ranges_and_flags() {
         let r = json!({"resourceType": "Observation", "id": "o", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "718-7", "display": "Hb"}]},
             "effectiveDateTime": "2020-01-01", "valueQuantity": {"value": 6.1, "unit": "mmol/L"}, "referenceRange": [{"low": {"value": 7.3}, "high": {"value": 10.5}}]});
-        let results = parse_observation(&r, PatientId(Uuid::nil()), &src(), "x").unwrap();
+        let results =
+            parse_observation(&r, &NoBundle, PatientId(Uuid::nil()), &src(), "x").unwrap();
         assert_eq!(results[0].interpretation, Interpretation::Low);
         let no_value = json!({"resourceType": "Observation", "status": "final", "code": {"coding": [{"code": "x"}]}, "effectiveDateTime": "2020-01-01"});
-        assert!(parse_observation(&no_value, PatientId(Uuid::nil()), &src(), "x").is_err());
+        assert!(
+            parse_observation(&no_value, &NoBundle, PatientId(Uuid::nil()), &src(), "x").is_err()
+        );
         let bad_status = json!({"resourceType": "Observation", "status": "dancing"});
-        assert!(parse_observation(&bad_status, PatientId(Uuid::nil()), &src(), "x").is_err());
+        assert!(
+            parse_observation(&bad_status, &NoBundle, PatientId(Uuid::nil()), &src(), "x").is_err()
+        );
     }
 }
