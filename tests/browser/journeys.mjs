@@ -221,11 +221,11 @@ async function journeyPatient(browser, logins) {
       expect((await page.locator('svg').count()) > 0, `no <svg> on ${page.url()}`);
       expect((await page.locator('svg rect.band').count()) > 0, `no svg rect.band on ${page.url()}`);
     });
-    for (const [label, path] of [['Diagnoses', '/me/diagnoses'], ['Allergies', '/me/allergies'], ['Vaccinations', '/me/vaccinations'], ['Contacts', '/me/contacts'], ['Reports', '/me/reports']]) {
+    for (const [label, path] of [['Diagnoses', '/me/diagnoses'], ['Allergies', '/me/allergies'], ['Vaccinations', '/me/vaccinations'], ['Contacts', '/me/contacts'], ['Reports', '/me/reports'], ['Timeline', '/me/timeline']]) {
       await j.step(`follow "${label}" in the menu to a table of them`, async () => {
         await Promise.all([page.waitForNavigation(), page.locator(`nav a[href="${path}"]`).first().click()]);
         expect(new URL(page.url()).pathname === path, `expected ${path}, got ${page.url()}`);
-        expect((await page.locator('main table tbody tr').count()) > 0, `no rows on ${path}`);
+        expect((await page.locator('main table tbody tr, main ol.timeline li').count()) > 0, `no rows on ${path}`);
         await j.visited(page);
       });
     }

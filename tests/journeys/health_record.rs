@@ -267,3 +267,51 @@ both_engines!(
         assert!(audited(&app, &anne, "read vaccinations", "denied").await >= 1);
     }
 );
+
+both_engines!(
+    one_timeline_of_the_whole_record_newest_first,
+    |app: TestApp| async move {
+        let mut anne = app.signed_in("anne").await;
+        let page = anne.get("/me/timeline").await;
+        page.assert_ok();
+        let entries = page.select_text("ol.timeline > li");
+        let kinds = [
+            "Lab result",
+            "Prescription",
+            "Treatment plan",
+            "Diagnosis",
+            "Allergy",
+            "Vaccination",
+            "Outpatient visit",
+            "Report",
+        ];
+        for kind in kinds {
+            assert!(
+                entries.iter().any(|e| e.contains(&format!("· {kind} ·"))),
+                "{kind} on the timeline"
+            );
+        }
+        let days: Vec<&str> = entries.iter().map(|e| &e[..10]).collect();
+        let mut newest_first = days.clone();
+        newest_first.sort_by(|a, b| b.cmp(a));
+        assert_eq!(days, newest_first, "newest first");
+
+        // A guardian's timeline holds only what guardians see.
+        let emil = app
+            .text("SELECT id FROM patients WHERE given_name = 'Emil' AND family_name = 'Jensen'")
+            .await;
+        anne.post("/me/switch", &[("patient", &emil)])
+            .await
+            .assert_ok();
+        let child = anne.get("/me/timeline").await;
+        child.assert_ok();
+        let entries = child.select_text("ol.timeline > li");
+        assert!(entries.iter().any(|e| e.contains("· Vaccination ·")));
+        assert!(
+            entries
+                .iter()
+                .all(|e| !e.contains("· Lab result ·") && !e.contains("· Diagnosis ·")),
+            "{entries:?}"
+        );
+    }
+);

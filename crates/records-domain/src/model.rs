@@ -401,14 +401,14 @@ pub struct Contact {
 
 impl Contact {
     /// The class in words a patient understands.
-    pub fn class_text(&self) -> &str {
+    pub fn class_text(&self) -> &'static str {
         match self.class.as_str() {
             "AMB" => "Outpatient visit",
             "EMER" => "Emergency",
             "IMP" | "ACUTE" | "NONAC" => "Admission",
             "VR" => "Video or phone",
             "HH" => "Home visit",
-            other => other,
+            _ => "Contact",
         }
     }
 }

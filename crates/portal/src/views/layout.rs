@@ -24,6 +24,7 @@ fn nav_links(role: Role) -> &'static [(&'static str, &'static str)] {
     match role {
         Role::Patient => &[
             ("/me", "Overview"),
+            ("/me/timeline", "Timeline"),
             ("/me/labs", "Lab results"),
             ("/me/prescriptions", "Prescriptions"),
             ("/me/plans", "Treatment plans"),

@@ -9,3 +9,4 @@ pub mod components;
 pub mod entries;
 pub mod layout;
 pub mod patient;
+pub mod timeline;

@@ -459,3 +459,21 @@ fn proxy_kind(kind: ProxyKind) -> &'static str {
         ProxyKind::PowerOfAttorney => "power of attorney",
     }
 }
+
+pub fn timeline(
+    user: &CurrentUser,
+    csrf: &str,
+    banner: RecordBanner,
+    entries: &[super::timeline::Entry],
+) -> Markup {
+    record_page(
+        "Timeline",
+        user,
+        csrf,
+        banner,
+        html! {
+            p.hint { "Everything in this record that has a date, newest first." }
+            (super::timeline::list(entries))
+        },
+    )
+}

@@ -23,6 +23,7 @@ pub fn routes() -> Router<AppState> {
             "/me/sign-in-notice",
             post(record::acknowledge_issued_sign_ins),
         )
+        .route("/me/timeline", get(record::timeline))
         .route("/me/labs", get(record::labs))
         .route("/me/labs/{code}", get(record::lab_history))
         .route("/me/prescriptions", get(record::prescriptions))

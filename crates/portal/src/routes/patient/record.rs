@@ -6,7 +6,9 @@ use access_control::audit::query as audit_query;
 use axum::extract::{Path, State};
 use axum::response::Redirect;
 use maud::Markup;
-use records_domain::store::{kept, labs, plans, prescriptions, Category, ReadPermit};
+use records_domain::model::{Allergy, Contact, Diagnosis, Procedure, Report, Vaccination};
+use records_domain::store::kept::{self, Kept};
+use records_domain::store::{labs, plans, prescriptions, Category, ReadPermit};
 use records_domain::DomainError;
 use time::OffsetDateTime;
 
@@ -20,6 +22,7 @@ use crate::routes::open::Opener;
 use crate::views::components::{latest_per_test, split_prescriptions};
 use crate::views::entries::Listed;
 use crate::views::patient as view;
+use crate::views::timeline::{self, OnTimeline};
 
 pub async fn overview(
     State(state): State<AppState>,
@@ -174,4 +177,48 @@ pub async fn entries<T: Listed>(
         })
         .await?;
     Ok(view::entries(&user, &user.csrf().await?, banner, &items))
+}
+
+/// The whole record as one list: each part the decision covers, read in the same audited
+/// transaction.
+pub async fn timeline(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+) -> AppResult<Markup> {
+    let (mut record, banner) = Opener::citizen(&state, &user)?.summary().await?;
+    let (conn, grant) = record.parts();
+    let mut entries = Vec::new();
+    if grant.covers(Category::LabResults) {
+        entries.extend(on_timeline(labs::for_patient(conn, grant).await?));
+    }
+    if grant.covers(Category::Prescriptions) {
+        entries.extend(on_timeline(prescriptions::for_patient(conn, grant).await?));
+    }
+    if grant.covers(Category::TreatmentPlans) {
+        entries.extend(on_timeline(plans::for_patient(conn, grant).await?));
+    }
+    entries.extend(kept_on_timeline::<Diagnosis>(conn, grant).await?);
+    entries.extend(kept_on_timeline::<Allergy>(conn, grant).await?);
+    entries.extend(kept_on_timeline::<Vaccination>(conn, grant).await?);
+    entries.extend(kept_on_timeline::<Contact>(conn, grant).await?);
+    entries.extend(kept_on_timeline::<Procedure>(conn, grant).await?);
+    entries.extend(kept_on_timeline::<Report>(conn, grant).await?);
+    record.commit().await?;
+    let entries = timeline::sorted(entries);
+    Ok(view::timeline(&user, &user.csrf().await?, banner, &entries))
+}
+
+fn on_timeline<T: OnTimeline>(items: Vec<T>) -> impl Iterator<Item = timeline::Entry> {
+    items.into_iter().filter_map(|item| item.entry())
+}
+
+/// The entries of one kept kind, or none when the decision does not cover it.
+async fn kept_on_timeline<T: Kept + OnTimeline>(
+    conn: &mut sqlx::AnyConnection,
+    grant: &access_control::ReadGrant,
+) -> Result<Vec<timeline::Entry>, DomainError> {
+    if !grant.covers(T::CATEGORY) {
+        return Ok(Vec::new());
+    }
+    Ok(on_timeline(kept::for_patient::<T>(conn, grant).await?).collect())
 }
