@@ -120,7 +120,7 @@ impl OnTimeline for Report {
 
 /// Newest first.
 pub fn sorted(mut entries: Vec<Entry>) -> Vec<Entry> {
-    entries.sort_by(|a, b| b.at.cmp(&a.at));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.at));
     entries
 }
 
