@@ -15,6 +15,7 @@ mod foundation;
 mod health_record;
 mod operations;
 mod patient;
+mod renewals;
 mod scale_out;
 mod security;
 mod transparency;

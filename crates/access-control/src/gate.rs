@@ -141,6 +141,24 @@ impl ConsentGrant {
     }
 }
 
+/// Permission to ask for the renewal of one patient's prescriptions, given to the patient and
+/// to holders of their power of attorney; it grants nothing else.
+#[derive(Debug)]
+pub struct RenewalGrant {
+    patient: PatientId,
+    requester_id: Uuid,
+    requester_name: String,
+}
+
+impl records_domain::store::RenewalPermit for RenewalGrant {
+    fn patient_id(&self) -> PatientId {
+        self.patient
+    }
+    fn requester(&self) -> (Uuid, &str) {
+        (self.requester_id, &self.requester_name)
+    }
+}
+
 /// The write grants of one batch: one decision (and one audit event) per patient and category,
 /// however many resources the batch holds for them.
 #[derive(Debug, Default)]
@@ -338,6 +356,27 @@ impl Gate<'_> {
             entered.tx,
             ConsentGrant {
                 patient: req.patient,
+            },
+        ))
+    }
+
+    pub async fn request_renewal(
+        &self,
+        req: &Request<'_>,
+    ) -> Result<Audited<RenewalGrant>, AccessError> {
+        let entered = self
+            .enter(
+                req,
+                Action::RequestRenewal,
+                Category::Prescriptions.as_str(),
+            )
+            .await?;
+        Ok(Audited::new(
+            entered.tx,
+            RenewalGrant {
+                patient: req.patient,
+                requester_id: req.actor.user_id,
+                requester_name: req.actor.name.clone(),
             },
         ))
     }

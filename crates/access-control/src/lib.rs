@@ -21,7 +21,8 @@ pub use actor::{Actor, Reach, RequestContext, Role};
 pub use audited::Audited;
 pub use error::AccessError;
 pub use gate::{
-    BatchGrants, ConsentGrant, Gate, ReadGrant, Refusal, RegisterGrant, Request, WriteGrant,
+    BatchGrants, ConsentGrant, Gate, ReadGrant, Refusal, RegisterGrant, RenewalGrant, Request,
+    WriteGrant,
 };
 pub use policy::{Action, Basis, Decision, Denial, PolicySettings};
 

@@ -23,6 +23,9 @@ pub enum Action {
     ManageConsent,
     /// Register a patient or change who they are: name, sex, birth date, CPR number.
     WriteDemographics,
+    /// Ask the GP to renew a prescription: the patient, or whoever holds their power of
+    /// attorney. Never a write to the medicine card itself.
+    RequestRenewal,
 }
 
 impl Action {
@@ -33,6 +36,7 @@ impl Action {
             Self::Write(c) => format!("write {}", c.as_str()),
             Self::ManageConsent => "manage consent".into(),
             Self::WriteDemographics => "write demographics".into(),
+            Self::RequestRenewal => "request renewal".into(),
         }
     }
 }
@@ -386,6 +390,9 @@ fn decide_for_patient_user(
             Action::ReadSummary | Action::Read(_) | Action::ManageConsent => {
                 Decision::allow(Basis::OwnRecord, Category::ALL.to_vec())
             }
+            Action::RequestRenewal => {
+                Decision::allow(Basis::OwnRecord, vec![Category::Prescriptions])
+            }
             Action::Write(_) | Action::WriteDemographics => Decision::deny(Denial::ReadOnlyAccess),
         };
     }
@@ -399,6 +406,9 @@ fn decide_for_patient_user(
         return match action {
             Action::ReadSummary | Action::Read(_) => {
                 Decision::allow(Basis::PowerOfAttorney, Category::ALL.to_vec())
+            }
+            Action::RequestRenewal => {
+                Decision::allow(Basis::PowerOfAttorney, vec![Category::Prescriptions])
             }
             _ => Decision::deny(Denial::ReadOnlyAccess),
         };

@@ -109,6 +109,7 @@ fn action() -> impl Strategy<Value = Action> {
         category().prop_map(Action::Read),
         category().prop_map(Action::Write),
         Just(Action::ManageConsent),
+        Just(Action::RequestRenewal),
     ]
 }
 
@@ -824,7 +825,7 @@ proptest! {
         let d = case.decide();
         prop_assert!(d.categories().iter().all(|c| CLINICAL_SET.contains(c)), "{d:?}");
         match case.action {
-            Action::ManageConsent => prop_assert!(!d.is_allowed()),
+            Action::ManageConsent | Action::RequestRenewal => prop_assert!(!d.is_allowed()),
             Action::Read(c) | Action::Write(c) if !CLINICAL_SET.contains(&c) => {
                 prop_assert!(!d.is_allowed())
             }
@@ -833,7 +834,8 @@ proptest! {
     }
 
     /// A patient user reads all of their own record (summary, every category, consent) and
-    /// never writes it; no patient user ever writes any record.
+    /// never writes it; no patient user ever writes any record. Asking for a renewal grants the
+    /// medicine card only.
     #[test]
     fn patient_user_reads_own_record_fully_and_never_writes(
         case in case_with(actor_with_role(Just(Role::Patient)), action()),
@@ -844,9 +846,16 @@ proptest! {
             case.actor.patient_id = Some(case.facts.patient_id);
         }
         let d = case.decide();
+        let own_record = case.actor.patient_id == Some(case.facts.patient_id);
         if matches!(case.action, Action::Write(_) | Action::WriteDemographics) {
             prop_assert!(!d.is_allowed(), "patient user allowed to write: {d:?}");
-        } else if case.actor.patient_id == Some(case.facts.patient_id) {
+        } else if case.action == Action::RequestRenewal {
+            // Asking for a renewal is not writing: it grants the medicine card and nothing more.
+            prop_assert!(d.categories().iter().all(|c| *c == Category::Prescriptions), "{d:?}");
+            if own_record {
+                prop_assert_eq!(d.basis(), Some(Basis::OwnRecord));
+            }
+        } else if own_record {
             prop_assert!(d.is_allowed());
             prop_assert_eq!(d.basis(), Some(Basis::OwnRecord));
             prop_assert!(Category::ALL.iter().all(|c| d.categories().contains(c)), "{d:?}");
@@ -892,9 +901,10 @@ proptest! {
             match case.action {
                 Action::ReadSummary => prop_assert!(d.is_allowed()),
                 Action::Read(c) => prop_assert_eq!(d.is_allowed(), case.settings.guardian_categories.contains(&c)),
-                Action::Write(_) | Action::ManageConsent | Action::WriteDemographics => {
-                    prop_assert!(!d.is_allowed())
-                }
+                Action::Write(_)
+                | Action::ManageConsent
+                | Action::WriteDemographics
+                | Action::RequestRenewal => prop_assert!(!d.is_allowed()),
             }
         }
     }

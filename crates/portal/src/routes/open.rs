@@ -3,7 +3,9 @@
 //! differs is said once, when the `Opener` is made: who views (for the banner) and what a refusal
 //! becomes for them (`OnRefusal`).
 
-use access_control::{AccessError, Actor, Audited, Denial, ReadGrant, Request, WriteGrant};
+use access_control::{
+    AccessError, Actor, Audited, Denial, ReadGrant, RenewalGrant, Request, WriteGrant,
+};
 use records_domain::model::{LabResult, PatientId};
 use records_domain::store::{labs, Category};
 use sqlx::AnyConnection;
@@ -171,6 +173,28 @@ impl<'a> Opener<'a> {
         AppError: From<E>,
     {
         let mut record = self.write(category, resource_id).await?;
+        let (conn, grant) = record.parts();
+        let made = make(conn, grant).await?;
+        record.commit().await?;
+        Ok(made)
+    }
+
+    /// A request to renew one of the record's prescriptions, made with `make` in the same
+    /// audited transaction and committed.
+    pub async fn request_renewal_with<T, E>(
+        &self,
+        prescription: uuid::Uuid,
+        make: impl AsyncFnOnce(&mut AnyConnection, &RenewalGrant) -> Result<T, E>,
+    ) -> AppResult<T>
+    where
+        AppError: From<E>,
+    {
+        let actor = self.user.actor();
+        let req = self.request(&actor, Some(prescription.to_string()));
+        let mut record = match self.state.gate().request_renewal(&req).await {
+            Ok(record) => record,
+            Err(e) => return Err(self.refused(e).await),
+        };
         let (conn, grant) = record.parts();
         let made = make(conn, grant).await?;
         record.commit().await?;

@@ -12,6 +12,8 @@ use uuid::Uuid;
 use super::components::{
     day, flag, history_table, lab_table, plan_card, prescription_table, trend_chart,
 };
+use records_domain::store::renewals::RenewalRequest;
+
 use super::entries::{overview_section, table, Listed};
 use super::layout::{csrf_field, page, Frame, RecordBanner};
 use crate::auth::CurrentUser;
@@ -303,11 +305,11 @@ pub fn prescriptions(
     csrf: &str,
     banner: RecordBanner,
     patient: PatientId,
-    active: &[Prescription],
-    past: &[Prescription],
+    (active, past, requests): (&[Prescription], &[Prescription], &[RenewalRequest]),
     refused: Option<(&str, &PrescriptionForm)>,
 ) -> Markup {
     let base = format!("/clinician/patients/{}/prescriptions", patient.0);
+    let answer = format!("/clinician/patients/{}/renewals", patient.0);
     let empty = PrescriptionForm::default();
     let form = refused.map_or(&empty, |r| r.1);
     record_page(
@@ -317,6 +319,30 @@ pub fn prescriptions(
         banner,
         patient,
         html! {
+            @if !requests.is_empty() {
+                section {
+                    h2 { "Renewal requests" }
+                    @for r in requests {
+                        article.card {
+                            h3 { (r.medication_name) }
+                            p.meta { "Asked " (day(r.requested_at.0)) " by " (r.requested_by_name) }
+                            @if !r.message.is_empty() { blockquote { (r.message) } }
+                            form method="post" action={ (answer) "/" (r.id.0) "/renew" } {
+                                (csrf_field(csrf))
+                                label for={ "until-" (r.id.0) } { "Valid until (optional)" }
+                                input id={ "until-" (r.id.0) } name="valid_until" type="date";
+                                button type="submit" { "Renew " (r.medication_name) }
+                            }
+                            form method="post" action={ (answer) "/" (r.id.0) "/decline" } {
+                                (csrf_field(csrf))
+                                label for={ "decline-" (r.id.0) } { "Reason for declining" }
+                                input id={ "decline-" (r.id.0) } name="reason" required minlength="3" maxlength="1000";
+                                button type="submit" { "Decline" }
+                            }
+                        }
+                    }
+                }
+            }
             section {
                 h2 { "Active" }
                 (prescription_table(active, "Active prescriptions"))
@@ -461,6 +487,35 @@ pub fn plan_conflict(
             }
             section { h2 { "The plan as it is now" } (plan_card(current, html! {})) }
             section { h2 { "Your changes" } (plan_fields(csrf, &action, yours)) }
+        },
+    )
+}
+
+/// The clinic's queue of open renewal requests: whose, and since when.
+pub fn renewal_queue(
+    user: &CurrentUser,
+    csrf: &str,
+    queue: &[(Patient, OffsetDateTime)],
+) -> Markup {
+    let frame = Frame {
+        user,
+        csrf,
+        record: None,
+    };
+    page(
+        "Renewal requests",
+        Some(&frame),
+        html! {
+            @if queue.is_empty() { p.hint { "No open requests from the clinic's patients." } } @else {
+                ul.hits {
+                    @for (patient, asked) in queue {
+                        li.card {
+                            a href={ "/clinician/patients/" (patient.id.0) "/prescriptions" } { (patient.full_name()) }
+                            " · born " (date_text(patient.birth_date)) " · asked " (day(*asked))
+                        }
+                    }
+                }
+            }
         },
     )
 }

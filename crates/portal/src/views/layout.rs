@@ -41,6 +41,7 @@ fn nav_links(role: Role) -> &'static [(&'static str, &'static str)] {
         ],
         Role::Clinician => &[
             ("/clinician", "Find patient"),
+            ("/clinician/renewals", "Renewal requests"),
             ("/account/password", "Password"),
         ],
         Role::Auditor => &[

@@ -10,6 +10,7 @@ use maud::{html, Markup};
 use records_domain::model::{
     Allergy, Clinic, Contact, Diagnosis, LabResult, Prescription, TreatmentPlan, Vaccination,
 };
+use records_domain::store::renewals::{self, RenewalRequest};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -209,7 +210,20 @@ pub fn prescriptions(
     banner: RecordBanner,
     active: &[Prescription],
     past: &[Prescription],
+    renewal: &Renewals,
 ) -> Markup {
+    let today = OffsetDateTime::now_utc().date();
+    let open: Vec<Uuid> = renewal
+        .requests
+        .iter()
+        .filter(|r| r.is_open())
+        .map(|r| r.prescription_id.0)
+        .collect();
+    let askable: Vec<&Prescription> = active
+        .iter()
+        .chain(past)
+        .filter(|p| renewals::renewable(p.status, p.valid_until, today) && !open.contains(&p.id))
+        .collect();
     record_page(
         "Prescriptions",
         user,
@@ -218,8 +232,57 @@ pub fn prescriptions(
         html! {
             section { h2 { "Active" } (prescription_table(active, "Active prescriptions")) }
             section { h2 { "Past" } (prescription_table(past, "Past prescriptions")) }
+            @if renewal.may_ask && !askable.is_empty() {
+                section {
+                    h2 { "Ask for renewal" }
+                    p.hint { "Your GP answers here. Current prescriptions and ones that ended in the last 90 days can be renewed." }
+                    @for p in askable {
+                        details {
+                            summary { "Ask for renewal of " (p.medication_name) }
+                            form method="post" action={ "/me/prescriptions/" (p.id) "/renewal" } {
+                                (csrf_field(csrf))
+                                label for={ "message-" (p.id) } { "Message to your GP (optional)" }
+                                textarea id={ "message-" (p.id) } name="message" maxlength="1000" rows="3" {}
+                                button type="submit" { "Ask for renewal of " (p.medication_name) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !renewal.requests.is_empty() {
+                section {
+                    h2 { "Renewal requests" }
+                    div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
+                        table {
+                            caption { "Renewal requests, newest first" }
+                            thead { tr { th scope="col" { "Medicine" } th scope="col" { "Asked" } th scope="col" { "By" } th scope="col" { "Status" } th scope="col" { "Answer" } } }
+                            tbody {
+                                @for r in &renewal.requests {
+                                    tr {
+                                        td { (r.medication_name) }
+                                        td { (day(r.requested_at.0)) }
+                                        td { (r.requested_by_name) }
+                                        td { @match r.status.as_str() { "open" => "Waiting for your GP", "renewed" => "Renewed", _ => "Declined" } }
+                                        td {
+                                            @if let Some(by) = &r.answered_by { (by) }
+                                            @if let Some(reason) = &r.answer { ": " (reason) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         },
     )
+}
+
+/// The renewal requests of the record on screen, and whether this viewer may ask (the patient
+/// and an attorney may, a guardian may not).
+pub struct Renewals {
+    pub requests: Vec<RenewalRequest>,
+    pub may_ask: bool,
 }
 
 pub fn plans(

@@ -13,6 +13,7 @@ pub mod patients;
 pub mod plans;
 pub mod prescriptions;
 pub mod procedures;
+pub mod renewals;
 pub mod reports;
 pub mod vaccinations;
 
@@ -30,6 +31,7 @@ pub fn statements() -> Vec<Statement> {
         plans::statements(),
         patients::statements(),
         clinics::statements(),
+        renewals::statements(),
         kept::statements_of::<Diagnosis>("diagnoses"),
         kept::statements_of::<Allergy>("allergies"),
         kept::statements_of::<Vaccination>("vaccinations"),
@@ -120,6 +122,14 @@ pub trait WritePermit: ReadPermit {
     fn author_name(&self) -> &str;
     /// The namespace of source keys this writer may create and update.
     fn source_system(&self) -> &str;
+}
+
+/// Proof that asking for a renewal of this patient's prescriptions was decided and audited.
+/// Implemented by `access_control::RenewalGrant` only.
+pub trait RenewalPermit {
+    fn patient_id(&self) -> PatientId;
+    /// Who asks: the user's id and name.
+    fn requester(&self) -> (uuid::Uuid, &str);
 }
 
 /// Proof that registering this patient, or changing who they are, was decided and audited.

@@ -5,6 +5,7 @@ mod lookup;
 mod orders;
 mod plans;
 mod record;
+mod renewals;
 
 use access_control::{Audited, WriteGrant};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -41,6 +42,15 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/clinician/patients/{patient}/plans",
             get(record::plans).post(plans::create),
+        )
+        .route("/clinician/renewals", get(renewals::queue))
+        .route(
+            "/clinician/patients/{patient}/renewals/{request}/renew",
+            post(orders::renew),
+        )
+        .route(
+            "/clinician/patients/{patient}/renewals/{request}/decline",
+            post(orders::decline),
         )
         .route(
             "/clinician/patients/{patient}/diagnoses",

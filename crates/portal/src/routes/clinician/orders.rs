@@ -1,11 +1,12 @@
 //! Writes that change what the patient sees: releasing held-back results, prescribing and
 //! stopping prescriptions. Each is decided and audited by the gate in the write's transaction.
 
-use access_control::WriteGrant;
+use access_control::{ReadGrant, WriteGrant};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use records_domain::model::PatientId;
+use records_domain::model::{PatientId, Prescription};
+use records_domain::store::renewals::{self, RenewalRequest};
 use records_domain::store::{labs, prescriptions, Category};
 use records_domain::DomainError;
 use serde::Deserialize;
@@ -73,10 +74,8 @@ async fn refused_prescription(
     form: &PrescriptionForm,
     problem: &str,
 ) -> AppResult<Response> {
-    let (banner, all) = Opener::clinician(state, user, patient)
-        .read_with(Category::Prescriptions, None, async |conn, grant| {
-            prescriptions::for_patient(conn, grant).await
-        })
+    let (banner, (all, requests)) = Opener::clinician(state, user, patient)
+        .read_with(Category::Prescriptions, None, medicine_card)
         .await?;
     let (active, past) = split_prescriptions(all);
     let page = view::prescriptions(
@@ -84,8 +83,7 @@ async fn refused_prescription(
         &user.csrf().await?,
         banner,
         patient,
-        &active,
-        &past,
+        (&active, &past, &requests),
         Some((problem, form)),
     );
     Ok((StatusCode::BAD_REQUEST, page).into_response())
@@ -123,4 +121,85 @@ pub async fn stop(
         )
         .await?;
     Ok(back_to(patient, "prescriptions"))
+}
+
+/// The medicine card as the clinician sees it: every prescription and the open renewal
+/// requests.
+pub(super) async fn medicine_card(
+    conn: &mut AnyConnection,
+    grant: &ReadGrant,
+) -> Result<(Vec<Prescription>, Vec<RenewalRequest>), DomainError> {
+    let all = prescriptions::for_patient(conn, grant).await?;
+    let open = renewals::for_patient(conn, grant)
+        .await?
+        .into_iter()
+        .filter(RenewalRequest::is_open)
+        .collect();
+    Ok((all, open))
+}
+
+#[derive(Deserialize)]
+pub struct RenewForm {
+    /// Empty: valid until stopped.
+    #[serde(default)]
+    valid_until: String,
+}
+
+/// Renew on request: a new prescription of the same medicine and dosage, linked to the request.
+pub async fn renew(
+    State(state): State<AppState>,
+    ClinicianUser(user): ClinicianUser,
+    Path((patient, request)): Path<(Uuid, Uuid)>,
+    CsrfForm(form): CsrfForm<RenewForm>,
+) -> AppResult<Response> {
+    let patient = PatientId(patient);
+    let valid_until = match form.valid_until.trim() {
+        "" => None,
+        day => Some(records_domain::db::parse_date(day).map_err(AppError::from)?),
+    };
+    let id = Uuid::now_v7();
+    Opener::clinician(&state, &user, patient)
+        .write_with(
+            Category::Prescriptions,
+            Some(id.to_string()),
+            async |conn, grant| {
+                answered(renewals::renew(conn, grant, request, id, valid_until).await)
+            },
+        )
+        .await?;
+    Ok(back_to(patient, "prescriptions"))
+}
+
+#[derive(Deserialize)]
+pub struct DeclineForm {
+    reason: String,
+}
+
+pub async fn decline(
+    State(state): State<AppState>,
+    ClinicianUser(user): ClinicianUser,
+    Path((patient, request)): Path<(Uuid, Uuid)>,
+    CsrfForm(form): CsrfForm<DeclineForm>,
+) -> AppResult<Response> {
+    let patient = PatientId(patient);
+    Opener::clinician(&state, &user, patient)
+        .write_with(
+            Category::Prescriptions,
+            Some(request.to_string()),
+            async |conn, grant| {
+                answered(renewals::decline(conn, grant, request, &form.reason).await)
+            },
+        )
+        .await?;
+    Ok(back_to(patient, "prescriptions"))
+}
+
+/// A request someone else answered first is a conflict the clinician can read about.
+fn answered<T>(result: Result<T, DomainError>) -> AppResult<T> {
+    result.map_err(|e| match e {
+        DomainError::Conflict => AppError::conflict(
+            "This request has already been answered, so nothing was changed. Reload the page.",
+        ),
+        other => other.into(),
+    })
 }

@@ -112,10 +112,8 @@ pub async fn prescriptions(
     Path(patient): Path<Uuid>,
 ) -> AppResult<Markup> {
     let patient = PatientId(patient);
-    let (banner, all) = Opener::clinician(&state, &user, patient)
-        .read_with(Category::Prescriptions, None, async |conn, grant| {
-            prescriptions::for_patient(conn, grant).await
-        })
+    let (banner, (all, requests)) = Opener::clinician(&state, &user, patient)
+        .read_with(Category::Prescriptions, None, super::orders::medicine_card)
         .await?;
     let (active, past) = split_prescriptions(all);
     Ok(view::prescriptions(
@@ -123,8 +121,7 @@ pub async fn prescriptions(
         &user.csrf().await?,
         banner,
         patient,
-        &active,
-        &past,
+        (&active, &past, &requests),
         None,
     ))
 }

@@ -27,6 +27,10 @@ pub fn routes() -> Router<AppState> {
         .route("/me/labs", get(record::labs))
         .route("/me/labs/{code}", get(record::lab_history))
         .route("/me/prescriptions", get(record::prescriptions))
+        .route(
+            "/me/prescriptions/{prescription}/renewal",
+            post(record::request_renewal),
+        )
         .route("/me/plans", get(record::plans))
         .route("/me/diagnoses", get(record::entries::<Diagnosis>))
         .route("/me/allergies", get(record::entries::<Allergy>))

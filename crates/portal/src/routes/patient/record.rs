@@ -8,7 +8,7 @@ use axum::response::Redirect;
 use maud::Markup;
 use records_domain::model::{Allergy, Contact, Diagnosis, Procedure, Report, Vaccination};
 use records_domain::store::kept::{self, Kept};
-use records_domain::store::{labs, plans, prescriptions, Category, ReadPermit};
+use records_domain::store::{labs, plans, prescriptions, renewals, Category, ReadPermit};
 use records_domain::DomainError;
 use time::OffsetDateTime;
 
@@ -139,9 +139,14 @@ pub async fn prescriptions(
     State(state): State<AppState>,
     PatientUser(user): PatientUser,
 ) -> AppResult<Markup> {
-    let (banner, all) = Opener::citizen(&state, &user)?
+    let (banner, (all, renewal)) = Opener::citizen(&state, &user)?
         .read_with(Category::Prescriptions, None, async |conn, grant| {
-            prescriptions::for_patient(conn, grant).await
+            let all = prescriptions::for_patient(conn, grant).await?;
+            let renewal = view::Renewals {
+                requests: renewals::for_patient(conn, grant).await?,
+                may_ask: grant.basis() != access_control::Basis::Guardian,
+            };
+            Ok::<_, DomainError>((all, renewal))
         })
         .await?;
     let (active, past) = split_prescriptions(all);
@@ -151,7 +156,30 @@ pub async fn prescriptions(
         banner,
         &active,
         &past,
+        &renewal,
     ))
+}
+
+#[derive(serde::Deserialize)]
+pub struct RenewalForm {
+    #[serde(default)]
+    message: String,
+}
+
+/// "Ask for renewal" on the medicine card: by the patient or their attorney, decided and
+/// audited as its own action.
+pub async fn request_renewal(
+    State(state): State<AppState>,
+    PatientUser(user): PatientUser,
+    Path(prescription): Path<uuid::Uuid>,
+    CsrfForm(form): CsrfForm<RenewalForm>,
+) -> AppResult<Redirect> {
+    Opener::citizen(&state, &user)?
+        .request_renewal_with(prescription, async |conn, grant| {
+            renewals::request(conn, grant, prescription, &form.message).await
+        })
+        .await?;
+    Ok(Redirect::to("/me/prescriptions"))
 }
 
 pub async fn plans(
