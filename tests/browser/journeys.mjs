@@ -229,6 +229,17 @@ async function journeyPatient(browser, logins) {
         await j.visited(page);
       });
     }
+    await j.step('ask for renewal of a prescription, with a message to the GP', async () => {
+      const resp = await page.goto(`${BASE}/me/prescriptions`);
+      expect(resp && resp.ok(), `GET /me/prescriptions answered ${resp && resp.status()}`);
+      const ask = page.locator('details:has(form[action$="/renewal"])').first();
+      expect((await ask.count()) > 0, 'no "Ask for renewal" on /me/prescriptions');
+      await ask.locator('summary').click();
+      await ask.locator('textarea[name="message"]').fill('Running low, same dose please');
+      await Promise.all([page.waitForNavigation(), ask.locator('button[type="submit"]').click()]);
+      expect((await page.content()).includes('Waiting for your GP'), 'the request is not shown as waiting');
+      await j.visited(page, 'me-prescriptions-renewal-asked');
+    });
   } finally {
     await ctx.close();
   }
@@ -313,6 +324,16 @@ async function journeyClinician(browser, logins) {
         await j.visited(page, `clinician-patients-record-${kind}`);
       });
     }
+    await j.step('the medicine card shows the patient\'s renewal request with renew and decline', async () => {
+      const resp = await page.goto(`${BASE}/clinician/patients/${patientId}/prescriptions`);
+      expect(resp && resp.ok(), `prescriptions answered ${resp && resp.status()}`);
+      expect((await page.locator('form[action$="/renew"]').count()) > 0, 'no renew form');
+      await j.visited(page, 'clinician-patients-record-renewals');
+    });
+    await j.step('open the renewal queue from the menu', async () => {
+      await Promise.all([page.waitForNavigation(), page.locator('nav a[href="/clinician/renewals"]').first().click()]);
+      await j.visited(page, 'clinician-renewals');
+    });
   } finally {
     await ctx.close();
   }
