@@ -5,8 +5,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use portal::fhir::ingest::{
-    bundle_entries, parse_care_plan, parse_medication_request, parse_observation, parse_patient,
-    Batch, NoBundle, ResolveReference,
+    bundle_entries, parse_allergy, parse_care_plan, parse_condition, parse_encounter,
+    parse_immunization, parse_medication_request, parse_observation, parse_patient,
+    parse_procedure, parse_report, Batch, NoBundle, ResolveReference,
 };
 use records_domain::model::{PatientId, Source};
 use serde_json::Value;
@@ -23,9 +24,15 @@ fn parse_all(resource: &Value, resolver: &impl ResolveReference, location: &str)
     let source = source_of(resource);
     let patient = PatientId(Uuid::nil());
     let _ = parse_patient(resource, &source, location);
-    let _ = parse_observation(resource, patient, &source, location);
+    let _ = parse_observation(resource, resolver, patient, &source, location);
     let _ = parse_medication_request(resource, resolver, patient, &source, location);
     let _ = parse_care_plan(resource, resolver, patient, &source, location);
+    let _ = parse_condition(resource, resolver, patient, &source, location);
+    let _ = parse_allergy(resource, resolver, patient, &source, location);
+    let _ = parse_immunization(resource, resolver, patient, &source, location);
+    let _ = parse_encounter(resource, resolver, patient, &source, location);
+    let _ = parse_procedure(resource, resolver, patient, &source, location);
+    let _ = parse_report(resource, resolver, patient, &source, location);
 }
 
 fuzz_target!(|data: &[u8]| {
