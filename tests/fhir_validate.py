@@ -13,7 +13,8 @@ import sys
 import fhir.resources.resource  # noqa: F401  (fails early if the package is missing)
 
 EXPECTED = {"CapabilityStatement", "Bundle", "OperationOutcome", "Patient", "Observation",
-            "MedicationRequest", "CarePlan", "AuditEvent"}
+            "MedicationRequest", "CarePlan", "AuditEvent", "Condition", "AllergyIntolerance",
+            "Immunization", "Encounter", "DiagnosticReport"}
 
 
 def model(kind):

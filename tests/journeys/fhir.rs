@@ -65,7 +65,8 @@ impl Fhir {
     }
 }
 
-fn keep_for_validator(engine: &str, body: &Value) {
+/// Kept where `FHIR_OUT` says, for `tests/fhir_validate.py` (CI validates every resource).
+pub(crate) fn keep_for_validator(engine: &str, body: &Value) {
     let (Ok(dir), Some(kind)) = (std::env::var("FHIR_OUT"), body["resourceType"].as_str()) else {
         return;
     };
