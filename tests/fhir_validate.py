@@ -14,7 +14,7 @@ import fhir.resources.resource  # noqa: F401  (fails early if the package is mis
 
 EXPECTED = {"CapabilityStatement", "Bundle", "OperationOutcome", "Patient", "Observation",
             "MedicationRequest", "CarePlan", "AuditEvent", "Condition", "AllergyIntolerance",
-            "Immunization", "Encounter", "DiagnosticReport"}
+            "Immunization", "Encounter", "DiagnosticReport", "ImagingStudy"}
 
 
 def model(kind):

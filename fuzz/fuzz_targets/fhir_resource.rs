@@ -6,8 +6,8 @@
 use libfuzzer_sys::fuzz_target;
 use portal::fhir::ingest::{
     bundle_entries, parse_allergy, parse_care_plan, parse_condition, parse_encounter,
-    parse_immunization, parse_medication_request, parse_observation, parse_patient,
-    parse_procedure, parse_report, Batch, NoBundle, ResolveReference,
+    parse_imaging_study, parse_immunization, parse_medication_request, parse_observation,
+    parse_patient, parse_procedure, parse_report, Batch, NoBundle, ResolveReference,
 };
 use records_domain::model::{PatientId, Source};
 use serde_json::Value;
@@ -33,6 +33,7 @@ fn parse_all(resource: &Value, resolver: &impl ResolveReference, location: &str)
     let _ = parse_encounter(resource, resolver, patient, &source, location);
     let _ = parse_procedure(resource, resolver, patient, &source, location);
     let _ = parse_report(resource, resolver, patient, &source, location);
+    let _ = parse_imaging_study(resource, resolver, patient, &source, location);
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -221,7 +221,7 @@ async function journeyPatient(browser, logins) {
       expect((await page.locator('svg').count()) > 0, `no <svg> on ${page.url()}`);
       expect((await page.locator('svg rect.band').count()) > 0, `no svg rect.band on ${page.url()}`);
     });
-    for (const [label, path] of [['Diagnoses', '/me/diagnoses'], ['Allergies', '/me/allergies'], ['Vaccinations', '/me/vaccinations'], ['Contacts', '/me/contacts'], ['Reports', '/me/reports'], ['Timeline', '/me/timeline']]) {
+    for (const [label, path] of [['Diagnoses', '/me/diagnoses'], ['Allergies', '/me/allergies'], ['Vaccinations', '/me/vaccinations'], ['Contacts', '/me/contacts'], ['Reports', '/me/reports'], ['Imaging', '/me/imaging'], ['Timeline', '/me/timeline']]) {
       await j.step(`follow "${label}" in the menu to a table of them`, async () => {
         await Promise.all([page.waitForNavigation(), page.locator(`nav a[href="${path}"]`).first().click()]);
         expect(new URL(page.url()).pathname === path, `expected ${path}, got ${page.url()}`);
@@ -316,7 +316,7 @@ async function journeyClinician(browser, logins) {
       const banner = (await page.locator('.record-banner').first().textContent({ timeout: 5000 })) || '';
       expect(/Emergency override/i.test(banner), `banner does not say "Emergency override": ${JSON.stringify(banner)}`);
     });
-    for (const kind of ['diagnoses', 'allergies', 'vaccinations', 'contacts', 'procedures', 'reports']) {
+    for (const kind of ['diagnoses', 'allergies', 'vaccinations', 'contacts', 'procedures', 'reports', 'imaging']) {
       await j.step(`open the record's ${kind} tab`, async () => {
         const path = `/clinician/patients/${patientId}/${kind}`;
         await Promise.all([page.waitForNavigation(), page.locator(`nav.record-tabs a[href="${path}"]`).click()]);

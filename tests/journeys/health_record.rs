@@ -107,6 +107,17 @@ both_engines!(
             .await;
         assert!(reports.contains(&conclusion), "the report's conclusion");
         browser.get("/me/procedures").await.assert_ok();
+        let imaging = browser.get("/me/imaging").await;
+        imaging.assert_ok();
+        assert!(
+            imaging
+                .table_rows("table")
+                .iter()
+                .any(|r| r[0].starts_with("Digital Radiography")
+                    && r[3] == "Chest"
+                    && r[6].starts_with("urn:oid:2.25.")),
+            "modality, body site and the study's UID"
+        );
         app.assert_audit_log_intact().await;
     }
 );
@@ -140,6 +151,7 @@ both_engines!(
             "/me/contacts",
             "/me/procedures",
             "/me/reports",
+            "/me/imaging",
         ] {
             let refused = anne.get(path).await;
             assert_eq!(refused.status, 403, "{path}");
@@ -166,19 +178,21 @@ both_engines!(
             overview.contains(&substance),
             "allergies on the clinician's overview"
         );
-        for kind in [
-            "diagnoses",
-            "allergies",
-            "vaccinations",
-            "contacts",
-            "reports",
+        // Imaging studies belong to the reports part of the record.
+        for (kind, category) in [
+            ("diagnoses", "diagnoses"),
+            ("allergies", "allergies"),
+            ("vaccinations", "vaccinations"),
+            ("contacts", "contacts"),
+            ("reports", "reports"),
+            ("imaging", "reports"),
         ] {
             let page = hansen
                 .get(&format!("/clinician/patients/{anne}/{kind}"))
                 .await;
             page.assert_ok();
             assert!(page.table_rows("table").len() > 1, "{kind}");
-            assert!(audited(&app, &anne, &format!("read {kind}"), "allowed").await >= 1);
+            assert!(audited(&app, &anne, &format!("read {category}"), "allowed").await >= 1);
         }
 
         // No relationship: refused and audited, until an emergency override.
@@ -231,6 +245,7 @@ both_engines!(
             ("Immunization", "vaccinations"),
             ("Encounter", "contacts"),
             ("DiagnosticReport", "reports"),
+            ("ImagingStudy", "imaging_studies"),
         ] {
             let search = client.get(&format!("/fhir/r4/{kind}?patient={anne}")).await;
             search.assert_ok();

@@ -426,6 +426,7 @@ both_engines!(patient_pages_by_proxy_kind, |app: TestApp| async move {
             "/me/contacts",
             "/me/procedures",
             "/me/reports",
+            "/me/imaging",
         ]
         .contains(&page.as_str())
         {

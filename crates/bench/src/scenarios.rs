@@ -608,7 +608,7 @@ impl Fixture {
                 "system/Patient.write system/Observation.write system/MedicationRequest.write \
                  system/CarePlan.write system/Condition.write system/AllergyIntolerance.write \
                  system/Immunization.write system/Encounter.write system/Procedure.write \
-                 system/DiagnosticReport.write",
+                 system/DiagnosticReport.write system/ImagingStudy.write",
                 None,
             )
             .await?;

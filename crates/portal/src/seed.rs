@@ -176,6 +176,7 @@ async fn write_records(
     new_kinds.write_all(tx, &pop.contacts).await?;
     new_kinds.write_all(tx, &pop.procedures).await?;
     new_kinds.write_all(tx, &pop.reports).await?;
+    new_kinds.write_all(tx, &pop.imaging).await?;
     // Its connection closed before seeding returns, so the seeded database can be copied.
     audit.close().await;
     Ok(())

@@ -194,6 +194,7 @@ pub struct Population {
     pub contacts: Vec<Contact>,
     pub procedures: Vec<Procedure>,
     pub reports: Vec<Report>,
+    pub imaging: Vec<ImagingStudy>,
 }
 
 /// The people the demo logins belong to, in the order `generate` creates them.
@@ -283,6 +284,7 @@ impl Generator {
             contacts: Vec::new(),
             procedures: Vec::new(),
             reports: Vec::new(),
+            imaging: Vec::new(),
         };
         for i in 0..pop.patients.len() {
             let patient = pop.patients[i].clone();
@@ -414,6 +416,23 @@ impl Generator {
             results: vec!["HbA1c".into(), "Cholesterol".into(), "Creatinine".into()],
             version: 1,
             source: demo_source(format!("rep-{}", pop.reports.len())),
+        });
+        let x_ray = today - Duration::days(self.rng.gen_range(100..900));
+        pop.imaging.push(ImagingStudy {
+            id: self.uuid(),
+            patient_id: patient.id,
+            status: ImagingStatus::Available,
+            started_at: at_ten(x_ray),
+            modality: "Digital Radiography".into(),
+            body_site: Some("Chest".into()),
+            description: Some("Chest X-ray, two views".into()),
+            series: 1,
+            instances: 2,
+            performer: "Radiologisk Afdeling, Bispebjerg Hospital".into(),
+            // A DICOM UID made from a UUID (the 2.25 arc).
+            identifier: Some(format!("urn:oid:2.25.{}", self.uuid().as_u128())),
+            version: 1,
+            source: demo_source(format!("img-{}", pop.imaging.len())),
         });
         if self.rng.gen_bool(0.5) {
             let years_ago = today - Duration::days(self.rng.gen_range(400..3000));
@@ -604,6 +623,8 @@ impl Generator {
                     issued_at: issued,
                     performing_lab: lab.into(),
                     released_at: issued,
+                    panel: None,
+                    identifier: None,
                     version: 1,
                     source: Source {
                         system: DEMO_SOURCE.into(),

@@ -1,6 +1,6 @@
 //! What a record is. Each kind maps one-to-one onto a FHIR R4 resource:
 //! Patient, Observation, MedicationRequest, CarePlan, Condition, AllergyIntolerance,
-//! Immunization, Encounter, Procedure and DiagnosticReport.
+//! Immunization, Encounter, Procedure, DiagnosticReport and ImagingStudy.
 
 use std::fmt;
 
@@ -217,11 +217,35 @@ pub struct LabResult {
     pub performing_lab: String,
     /// Until this moment the patient and proxies do not see the result.
     pub released_at: OffsetDateTime,
+    /// The panel this result is a component of (blood pressure: systolic and diastolic).
+    pub panel: Option<Panel>,
+    /// The source's identifier of the Observation, as `system|value`.
+    pub identifier: Option<String>,
     pub version: i64,
     pub source: Source,
 }
 
+/// A panel measured as one Observation with components. Each component is kept as a result of
+/// its own (so that it has a history and a trend), named `panel source id#n`; the first stands
+/// for the whole panel in FHIR.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel {
+    pub code: String,
+    pub display: String,
+}
+
 impl LabResult {
+    /// The source id of the panel this result is a component of.
+    pub fn panel_source_id(&self) -> Option<&str> {
+        self.panel.as_ref()?;
+        self.source.id.rsplit_once('#').map(|(panel, _)| panel)
+    }
+
+    /// Whether this result stands for a whole panel in FHIR (it is its first component).
+    pub fn stands_for_panel(&self) -> bool {
+        self.panel.is_some() && self.source.id.ends_with("#0")
+    }
+
     pub fn numeric_value(&self) -> Option<f64> {
         match self.value {
             LabValue::Numeric(v) => Some(v),
@@ -450,6 +474,29 @@ pub struct Report {
     pub performer: String,
     pub conclusion: Option<String>,
     pub results: Vec<String>,
+    pub version: i64,
+    pub source: Source,
+}
+
+text_enum!(ImagingStatus { Registered => "registered", Available => "available", Cancelled => "cancelled", Unknown => "unknown" });
+
+/// An imaging study (FHIR ImagingStudy): what was imaged, how and when. The images stay in the
+/// hospital's archive; the study's identifier (its DICOM UID) is what finds them there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImagingStudy {
+    pub id: Uuid,
+    pub patient_id: PatientId,
+    pub status: ImagingStatus,
+    pub started_at: OffsetDateTime,
+    /// The modalities of its series in words ("Digital Radiography"), comma-separated.
+    pub modality: String,
+    pub body_site: Option<String>,
+    pub description: Option<String>,
+    pub series: i64,
+    pub instances: i64,
+    /// Who interpreted or referred, or the clinician or organisation of the contact.
+    pub performer: String,
+    pub identifier: Option<String>,
     pub version: i64,
     pub source: Source,
 }

@@ -1,6 +1,6 @@
 //! The FHIR R4 interface at `/fhir/r4`: read and search for Patient, Observation,
 //! MedicationRequest, CarePlan, Condition, AllergyIntolerance, Immunization, Encounter,
-//! Procedure, DiagnosticReport and AuditEvent;
+//! Procedure, DiagnosticReport, ImagingStudy and AuditEvent;
 //! transaction Bundles and single resources in.
 //! The same access policy and audit log as the pages: every read goes through the gate with the
 //! token's user as the actor.
@@ -112,6 +112,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/fhir/r4/DiagnosticReport/{id}",
             get(read::read_by_id::<read::DiagnosticReport>).put(write::update),
+        )
+        .route(
+            "/fhir/r4/ImagingStudy",
+            get(read::search_by_status::<read::ImagingStudy>).post(write::create),
+        )
+        .route(
+            "/fhir/r4/ImagingStudy/{id}",
+            get(read::read_by_id::<read::ImagingStudy>).put(write::update),
         )
         .route("/fhir/r4/AuditEvent", get(read::search_audit_events))
         .route(

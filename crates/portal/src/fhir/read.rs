@@ -271,6 +271,13 @@ kept_resource!(
     resources::procedure,
     status
 );
+pub(super) struct ImagingStudy;
+kept_resource!(
+    ImagingStudy,
+    records_domain::model::ImagingStudy,
+    resources::imaging_study,
+    status
+);
 kept_resource!(
     DiagnosticReport,
     Report,
@@ -278,13 +285,46 @@ kept_resource!(
     status
 );
 
-record_resource!(
-    Observation,
-    LabResults,
-    LabResult,
-    labs,
-    resources::observation
-);
+/// A result, or a panel with its components (the result that stands for it first).
+pub(super) struct Observed(LabResult, Vec<LabResult>);
+
+impl Observed {
+    async fn of(
+        conn: &mut AnyConnection,
+        grant: &ReadGrant,
+        result: LabResult,
+    ) -> Result<Self, DomainError> {
+        let components = labs::panel_components(conn, grant, &result).await?;
+        Ok(Observed(result, components))
+    }
+}
+
+impl RecordResource for Observation {
+    const TYPE: &'static str = "Observation";
+    const CATEGORY: Category = Category::LabResults;
+    type Row = Observed;
+    async fn patient_of(
+        conn: &mut AnyConnection,
+        id: Uuid,
+    ) -> Result<Option<PatientId>, DomainError> {
+        labs::patient_of(conn, id).await
+    }
+    /// A panel's later components are parts of the panel's Observation, not resources.
+    async fn by_id(
+        conn: &mut AnyConnection,
+        grant: &ReadGrant,
+        id: Uuid,
+    ) -> Result<Observed, DomainError> {
+        let result = labs::by_id_for(conn, grant, id).await?;
+        if result.panel.is_some() && !result.stands_for_panel() {
+            return Err(DomainError::NotFound);
+        }
+        Observed::of(conn, grant, result).await
+    }
+    fn render(row: &Observed) -> Value {
+        resources::observation(&row.0, &row.1)
+    }
+}
 record_resource!(
     MedicationRequest,
     Prescriptions,
@@ -377,18 +417,18 @@ pub(super) async fn search_observations(
         offset: q.paging.offset,
     };
     let (results, total) = labs::search(conn, grant, &lab_query).await?;
+    let mut found = Vec::with_capacity(results.len());
+    for result in results {
+        found.push(Observation::render(
+            &Observed::of(conn, grant, result).await?,
+        ));
+    }
     record.commit().await?;
     let path = format!("{BASE}/Observation");
     let next = next_url(&path, &pairs, q.paging.offset, q.paging.count, total);
     Ok(fhir_json(
         StatusCode::OK,
-        &resources::searchset(
-            BASE,
-            &self_url(&path, &raw),
-            next,
-            total,
-            results.iter().map(resources::observation).collect(),
-        ),
+        &resources::searchset(BASE, &self_url(&path, &raw), next, total, found),
     ))
 }
 

@@ -65,29 +65,55 @@ fn interpretation_code(i: Interpretation) -> Option<(&'static str, &'static str)
     }
 }
 
-pub fn observation(r: &LabResult) -> Value {
+/// One Observation; a panel's (`components` not empty) carries the panel's code and its
+/// components' values.
+pub fn observation(r: &LabResult, components: &[LabResult]) -> Value {
     let status = match r.status {
         ResultStatus::Preliminary => "preliminary",
         ResultStatus::Final => "final",
         ResultStatus::Amended => "amended",
         ResultStatus::Cancelled => "cancelled",
     };
-    let mut code = json!({ "code": r.code, "display": r.display });
-    if !r.code_system.is_empty() {
-        code["system"] = json!(r.code_system);
-    }
+    let code = match (&r.panel, components.is_empty()) {
+        (Some(panel), false) => concept(&r.code_system, &panel.code, &panel.display),
+        _ => concept(&r.code_system, &r.code, &r.display),
+    };
     let mut o = json!({
         "resourceType": "Observation",
         "id": r.id.to_string(),
         "meta": meta(r.version),
         "status": status,
         "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": r.category }] }],
-        "code": { "coding": [code], "text": r.display },
+        "code": code,
         "subject": subject(r.patient_id),
         "effectiveDateTime": instant(r.effective_at),
         "issued": instant(r.issued_at),
         "performer": [{ "display": r.performing_lab }],
     });
+    if let Some((system, value)) = r.identifier.as_deref().and_then(|i| i.split_once('|')) {
+        let mut identifier = json!({ "value": value });
+        if !system.is_empty() {
+            identifier["system"] = json!(system);
+        }
+        o["identifier"] = json!([identifier]);
+    }
+    if components.is_empty() {
+        measured(&mut o, r);
+    } else {
+        o["component"] = components
+            .iter()
+            .map(|c| {
+                let mut component = json!({ "code": concept(&c.code_system, &c.code, &c.display) });
+                measured(&mut component, c);
+                component
+            })
+            .collect();
+    }
+    o
+}
+
+/// The value, interpretation and reference range of an Observation or of one of its components.
+fn measured(o: &mut Value, r: &LabResult) {
     match &r.value {
         LabValue::Numeric(v) => {
             let mut quantity = json!({ "value": v });
@@ -117,7 +143,6 @@ pub fn observation(r: &LabResult) -> Value {
         }
         o["referenceRange"] = json!([range]);
     }
-    o
 }
 
 pub fn medication_request(p: &Prescription) -> Value {
@@ -290,6 +315,28 @@ pub fn procedure(p: &Procedure) -> Value {
         None => r["performedDateTime"] = json!(instant(p.performed_at)),
     }
     set_text(&mut r, "reasonCode", p.reason.as_deref(), reason_codes);
+    r
+}
+
+pub fn imaging_study(s: &ImagingStudy) -> Value {
+    let mut r = json!({
+        "resourceType": "ImagingStudy",
+        "id": s.id.to_string(),
+        "meta": meta(s.version),
+        "status": s.status.as_str(),
+        "subject": subject(s.patient_id),
+        "started": instant(s.started_at),
+        "numberOfSeries": s.series,
+        "numberOfInstances": s.instances,
+        "modality": s.modality.split(", ").map(|m| json!({ "display": m })).collect::<Vec<_>>(),
+        "interpreter": [{ "display": s.performer }],
+    });
+    if let Some(uid) = &s.identifier {
+        r["identifier"] = json!([{ "system": "urn:dicom:uid", "value": uid }]);
+    }
+    set_text(&mut r, "description", s.description.as_deref(), |d| {
+        json!(d)
+    });
     r
 }
 
@@ -517,6 +564,7 @@ pub fn capability_statement(base: &str) -> Value {
                 resource("Encounter", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
                 resource("Procedure", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
                 resource("DiagnosticReport", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
+                resource("ImagingStudy", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
                 audit_event_with_proof(resource("AuditEvent", &["search-type"], with_paging(&[("patient", "reference"), ("agent", "reference"), ("date", "date")]))),
             ],
             "interaction": [{ "code": "transaction" }],

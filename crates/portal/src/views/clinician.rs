@@ -55,6 +55,7 @@ fn record_page(
                     li { a href={ (base) "/contacts" } { "Contacts" } }
                     li { a href={ (base) "/procedures" } { "Procedures" } }
                     li { a href={ (base) "/reports" } { "Reports" } }
+                    li { a href={ (base) "/imaging" } { "Imaging" } }
                 }
             }
             (body)

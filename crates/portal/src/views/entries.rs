@@ -1,9 +1,9 @@
-//! Diagnoses, allergies, vaccinations, contacts, procedures and reports: each kind listed in
+//! Diagnoses, allergies, vaccinations, contacts, procedures, reports and imaging: each kind listed in
 //! one table, the same on the patient's pages, the clinician's and the overviews.
 
 use maud::{html, Markup};
 use records_domain::model::{
-    Allergy, Contact, ContactStatus, Diagnosis, Procedure, Report, Vaccination,
+    Allergy, Contact, ContactStatus, Diagnosis, ImagingStudy, Procedure, Report, Vaccination,
 };
 use records_domain::store::kept::Kept;
 use time::{Duration, OffsetDateTime};
@@ -192,6 +192,39 @@ impl Listed for Procedure {
                     td { (p.status.as_str()) }
                     td { (p.performer) }
                     td { (p.reason.as_deref().unwrap_or("")) }
+                }
+            }
+        }
+    }
+    fn current(&self) -> bool {
+        true
+    }
+}
+
+impl Listed for ImagingStudy {
+    const TITLE: &'static str = "Imaging";
+    const PATH: &'static str = "imaging";
+    const NONE: &'static str = "No imaging studies.";
+    const HEADINGS: &'static [&'static str] = &[
+        "Study",
+        "Date",
+        "Status",
+        "Body site",
+        "Images",
+        "By",
+        "Study identifier",
+    ];
+    fn rows(items: &[Self]) -> Markup {
+        html! {
+            @for s in items {
+                tr {
+                    td { (s.modality) @if let Some(d) = &s.description { br; small { (d) } } }
+                    td { (day(s.started_at)) }
+                    td { (s.status.as_str()) }
+                    td { (s.body_site.as_deref().unwrap_or("")) }
+                    td { (s.instances) " in " (s.series) " series" }
+                    td { (s.performer) }
+                    td { code { (s.identifier.as_deref().unwrap_or("")) } }
                 }
             }
         }

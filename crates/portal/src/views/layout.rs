@@ -34,6 +34,7 @@ fn nav_links(role: Role) -> &'static [(&'static str, &'static str)] {
             ("/me/contacts", "Contacts"),
             ("/me/procedures", "Procedures"),
             ("/me/reports", "Reports"),
+            ("/me/imaging", "Imaging"),
             ("/me/access-log", "Who looked at my record"),
             ("/me/blocks", "Blocks"),
             ("/me/proxies", "Proxies"),

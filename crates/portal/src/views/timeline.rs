@@ -3,8 +3,8 @@
 
 use maud::{html, Markup};
 use records_domain::model::{
-    Allergy, Contact, Diagnosis, LabResult, Prescription, Procedure, Report, TreatmentPlan,
-    Vaccination,
+    Allergy, Contact, Diagnosis, ImagingStudy, LabResult, Prescription, Procedure, Report,
+    TreatmentPlan, Vaccination,
 };
 use time::OffsetDateTime;
 
@@ -115,6 +115,16 @@ impl OnTimeline for Report {
             self.display.clone(),
             "reports",
         ))
+    }
+}
+
+impl OnTimeline for ImagingStudy {
+    fn entry(&self) -> Option<Entry> {
+        let text = match &self.body_site {
+            Some(site) => format!("{} of {site}", self.modality),
+            None => self.modality.clone(),
+        };
+        Some(entry(self.started_at, "Imaging", text, "imaging"))
     }
 }
 

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::{Flag, PortableQuery, Statement, Utc, UuidText};
-use crate::model::{Interpretation, LabResult, LabValue, PatientId, ResultStatus, Source};
+use crate::model::{Interpretation, LabResult, LabValue, Panel, PatientId, ResultStatus, Source};
 use crate::store::{
     imported_before, require, require_upsert, same_patient, Category, ReadPermit, Upserted,
     WritePermit,
@@ -17,7 +17,8 @@ macro_rules! columns {
     () => {
         "id, patient_id, category, code_system, code, display, value_numeric, value_text, unit, \
          reference_low, reference_high, interpretation, status, effective_at, issued_at, \
-         performing_lab, released_at, version, source_system, source_id"
+         performing_lab, released_at, panel_code, panel_display, identifier, version, \
+         source_system, source_id"
     };
 }
 
@@ -26,26 +27,27 @@ const BY_SOURCE: &str = concat!(
     columns!(),
     " FROM lab_results WHERE source_system = $1 AND source_id = $2"
 );
-/// What a source may correct: the columns `bind_content` binds as `$1` to `$14`, in this
+/// What a source may correct: the columns `bind_content` binds as `$1` to `$17`, in this
 /// order, for both the UPDATE and the INSERT.
 macro_rules! content_columns {
     () => {
         "code_system, code, display, value_numeric, value_text, unit, reference_low, \
-         reference_high, interpretation, status, effective_at, issued_at, performing_lab, category"
+         reference_high, interpretation, status, effective_at, issued_at, performing_lab, \
+         category, panel_code, panel_display, identifier"
     };
 }
 
 const UPDATE: &str = concat!(
     "UPDATE lab_results SET (",
     content_columns!(),
-    ") = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14), \
-     version = version + 1 WHERE id = $15"
+    ") = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17), \
+     version = version + 1 WHERE id = $18"
 );
 const INSERT: &str = concat!(
     "INSERT INTO lab_results (",
     content_columns!(),
     ", id, patient_id, released_at, source_system, source_id, version) VALUES ($1, $2, $3, $4, \
-     $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 1)"
+     $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, 1)"
 );
 const FOR_PATIENT: &str = concat!(
     "SELECT ",
@@ -64,6 +66,14 @@ const COUNT_UNRELEASED: &str =
 const RELEASE: &str = "UPDATE lab_results SET released_at = $1, version = version + 1 \
      WHERE id = $2 AND patient_id = $3 AND released_at > $1";
 const PATIENT_OF: &str = "SELECT patient_id FROM lab_results WHERE id = $1";
+/// The components of one panel share its code, time and source; their source ids tell them
+/// from another panel of the same code and time.
+const PANEL_COMPONENTS: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM lab_results WHERE patient_id = $1 AND source_system = $2 AND panel_code = $3 \
+     AND effective_at = $4 AND ($5 = 1 OR released_at <= $6)"
+);
 const BY_ID: &str = concat!(
     "SELECT ",
     columns!(),
@@ -73,7 +83,7 @@ const BY_ID: &str = concat!(
 /// Every statement of this module; the searches with every filter on.
 pub(crate) fn statements() -> Vec<Statement> {
     let mut all = crate::statements!("labs": BY_SOURCE, UPDATE, INSERT, FOR_PATIENT, HISTORY,
-        COUNT_UNRELEASED, RELEASE, PATIENT_OF, BY_ID);
+        COUNT_UNRELEASED, RELEASE, PATIENT_OF, BY_ID, PANEL_COMPONENTS);
     let every_filter = LabQuery {
         code_system: Some("http://loinc.org".into()),
         code: Some("2093-3".into()),
@@ -115,6 +125,9 @@ struct LabRow {
     issued_at: Utc,
     performing_lab: String,
     released_at: Utc,
+    panel_code: Option<String>,
+    panel_display: Option<String>,
+    identifier: Option<String>,
     version: i64,
     #[sqlx(flatten)]
     source: Source,
@@ -144,6 +157,11 @@ impl From<LabRow> for LabResult {
             issued_at: row.issued_at.0,
             performing_lab: row.performing_lab,
             released_at: row.released_at.0,
+            panel: row.panel_code.map(|code| Panel {
+                display: row.panel_display.unwrap_or_else(|| code.clone()),
+                code,
+            }),
+            identifier: row.identifier,
             version: row.version,
             source: row.source,
         }
@@ -213,6 +231,9 @@ fn bind_content<'q>(
         .bind(Utc(result.issued_at))
         .bind(&result.performing_lab)
         .bind(&result.category)
+        .bind(result.panel.as_ref().map(|p| p.code.as_str()))
+        .bind(result.panel.as_ref().map(|p| p.display.as_str()))
+        .bind(result.identifier.as_deref())
 }
 
 fn same_content(a: &LabResult, b: &LabResult) -> bool {
@@ -230,6 +251,41 @@ fn same_content(a: &LabResult, b: &LabResult) -> bool {
         && a.effective_at == b.effective_at
         && a.issued_at == b.issued_at
         && a.performing_lab == b.performing_lab
+        && a.panel == b.panel
+        && a.identifier == b.identifier
+}
+
+/// Every component of the panel `head` stands for, in the panel's order; empty for a result
+/// that is not part of a panel.
+pub async fn panel_components(
+    conn: &mut AnyConnection,
+    permit: &impl ReadPermit,
+    head: &LabResult,
+) -> Result<Vec<LabResult>, DomainError> {
+    require(permit, Category::LabResults)?;
+    let (Some(panel), Some(panel_source)) = (&head.panel, head.panel_source_id()) else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<LabRow> = sqlx::query_as(PANEL_COMPONENTS)
+        .bind(permit.patient_id())
+        .bind(&head.source.system)
+        .bind(&panel.code)
+        .bind(Utc(head.effective_at))
+        .bind(Flag(permit.includes_unreleased()))
+        .bind(Utc::now())
+        .fetch_all(conn)
+        .await?;
+    let mut components: Vec<(u32, LabResult)> = rows
+        .into_iter()
+        .map(LabResult::from)
+        .filter_map(|r| {
+            let (panel_id, n) = r.source.id.rsplit_once('#')?;
+            let n = n.parse().ok()?;
+            (panel_id == panel_source).then_some((n, r))
+        })
+        .collect();
+    components.sort_by_key(|(n, _)| *n);
+    Ok(components.into_iter().map(|(_, r)| r).collect())
 }
 
 /// All results the permit may see, newest first.
@@ -362,11 +418,13 @@ fn search_query<'q>(
     if !includes_unreleased {
         query.push_bind(" AND released_at <= ", Utc(now));
     }
+    // A panel is found by its own code, once: through its first component.
+    query.push(" AND (panel_code IS NULL OR source_id LIKE '%#0')");
     if let Some(system) = given(&q.code_system) {
         query.push_bind(" AND code_system = ", system);
     }
     if let Some(code) = given(&q.code) {
-        query.push_bind(" AND code = ", code);
+        query.push_bind(" AND COALESCE(panel_code, code) = ", code);
     }
     if let Some(from) = q.from {
         query.push_bind(" AND effective_at >= ", Utc(from));
@@ -390,7 +448,8 @@ fn given(text: &Option<String>) -> Option<&str> {
     text.as_deref().filter(|t| !t.is_empty())
 }
 
-/// One page of matching results and the number of all matches.
+/// One page of matching results and the number of all matches; a panel is one match, its
+/// first component (see `panel_components`).
 pub async fn search(
     conn: &mut AnyConnection,
     permit: &impl ReadPermit,

@@ -7,6 +7,7 @@ pub mod allergies;
 pub mod clinics;
 pub mod contacts;
 pub mod diagnoses;
+pub mod imaging;
 pub mod kept;
 pub mod labs;
 pub mod patients;
@@ -21,7 +22,9 @@ use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
 use crate::db::Statement;
-use crate::model::{Allergy, Contact, Diagnosis, PatientId, Procedure, Report, Vaccination};
+use crate::model::{
+    Allergy, Contact, Diagnosis, ImagingStudy, PatientId, Procedure, Report, Vaccination,
+};
 
 /// Every SQL statement the stores send, for the test that prepares each on both engines.
 pub fn statements() -> Vec<Statement> {
@@ -38,6 +41,7 @@ pub fn statements() -> Vec<Statement> {
         kept::statements_of::<Contact>("contacts"),
         kept::statements_of::<Procedure>("procedures"),
         kept::statements_of::<Report>("reports"),
+        kept::statements_of::<ImagingStudy>("imaging"),
     ]
     .concat()
 }

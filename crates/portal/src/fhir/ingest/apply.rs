@@ -8,15 +8,15 @@ use access_control::gate::Refusal;
 use access_control::{BatchGrants, Gate};
 use records_domain::model::{PatientId, Source};
 use records_domain::store::kept::{self, Kept};
-use records_domain::store::{labs, plans, prescriptions, Category, Upserted, WritePermit};
+use records_domain::store::{labs, plans, prescriptions, Upserted, WritePermit};
 use records_domain::DomainError;
 use serde_json::Value;
 
 use super::identity::{register, subject_of};
 use super::parse::{
     bundle_entries, invalid, parse_allergy, parse_care_plan, parse_condition, parse_encounter,
-    parse_immunization, parse_medication_request, parse_observation, parse_procedure, parse_report,
-    Batch, IngestError,
+    parse_imaging_study, parse_immunization, parse_medication_request, parse_observation,
+    parse_procedure, parse_report, Batch, IngestError,
 };
 use super::{category_of, ApplyError, Summary, Writer};
 
@@ -120,72 +120,57 @@ async fn write_batch(
             )
             .await?
             .map_err(BatchError::Refused)?;
-        let written = match category {
-            Category::LabResults => {
+        let written = match kind {
+            "Observation" => {
                 let mut outcomes = Vec::new();
                 for result in parse_observation(resource, batch, subject, &source, location)? {
                     outcomes.push(labs::upsert(tx, grant, &result).await);
                 }
                 outcomes.into_iter().collect::<Result<Vec<_>, _>>()
             }
-            Category::Prescriptions => {
+            "MedicationRequest" => {
                 let p = parse_medication_request(resource, batch, subject, &source, location)?;
                 prescriptions::upsert(tx, grant, &p).await.map(|o| vec![o])
             }
-            Category::TreatmentPlans => {
-                match parse_care_plan(resource, batch, subject, &source, location)? {
-                    Some(plan) => plans::upsert(tx, grant, &plan).await.map(|o| vec![o]),
-                    None => {
-                        summary.skip(kind, "status entered-in-error or unknown");
-                        continue;
-                    }
+            "CarePlan" => match parse_care_plan(resource, batch, subject, &source, location)? {
+                Some(plan) => plans::upsert(tx, grant, &plan).await.map(|o| vec![o]),
+                None => {
+                    summary.skip(kind, "status entered-in-error or unknown");
+                    continue;
                 }
+            },
+            "Condition" => {
+                let parsed = parse_condition(resource, batch, subject, &source, location)?;
+                keep(tx, grant, parsed).await
             }
-            Category::Diagnoses => {
-                keep(
-                    tx,
-                    grant,
-                    parse_condition(resource, batch, subject, &source, location)?,
-                )
-                .await
+            "AllergyIntolerance" => {
+                let parsed = parse_allergy(resource, batch, subject, &source, location)?;
+                keep(tx, grant, parsed).await
             }
-            Category::Allergies => {
-                keep(
-                    tx,
-                    grant,
-                    parse_allergy(resource, batch, subject, &source, location)?,
-                )
-                .await
-            }
-            Category::Vaccinations => {
+            "Immunization" => {
                 let parsed = parse_immunization(resource, batch, subject, &source, location)?;
                 keep(tx, grant, parsed).await
             }
-            Category::Contacts => {
-                keep(
-                    tx,
-                    grant,
-                    parse_encounter(resource, batch, subject, &source, location)?,
-                )
-                .await
+            "Encounter" => {
+                let parsed = parse_encounter(resource, batch, subject, &source, location)?;
+                keep(tx, grant, parsed).await
             }
-            Category::Procedures => {
-                keep(
-                    tx,
-                    grant,
-                    parse_procedure(resource, batch, subject, &source, location)?,
-                )
-                .await
+            "Procedure" => {
+                let parsed = parse_procedure(resource, batch, subject, &source, location)?;
+                keep(tx, grant, parsed).await
             }
-            Category::Reports => {
-                keep(
-                    tx,
-                    grant,
-                    parse_report(resource, batch, subject, &source, location)?,
-                )
-                .await
+            "DiagnosticReport" => {
+                let parsed = parse_report(resource, batch, subject, &source, location)?;
+                keep(tx, grant, parsed).await
             }
-            Category::AccessLog => Ok(Vec::new()),
+            "ImagingStudy" => {
+                let parsed = parse_imaging_study(resource, batch, subject, &source, location)?;
+                keep(tx, grant, parsed).await
+            }
+            _ => {
+                summary.skip(kind, "resource type not kept by the portal");
+                continue;
+            }
         };
         let outcomes: Vec<Upserted> = written.map_err(|e| match e {
             DomainError::BelongsToAnotherPatient(owner) => BatchError::Refused(gate.refuse_move(
@@ -197,7 +182,7 @@ async fn write_batch(
         })?;
         // An Observation panel may hold no results; every other kind writes nothing only
         // when its resource was entered in error.
-        if outcomes.is_empty() && category != Category::LabResults {
+        if outcomes.is_empty() && kind != "Observation" {
             summary.skip(kind, "entered in error");
             continue;
         }

@@ -1,7 +1,6 @@
 //! FHIR R4 in: Patient, Observation, MedicationRequest, CarePlan, Condition,
-//! AllergyIntolerance, Immunization, Encounter, Procedure and DiagnosticReport resources into
-//! records,
-//! a Bundle applied in one transaction (all or nothing). Used by the FHIR write API and by
+//! AllergyIntolerance, Immunization, Encounter, Procedure, DiagnosticReport and ImagingStudy
+//! resources into records, a Bundle applied in one transaction (all or nothing). Used by the FHIR write API and by
 //! `portal import`.
 //!
 //! Read in this order: `parse` (FHIR JSON into domain values, no database), `identity` (which
@@ -23,12 +22,12 @@ pub use apply::{apply_bundle, apply_resources};
 pub use identity::CPR_SYSTEM;
 pub use parse::{
     bundle_entries, parse_allergy, parse_care_plan, parse_condition, parse_encounter,
-    parse_immunization, parse_medication_request, parse_observation, parse_patient,
-    parse_procedure, parse_report, Batch, IngestError, NoBundle, ResolveReference,
+    parse_imaging_study, parse_immunization, parse_medication_request, parse_observation,
+    parse_patient, parse_procedure, parse_report, Batch, IngestError, NoBundle, ResolveReference,
 };
 
 /// The clinical resource types the portal keeps, each in a category of the record.
-pub const CLINICAL_TYPES: [(&str, Category); 9] = [
+pub const CLINICAL_TYPES: [(&str, Category); 10] = [
     ("Observation", Category::LabResults),
     ("MedicationRequest", Category::Prescriptions),
     ("CarePlan", Category::TreatmentPlans),
@@ -38,6 +37,7 @@ pub const CLINICAL_TYPES: [(&str, Category); 9] = [
     ("Encounter", Category::Contacts),
     ("Procedure", Category::Procedures),
     ("DiagnosticReport", Category::Reports),
+    ("ImagingStudy", Category::Reports),
 ];
 
 pub fn category_of(kind: &str) -> Option<Category> {

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use records_domain::model::PatientId;
-use records_domain::model::{Allergy, Contact, Diagnosis, Procedure, Report, Vaccination};
+use records_domain::model::{
+    Allergy, Contact, Diagnosis, ImagingStudy, Procedure, Report, Vaccination,
+};
 
 use crate::app::AppState;
 use crate::error::AppResult;
@@ -75,6 +77,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/clinician/patients/{patient}/reports",
             get(record::entries::<Report>),
+        )
+        .route(
+            "/clinician/patients/{patient}/imaging",
+            get(record::entries::<ImagingStudy>),
         )
         .route(
             "/clinician/patients/{patient}/plans/new",

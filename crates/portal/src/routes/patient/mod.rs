@@ -9,7 +9,7 @@ mod record;
 use axum::routing::{get, post};
 use axum::Router;
 use records_domain::model::{
-    Allergy, Contact, Diagnosis, PatientId, Procedure, Report, Vaccination,
+    Allergy, Contact, Diagnosis, ImagingStudy, PatientId, Procedure, Report, Vaccination,
 };
 
 use crate::app::AppState;
@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/me/contacts", get(record::entries::<Contact>))
         .route("/me/procedures", get(record::entries::<Procedure>))
         .route("/me/reports", get(record::entries::<Report>))
+        .route("/me/imaging", get(record::entries::<ImagingStudy>))
         .route("/me/access-log", get(access_log::page))
         .route("/me/access-log/chain.json", get(access_log::chain))
         .route("/me/access-log/proof.json", get(access_log::proof))

@@ -6,7 +6,9 @@ use access_control::audit::query as audit_query;
 use axum::extract::{Path, State};
 use axum::response::Redirect;
 use maud::Markup;
-use records_domain::model::{Allergy, Contact, Diagnosis, Procedure, Report, Vaccination};
+use records_domain::model::{
+    Allergy, Contact, Diagnosis, ImagingStudy, Procedure, Report, Vaccination,
+};
 use records_domain::store::kept::{self, Kept};
 use records_domain::store::{labs, plans, prescriptions, renewals, Category, ReadPermit};
 use records_domain::DomainError;
@@ -231,6 +233,7 @@ pub async fn timeline(
     entries.extend(kept_on_timeline::<Contact>(conn, grant).await?);
     entries.extend(kept_on_timeline::<Procedure>(conn, grant).await?);
     entries.extend(kept_on_timeline::<Report>(conn, grant).await?);
+    entries.extend(kept_on_timeline::<ImagingStudy>(conn, grant).await?);
     record.commit().await?;
     let entries = timeline::sorted(entries);
     Ok(view::timeline(&user, &user.csrf().await?, banner, &entries))

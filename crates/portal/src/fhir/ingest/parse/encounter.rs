@@ -5,7 +5,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    coding, invalid, parse_instant, reason, responsible, text, IngestError, ResolveReference,
+    coding, invalid, parse_instant, reason, responsible, status_unless_in_error, text, IngestError,
+    ResolveReference,
 };
 
 /// `None` for a contact entered in error.
@@ -16,15 +17,8 @@ pub fn parse_encounter(
     source: &Source,
     location: &str,
 ) -> Result<Option<Contact>, IngestError> {
-    let status = match r["status"].as_str() {
-        Some("entered-in-error") => return Ok(None),
-        Some(code) => ContactStatus::parse(code).map_err(|_| {
-            invalid(
-                location,
-                format!("Encounter.status {code:?} is not a known status"),
-            )
-        })?,
-        None => return Err(invalid(location, "Encounter.status is required")),
+    let Some(status) = status_unless_in_error(r, location, ContactStatus::parse)? else {
+        return Ok(None);
     };
     let class = text(&r["class"]["code"])
         .ok_or_else(|| invalid(location, "Encounter.class is required"))?

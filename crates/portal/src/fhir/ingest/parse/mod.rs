@@ -6,6 +6,7 @@ mod allergy;
 mod care_plan;
 mod condition;
 mod encounter;
+mod imaging;
 mod immunization;
 mod medication;
 mod observation;
@@ -24,6 +25,7 @@ pub use allergy::parse_allergy;
 pub use care_plan::parse_care_plan;
 pub use condition::parse_condition;
 pub use encounter::parse_encounter;
+pub use imaging::parse_imaging_study;
 pub use immunization::parse_immunization;
 pub use medication::parse_medication_request;
 pub use observation::parse_observation;
@@ -159,6 +161,26 @@ fn parse_instant(
 
 pub fn parse_date(s: &str) -> Result<Date, DomainError> {
     records_domain::db::parse_date(s.get(..10).unwrap_or(s))
+}
+
+/// The `status` of a resource whose status codes are `S`'s; `None` when it was entered in error,
+/// which the portal does not keep.
+fn status_unless_in_error<S>(
+    r: &Value,
+    location: &str,
+    parse: impl Fn(&str) -> Result<S, DomainError>,
+) -> Result<Option<S>, IngestError> {
+    let kind = r["resourceType"].as_str().unwrap_or("resource");
+    match r["status"].as_str() {
+        Some("entered-in-error") => Ok(None),
+        Some(code) => parse(code).map(Some).map_err(|_| {
+            invalid(
+                location,
+                format!("{kind}.status {code:?} is not a known status"),
+            )
+        }),
+        None => Err(invalid(location, format!("{kind}.status is required"))),
+    }
 }
 
 /// Code system, code and display of the first coding of a CodeableConcept.

@@ -1,6 +1,9 @@
-//! Observation: one lab result, or one per component for panels such as blood pressure.
+//! Observation: one lab result, or one per component for panels such as blood pressure, each
+//! component naming its panel.
 
-use records_domain::model::{Interpretation, LabResult, LabValue, PatientId, ResultStatus, Source};
+use records_domain::model::{
+    Interpretation, LabResult, LabValue, Panel, PatientId, ResultStatus, Source,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -48,6 +51,19 @@ pub fn parse_observation(
             text(&provider["name"]).map(str::to_string)
         })
         .unwrap_or_else(|| "Unknown laboratory".into());
+    let identifier = text(&r["identifier"][0]["value"]).map(|value| {
+        let system = text(&r["identifier"][0]["system"]).unwrap_or("");
+        format!("{system}|{value}")
+    });
+    let components = r["component"].as_array().filter(|_| !has_value(r));
+    let panel = match components {
+        Some(_) => {
+            let (_, code, display) = coding(&r["code"])
+                .ok_or_else(|| invalid(location, "Observation.code needs a coding with a code"))?;
+            Some(Panel { code, display })
+        }
+        None => None,
+    };
     let base = |code: (String, String, String),
                 value: LabValue,
                 unit: Option<String>,
@@ -70,14 +86,16 @@ pub fn parse_observation(
         issued_at: issued,
         performing_lab: lab.clone(),
         released_at: issued,
+        panel: panel.clone(),
+        identifier: identifier.clone(),
         version: 1,
         source: Source {
             system: source.system.clone(),
             id,
         },
     };
-    let parts: Vec<(&Value, String)> = match r["component"].as_array() {
-        Some(components) if !has_value(r) => components
+    let parts: Vec<(&Value, String)> = match components {
+        Some(components) => components
             .iter()
             .enumerate()
             .map(|(i, c)| (c, format!("{}#{i}", source.id)))
@@ -186,6 +204,10 @@ mod tests {
         assert_eq!(results.len(), 2);
         assert_eq!(results[1].source.id, "1#1");
         assert_eq!(results[0].value, LabValue::Numeric(120.0));
+        let panel = results[1].panel.as_ref().unwrap();
+        assert_eq!(panel.code, "55284-4");
+        assert_eq!(results[1].panel_source_id(), Some("1"));
+        assert!(results[0].stands_for_panel() && !results[1].stands_for_panel());
     }
 
     #[test]

@@ -4,7 +4,10 @@ use records_domain::model::{PatientId, Procedure, ProcedureStatus, Source};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{coding, invalid, parse_instant, reason, responsible, IngestError, ResolveReference};
+use super::{
+    coding, invalid, parse_instant, reason, responsible, status_unless_in_error, IngestError,
+    ResolveReference,
+};
 
 /// `None` for a procedure entered in error.
 pub fn parse_procedure(
@@ -14,15 +17,8 @@ pub fn parse_procedure(
     source: &Source,
     location: &str,
 ) -> Result<Option<Procedure>, IngestError> {
-    let status = match r["status"].as_str() {
-        Some("entered-in-error") => return Ok(None),
-        Some(code) => ProcedureStatus::parse(code).map_err(|_| {
-            invalid(
-                location,
-                format!("Procedure.status {code:?} is not a known status"),
-            )
-        })?,
-        None => return Err(invalid(location, "Procedure.status is required")),
+    let Some(status) = status_unless_in_error(r, location, ProcedureStatus::parse)? else {
+        return Ok(None);
     };
     let (code_system, code, display) = coding(&r["code"])
         .ok_or_else(|| invalid(location, "Procedure needs a code with a coding"))?;

@@ -5,7 +5,10 @@ use records_domain::model::{PatientId, Report, ReportStatus, Source};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{coding, invalid, parse_instant, responsible, text, IngestError, ResolveReference};
+use super::{
+    coding, invalid, parse_instant, responsible, status_unless_in_error, text, IngestError,
+    ResolveReference,
+};
 
 /// `None` for a report entered in error.
 pub fn parse_report(
@@ -15,15 +18,8 @@ pub fn parse_report(
     source: &Source,
     location: &str,
 ) -> Result<Option<Report>, IngestError> {
-    let status = match r["status"].as_str() {
-        Some("entered-in-error") => return Ok(None),
-        Some(code) => ReportStatus::parse(code).map_err(|_| {
-            invalid(
-                location,
-                format!("DiagnosticReport.status {code:?} is not a known status"),
-            )
-        })?,
-        None => return Err(invalid(location, "DiagnosticReport.status is required")),
+    let Some(status) = status_unless_in_error(r, location, ReportStatus::parse)? else {
+        return Ok(None);
     };
     let (code_system, code, display) = coding(&r["code"])
         .ok_or_else(|| invalid(location, "DiagnosticReport needs a code with a coding"))?;
