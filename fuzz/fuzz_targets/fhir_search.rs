@@ -4,17 +4,19 @@
 
 use libfuzzer_sys::fuzz_target;
 use portal::fhir::search::{
-    patient_reference, AuditSearch, ObservationSearch, PatientSearch, StatusSearch,
+    patient_reference, AuditSearch, Handling, ObservationSearch, PatientSearch, StatusSearch,
 };
 
 fuzz_target!(|query: &str| {
     let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(query) else {
         return;
     };
-    let _ = ObservationSearch::parse(&pairs);
-    let _ = PatientSearch::parse(&pairs);
-    let _ = StatusSearch::parse(&pairs);
-    let _ = AuditSearch::parse(&pairs);
+    for handling in [Handling::Strict, Handling::Lenient] {
+        let _ = ObservationSearch::parse(&pairs, handling);
+        let _ = PatientSearch::parse(&pairs, handling);
+        let _ = StatusSearch::parse(&pairs, handling, true);
+        let _ = AuditSearch::parse(&pairs, handling);
+    }
     for (k, v) in &pairs {
         let _ = patient_reference(k, v);
     }

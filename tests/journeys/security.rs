@@ -70,7 +70,12 @@ fn area(path: &str) -> Area {
         | "/static/favicon.svg"
         | "/login"
         | "/login/second-factor"
-        | "/fhir/r4/metadata" => Area::Public,
+        | "/fhir/r4/metadata"
+        | "/fhir/r4/.well-known/smart-configuration"
+        // OAuth client credentials: a request without them is refused as a bad bearer token is.
+        | "/oauth/token"
+        // No such FHIR interaction: an OperationOutcome saying so, for anyone.
+        | "/fhir/r4/{*rest}" => Area::Public,
         // The transparency log's checkpoints, key and proofs: hashes and signatures only.
         p if p.starts_with("/transparency/") => Area::Public,
         "/logout"
@@ -172,6 +177,8 @@ both_engines!(every_route_against_every_role, |app: TestApp| async move {
                 }
                 let page = match method.as_str() {
                     "GET" => browser.get(&url).await,
+                    // FHIR takes JSON only (415 otherwise, before any token is looked at).
+                    "POST" if area == Area::Fhir => browser.post_json(&url, "{}").await,
                     "POST" => browser.post(&url, &[]).await,
                     "PUT" => browser.put_json(&url, "{}").await,
                     other => panic!("{other} {path}: add the method to the matrix"),

@@ -208,6 +208,15 @@ impl Gate<'_> {
         Ok(entered.read_grant(req))
     }
 
+    /// Who a CPR number names (a lab addressing its result): one decision and one audit
+    /// event; the grant covers no part of the record.
+    pub async fn identify(&self, req: &Request<'_>) -> Result<Audited<ReadGrant>, AccessError> {
+        let entered = self
+            .enter_read(req, Action::Identify, "patient identity")
+            .await?;
+        Ok(entered.read_grant(req))
+    }
+
     pub async fn read(
         &self,
         req: &Request<'_>,

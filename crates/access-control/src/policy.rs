@@ -26,6 +26,9 @@ pub enum Action {
     /// Ask the GP to renew a prescription: the patient, or whoever holds their power of
     /// attorney. Never a write to the medicine card itself.
     RequestRenewal,
+    /// Learn which patient a CPR number names, and their demographics: what a lab needs to
+    /// address the result it reports. Nothing of the record itself.
+    Identify,
 }
 
 impl Action {
@@ -37,6 +40,7 @@ impl Action {
             Self::ManageConsent => "manage consent".into(),
             Self::WriteDemographics => "write demographics".into(),
             Self::RequestRenewal => "request renewal".into(),
+            Self::Identify => "identify".into(),
         }
     }
 }
@@ -361,6 +365,11 @@ pub fn decide(
             Decision::deny(Denial::DemographicsOnlyFromRegister)
         };
     }
+    // Everyone else identifies a patient exactly when they may open the overview.
+    let action = match (action, actor.role) {
+        (Action::Identify, role) if role != Role::System => Action::ReadSummary,
+        _ => action,
+    };
     match actor.role {
         Role::Patient => decide_for_patient_user(actor, action, facts, settings, now),
         Role::Clinician => decide_for_clinician(actor, action, facts, now),
@@ -374,6 +383,7 @@ pub fn decide(
 fn decide_for_source_system(action: Action) -> Decision {
     match action {
         Action::Write(c) if CLINICAL.contains(&c) => Decision::allow(Basis::SourceSystem, vec![c]),
+        Action::Identify => Decision::allow(Basis::SourceSystem, Vec::new()),
         _ => Decision::deny(Denial::NoClinicalAccessForRole),
     }
 }
@@ -393,7 +403,9 @@ fn decide_for_patient_user(
             Action::RequestRenewal => {
                 Decision::allow(Basis::OwnRecord, vec![Category::Prescriptions])
             }
-            Action::Write(_) | Action::WriteDemographics => Decision::deny(Denial::ReadOnlyAccess),
+            Action::Write(_) | Action::WriteDemographics | Action::Identify => {
+                Decision::deny(Denial::ReadOnlyAccess)
+            }
         };
     }
     let holds = |kind: ProxyKind| {

@@ -73,6 +73,29 @@ impl Scope {
     fn covers(&self, resource: &str) -> bool {
         self.resource == "*" || self.resource == resource
     }
+
+    /// The scope as SMART v1 writes it.
+    fn text(&self) -> String {
+        let context = match self.context {
+            ScopeContext::Patient => "patient",
+            ScopeContext::User => "user",
+            ScopeContext::System => "system",
+        };
+        let permission = match (self.read, self.write) {
+            (true, true) => "*",
+            (true, false) => "read",
+            _ => "write",
+        };
+        format!("{context}/{}.{permission}", self.resource)
+    }
+
+    /// Everything `narrower` allows, this scope allows too.
+    fn includes(&self, narrower: &Scope) -> bool {
+        self.context == narrower.context
+            && self.covers(&narrower.resource)
+            && (self.read || !narrower.read)
+            && (self.write || !narrower.write)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +104,9 @@ pub struct ApiToken {
     pub name: String,
     pub scopes: Vec<Scope>,
     pub user_id: Option<Uuid>,
+    /// Set for the short-lived access tokens `issue_access` makes; `None` for the tokens an
+    /// operator creates, which live until revoked.
+    pub expires_at: Option<time::OffsetDateTime>,
 }
 
 impl ApiToken {
@@ -151,11 +177,15 @@ pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, AccessError> {
 
 const INSERT: &str = "INSERT INTO api_tokens (id, name, token_hash, scopes, user_id, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6)";
-const LIVE_BY_HASH: &str = "SELECT id, name, scopes, user_id FROM api_tokens \
-     WHERE token_hash = $1 AND revoked_at IS NULL";
+const LIVE_BY_HASH: &str = "SELECT id, name, scopes, user_id, expires_at FROM api_tokens \
+     WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)";
+const INSERT_ACCESS: &str = "INSERT INTO api_tokens \
+     (id, name, token_hash, scopes, user_id, created_at, expires_at) \
+     VALUES ($1, $2, $3, $4, NULL, $5, $6)";
+const PRUNE_EXPIRED: &str = "DELETE FROM api_tokens WHERE expires_at < $1";
 
 pub(crate) fn statements() -> Vec<Statement> {
-    records_domain::statements!("tokens": INSERT, LIVE_BY_HASH)
+    records_domain::statements!("tokens": INSERT, LIVE_BY_HASH, INSERT_ACCESS, PRUNE_EXPIRED)
 }
 
 #[derive(sqlx::FromRow)]
@@ -164,6 +194,7 @@ struct TokenRow {
     name: String,
     scopes: String,
     user_id: Option<UuidText>,
+    expires_at: Option<Utc>,
 }
 
 impl TryFrom<TokenRow> for ApiToken {
@@ -175,6 +206,7 @@ impl TryFrom<TokenRow> for ApiToken {
             name: row.name,
             scopes: parse_scopes(&row.scopes)?,
             user_id: row.user_id.map(Uuid::from),
+            expires_at: row.expires_at.map(|t| t.0),
         })
     }
 }
@@ -193,12 +225,7 @@ pub async fn create(
             "system/ scopes are for tokens without a user; patient/ and user/ scopes need --user",
         ));
     }
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let secret = format!(
-        "pp_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    );
+    let secret = new_secret();
     sqlx::query(INSERT)
         .bind(UuidText(Uuid::now_v7()))
         .bind(name)
@@ -211,13 +238,96 @@ pub async fn create(
     Ok(secret)
 }
 
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!(
+        "pp_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
 /// The live token with this secret, if any.
 pub async fn find(conn: &mut AnyConnection, secret: &str) -> Result<Option<ApiToken>, AccessError> {
     let row: Option<TokenRow> = sqlx::query_as(LIVE_BY_HASH)
         .bind(sha256_hex(secret.trim()))
+        .bind(Utc::now())
         .fetch_optional(conn)
         .await?;
     row.map(ApiToken::try_from).transpose()
+}
+
+/// An access token made by the SMART client-credentials grant.
+#[derive(Debug)]
+pub struct AccessGrant {
+    pub secret: String,
+    /// What the token may do, space-separated: the scopes asked for, or all of the client's.
+    pub scopes: String,
+}
+
+/// Why a client-credentials request is refused, in the terms of RFC 6749 section 5.2.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GrantRefusal {
+    /// The token belongs to a person; client credentials are for systems acting for nobody.
+    #[error("only a system client's own token may ask for access tokens")]
+    NotASystemClient,
+    #[error("{0}")]
+    InvalidScope(String),
+}
+
+/// A short-lived access token for a system client, holding no scope its own token lacks.
+/// Expired access tokens are deleted as new ones are made, so the table holds at most what
+/// clients asked for within one lifetime.
+pub async fn issue_access(
+    conn: &mut AnyConnection,
+    client: &ApiToken,
+    requested: Option<&str>,
+    lifetime: time::Duration,
+) -> Result<Result<AccessGrant, GrantRefusal>, AccessError> {
+    if client.user_id.is_some() || client.expires_at.is_some() {
+        return Ok(Err(GrantRefusal::NotASystemClient));
+    }
+    let scopes = match requested.map(str::trim).filter(|r| !r.is_empty()) {
+        None => client.scopes.iter().map(Scope::text).collect::<Vec<_>>(),
+        Some(requested) => match narrower_scopes(client, requested) {
+            Ok(scopes) => scopes,
+            Err(refusal) => return Ok(Err(refusal)),
+        },
+    }
+    .join(" ");
+    let now = Utc::now();
+    sqlx::query(PRUNE_EXPIRED)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    let secret = new_secret();
+    sqlx::query(INSERT_ACCESS)
+        .bind(UuidText(Uuid::now_v7()))
+        .bind(&client.name)
+        .bind(sha256_hex(&secret))
+        .bind(&scopes)
+        .bind(now)
+        .bind(Utc(now.0 + lifetime))
+        .execute(conn)
+        .await?;
+    Ok(Ok(AccessGrant { secret, scopes }))
+}
+
+fn narrower_scopes(client: &ApiToken, requested: &str) -> Result<Vec<String>, GrantRefusal> {
+    requested
+        .split_whitespace()
+        .map(|text| {
+            let scope =
+                Scope::parse(text).map_err(|e| GrantRefusal::InvalidScope(e.to_string()))?;
+            if client.scopes.iter().any(|held| held.includes(&scope)) {
+                Ok(text.to_string())
+            } else {
+                Err(GrantRefusal::InvalidScope(format!(
+                    "{text} is more than this client holds"
+                )))
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -257,6 +367,7 @@ mod tests {
             name: "x".into(),
             scopes: parse_scopes("user/Observation.read system/CarePlan.write").unwrap(),
             user_id: None,
+            expires_at: None,
         };
         assert_eq!(
             token.context_for("Observation", false),
@@ -278,6 +389,7 @@ mod tests {
             name: "x".into(),
             scopes: parse_scopes(scopes).unwrap(),
             user_id: None,
+            expires_at: None,
         };
         assert!(token("system/Patient.write system/Observation.write").is_population_register());
         assert!(token("system/Patient.cu").is_population_register());

@@ -195,14 +195,19 @@ impl Worker {
     }
 }
 
-/// `inserted=N updated=M` from the tag the portal puts on a transaction response.
+/// The entries of a transaction response that were created or updated: those with a
+/// `201 Created` or `200 OK` status and a `location` (a skipped type has none).
 fn stored_resources(reply: &Value) -> u64 {
-    let tag = reply["meta"]["tag"][0]["code"].as_str().unwrap_or_default();
-    tag.split_whitespace()
-        .filter_map(|part| part.split_once('='))
-        .filter(|(k, _)| *k == "inserted" || *k == "updated")
-        .filter_map(|(_, v)| v.parse::<u64>().ok())
-        .sum()
+    reply["entry"].as_array().map_or(0, |entries| {
+        entries
+            .iter()
+            .filter(|e| e["response"]["location"].is_string())
+            .filter(|e| {
+                let status = e["response"]["status"].as_str().unwrap_or_default();
+                status.starts_with("201") || status.starts_with("200")
+            })
+            .count() as u64
+    })
 }
 
 struct Staff {
@@ -811,9 +816,13 @@ mod tests {
     }
 
     #[test]
-    fn the_transaction_tag_counts_stored_resources() {
-        let reply = serde_json::json!({"meta": {"tag": [{"code": "inserted=115 updated=3"}]}});
-        assert_eq!(stored_resources(&reply), 118);
+    fn a_transaction_response_counts_its_stored_entries() {
+        let reply = serde_json::json!({"entry": [
+            {"response": {"status": "201 Created", "location": "Observation/1/_history/1"}},
+            {"response": {"status": "200 OK", "location": "Observation/2/_history/2"}},
+            {"response": {"status": "200 OK", "outcome": {"resourceType": "OperationOutcome"}}},
+        ]});
+        assert_eq!(stored_resources(&reply), 2);
         assert_eq!(stored_resources(&serde_json::json!({})), 0);
     }
 }

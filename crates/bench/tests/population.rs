@@ -36,6 +36,7 @@ fn config(url: &str) -> portal::config::Config {
         audit_retention_years: 10,
         // As the harness runs it: its clients claim their own addresses.
         trusted_proxies: 1,
+        public_url: None,
         operations: Default::default(),
         log: portal::config::LogSettings::with_key(std::sync::Arc::new(
             transparency_log::SignerKey::generate(

@@ -124,6 +124,10 @@ pub fn routes() -> Router<AppState> {
         .merge(routes::audit::routes())
         .merge(routes::checkpoints::routes())
         .merge(crate::fhir::routes())
+        .route(
+            crate::fhir::smart::TOKEN_PATH,
+            post(crate::fhir::smart::token),
+        )
         .merge(crate::transparency::routes::routes())
 }
 

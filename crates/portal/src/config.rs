@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// writer before it exits anyway.
     #[arg(long, env = "PORTAL_SHUTDOWN_TIMEOUT", default_value = "20")]
     pub shutdown_timeout: String,
+    /// The portal's address as clients reach it (e.g. https://portal.example.dk), used for the
+    /// absolute URLs FHIR answers carry; unset = the scheme and Host header of each request.
+    #[arg(long, env = "PORTAL_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Address for Prometheus' `/metrics`, apart from the public listener; unset = no metrics.
     #[arg(long, env = "PORTAL_METRICS_BIND")]
     pub metrics_bind: Option<String>,
@@ -115,6 +119,8 @@ pub struct Config {
     pub audit_retention_years: u32,
     /// Reverse proxies in front of the portal whose X-Forwarded-For entries are believed.
     pub trusted_proxies: usize,
+    /// Scheme, host and port clients reach the portal at, without a trailing slash.
+    pub public_url: Option<String>,
     pub operations: Operations,
     pub log: LogSettings,
 }
@@ -233,6 +239,24 @@ fn flag(setting: &'static str, value: &str) -> Result<Option<bool>, ConfigError>
             format!("{other:?} is not true, false or auto"),
         )),
     }
+}
+
+/// `PORTAL_PUBLIC_URL`: an absolute http(s) origin; a path would be silently dropped, so it is
+/// refused.
+fn public_url(value: &str) -> Result<String, ConfigError> {
+    const SETTING: &str = "PORTAL_PUBLIC_URL (--public-url)";
+    let trimmed = value.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .ok_or_else(|| bad(SETTING, "give an http:// or https:// address"))?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+        return Err(bad(
+            SETTING,
+            "give scheme, host and port only, e.g. https://portal.example.dk",
+        ));
+    }
+    Ok(trimmed.to_string())
 }
 
 /// `PORTAL_TRUST_PROXY`: a number of proxies, or the flag it used to be (false = 0, true = 1).
@@ -447,6 +471,7 @@ impl ServeArgs {
         let demo = flag("PORTAL_DEMO (--demo)", &self.demo)?
             .unwrap_or(engine == Engine::Sqlite && bind.ip().is_loopback());
         let trusted_proxies = trusted_proxies(&self.trust_proxy)?;
+        let public_url = self.public_url.as_deref().map(public_url).transpose()?;
         let override_minutes: i64 = match self.override_minutes.trim().parse() {
             Ok(m) if (5..=24 * 60).contains(&m) => m,
             _ => {
@@ -519,6 +544,7 @@ impl ServeArgs {
             },
             audit_retention_years,
             trusted_proxies,
+            public_url,
             operations,
         })
     }

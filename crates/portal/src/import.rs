@@ -119,7 +119,7 @@ async fn import_file(gate: &Gate<'_>, writer: &Writer<'_>, file: &Path, report: 
         ingest::apply_resources(gate, writer, vec![(name.clone(), &value)]).await
     };
     match result {
-        Ok(summary) => report.summary.merge(&summary),
+        Ok(applied) => report.summary.merge(&applied.summary),
         Err(e) => report
             .errors
             .push(format!("{name}: {e} (the file was not applied)")),
@@ -156,12 +156,12 @@ async fn import_ndjson(
             .map(|(location, v)| (location.clone(), v))
             .collect();
         match ingest::apply_resources(gate, writer, resources).await {
-            Ok(summary) => report.summary.merge(&summary),
+            Ok(applied) => report.summary.merge(&applied.summary),
             // One bad resource must not cost the chunk: retry its lines one by one.
             Err(_) => {
                 for (location, v) in chunk {
                     match ingest::apply_resources(gate, writer, vec![(location.clone(), v)]).await {
-                        Ok(summary) => report.summary.merge(&summary),
+                        Ok(applied) => report.summary.merge(&applied.summary),
                         Err(e) => report.errors.push(format!("{e} (skipped)")),
                     }
                 }

@@ -13,6 +13,8 @@ use records_domain::model::{PatientId, Source};
 use records_domain::store::kept::{self, Kept};
 use records_domain::store::{clinics, labs, patients, plans, prescriptions, Category};
 use records_domain::Db;
+
+use crate::fhir::{resources, versions};
 use sha2::{Digest, Sha256};
 use time::macros::date;
 use uuid::Uuid;
@@ -138,6 +140,7 @@ async fn write_records(
             .await?
             .map_err(refused)?;
         patients::upsert(tx, &grant, p, None, &source).await?;
+        seeded(tx, p.id, resources::patient(p)).await?;
     }
     let mut grants = BatchGrants::default();
     for r in &pop.lab_results {
@@ -147,6 +150,7 @@ async fn write_records(
             .await?
             .map_err(refused)?;
         labs::upsert(tx, grant, r).await?;
+        seeded(tx, r.patient_id, resources::observation(r, &[])).await?;
     }
     for r in &pop.prescriptions {
         let req = request(r.patient_id);
@@ -155,6 +159,7 @@ async fn write_records(
             .await?
             .map_err(refused)?;
         prescriptions::upsert(tx, grant, r).await?;
+        seeded(tx, r.patient_id, resources::medication_request(r)).await?;
     }
     for plan in &pop.plans {
         let req = request(plan.patient_id);
@@ -163,6 +168,7 @@ async fn write_records(
             .await?
             .map_err(refused)?;
         plans::upsert(tx, grant, plan).await?;
+        seeded(tx, plan.patient_id, resources::care_plan(plan)).await?;
     }
     let mut new_kinds = KeptWriter {
         gate: &gate,
@@ -170,13 +176,27 @@ async fn write_records(
         actor: &register,
         ctx: &ctx,
     };
-    new_kinds.write_all(tx, &pop.diagnoses).await?;
-    new_kinds.write_all(tx, &pop.allergies).await?;
-    new_kinds.write_all(tx, &pop.vaccinations).await?;
-    new_kinds.write_all(tx, &pop.contacts).await?;
-    new_kinds.write_all(tx, &pop.procedures).await?;
-    new_kinds.write_all(tx, &pop.reports).await?;
-    new_kinds.write_all(tx, &pop.imaging).await?;
+    new_kinds
+        .write_all(tx, &pop.diagnoses, resources::condition)
+        .await?;
+    new_kinds
+        .write_all(tx, &pop.allergies, resources::allergy_intolerance)
+        .await?;
+    new_kinds
+        .write_all(tx, &pop.vaccinations, resources::immunization)
+        .await?;
+    new_kinds
+        .write_all(tx, &pop.contacts, resources::encounter)
+        .await?;
+    new_kinds
+        .write_all(tx, &pop.procedures, resources::procedure)
+        .await?;
+    new_kinds
+        .write_all(tx, &pop.reports, resources::diagnostic_report)
+        .await?;
+    new_kinds
+        .write_all(tx, &pop.imaging, resources::imaging_study)
+        .await?;
     // Its connection closed before seeding returns, so the seeded database can be copied.
     audit.close().await;
     Ok(())
@@ -195,6 +215,7 @@ impl KeptWriter<'_> {
         &mut self,
         tx: &mut sqlx::AnyConnection,
         items: &[T],
+        render: fn(&T) -> serde_json::Value,
     ) -> anyhow::Result<()> {
         for item in items {
             let request = Request {
@@ -209,9 +230,23 @@ impl KeptWriter<'_> {
                 .await?
                 .map_err(|r| anyhow::anyhow!("demo data refused: {}", r.denial.describe()))?;
             kept::upsert(tx, grant, item).await?;
+            seeded(tx, item.patient_id(), render(item)).await?;
         }
         Ok(())
     }
+}
+
+/// The demo data's first versions, kept as FHIR would have served them when seeded, so that
+/// they carry `meta.lastUpdated` like everything written through FHIR.
+async fn seeded(
+    tx: &mut sqlx::AnyConnection,
+    patient: PatientId,
+    resource: serde_json::Value,
+) -> anyhow::Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    let resource = versions::stamped(resource, now);
+    versions::record(tx, patient, now, &resource).await?;
+    Ok(())
 }
 
 /// Create the demo population unless the database already has users.

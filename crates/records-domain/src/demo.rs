@@ -544,6 +544,7 @@ impl Generator {
             sex,
             gp_clinic_id: Some(clinic),
             original_identifier: None,
+            version: 1,
         }
     }
 

@@ -86,6 +86,7 @@ pub struct Patient {
     pub sex: Sex,
     pub gp_clinic_id: Option<Uuid>,
     pub original_identifier: Option<String>,
+    pub version: i64,
 }
 
 impl Patient {

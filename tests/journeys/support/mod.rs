@@ -112,6 +112,7 @@ fn config(database_url: &str) -> Config {
         policy: Default::default(),
         audit_retention_years: 10,
         trusted_proxies: 0,
+        public_url: None,
         operations: Default::default(),
         log: LogSettings::with_key(LOG_KEY.clone()),
     }

@@ -110,6 +110,7 @@ fn action() -> impl Strategy<Value = Action> {
         category().prop_map(Action::Write),
         Just(Action::ManageConsent),
         Just(Action::RequestRenewal),
+        Just(Action::Identify),
     ]
 }
 
@@ -623,8 +624,9 @@ proptest! {
         }
     }
 
-    /// System clients read nothing; they deliver clinical data, and only the population
-    /// register changes who a patient is.
+    /// System clients read nothing of a record; they deliver clinical data, learn which patient
+    /// a CPR number names (to address it), and only the population register changes who a
+    /// patient is.
     #[test]
     fn system_clients_only_write(
         case in case_with(actor_with(Just(Role::System), reach()), any_action()),
@@ -636,6 +638,7 @@ proptest! {
         let expected = match action {
             Action::Write(c) => CLINICAL_SET.contains(c) && !confined,
             Action::WriteDemographics => actor.reach == Reach::PopulationRegister,
+            Action::Identify => !confined,
             _ => false,
         };
         prop_assert_eq!(d.is_allowed(), expected, "{:?}", d);
@@ -899,7 +902,7 @@ proptest! {
         if !poa && !is_15_or_older(case.facts.birth_date, case.now) {
             // Below 15 a guardian reads, within the configured categories, and nothing else.
             match case.action {
-                Action::ReadSummary => prop_assert!(d.is_allowed()),
+                Action::ReadSummary | Action::Identify => prop_assert!(d.is_allowed()),
                 Action::Read(c) => prop_assert_eq!(d.is_allowed(), case.settings.guardian_categories.contains(&c)),
                 Action::Write(_)
                 | Action::ManageConsent
@@ -974,8 +977,10 @@ proptest! {
         // categories for guardians (access to nothing; see the report).
         let empty_guardian_config =
             basis == Basis::Guardian && case.settings.guardian_categories.is_empty();
-        // Demographics are not a category of the record.
-        let demographics = case.action == Action::WriteDemographics;
+        // Demographics are not a category of the record, nor is a source system's
+        // identification of a patient.
+        let demographics = case.action == Action::WriteDemographics
+            || (case.action == Action::Identify && basis == Basis::SourceSystem);
         prop_assert!(!d.categories().is_empty() || empty_guardian_config || demographics, "allowed with nothing: {d:?}");
         let scope = scope_of(basis, &case.settings);
         prop_assert!(d.categories().iter().all(|c| scope.contains(c)),

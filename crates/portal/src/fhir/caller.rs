@@ -21,7 +21,7 @@ use crate::auth::client_context;
 /// hand allows.
 pub struct FhirCaller {
     pub token: ApiToken,
-    user: Option<Actor>,
+    pub(super) user: Option<Actor>,
     pub actor: Actor,
     pub ctx: RequestContext,
 }

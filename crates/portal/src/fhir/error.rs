@@ -33,6 +33,12 @@ pub enum FhirError {
     /// reach this resource. The refusal has been audited.
     #[error("{0}")]
     Forbidden(String),
+    /// `If-Match` names another version than the one held (412).
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// An interaction the portal does not offer, inside a Bundle.
+    #[error("{0}")]
+    NotSupported(String),
 }
 
 pub type FhirResult<T> = Result<T, FhirError>;
@@ -45,6 +51,28 @@ impl FhirError {
     /// A request that cannot be read (400).
     pub fn malformed(diagnostics: impl Into<String>) -> Self {
         Problem::Malformed(diagnostics.into()).into()
+    }
+
+    /// A resource that was read but breaks a rule (422).
+    pub fn invalid(diagnostics: impl Into<String>) -> Self {
+        Problem::Invalid(diagnostics.into()).into()
+    }
+
+    pub fn conflict(diagnostics: impl Into<String>) -> Self {
+        Problem::Conflict(diagnostics.into()).into()
+    }
+
+    pub fn not_supported(diagnostics: impl Into<String>) -> Self {
+        Self::NotSupported(diagnostics.into())
+    }
+
+    /// The status and OperationOutcome this error is answered with, for a batch entry.
+    pub fn status_and_outcome(&self) -> (StatusCode, serde_json::Value) {
+        let (status, code, diagnostics) = self.outcome();
+        (
+            status,
+            resources::operation_outcome("error", code, &diagnostics),
+        )
     }
 
     /// Status, issue code and diagnostics of the OperationOutcome.
@@ -79,6 +107,8 @@ impl FhirError {
                 "too many calls without a valid bearer token from this address; retry later".into(),
             ),
             Self::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
+            Self::PreconditionFailed(m) => (StatusCode::PRECONDITION_FAILED, "conflict", m.clone()),
+            Self::NotSupported(m) => (StatusCode::BAD_REQUEST, "not-supported", m.clone()),
         }
     }
 

@@ -11,18 +11,23 @@
 //! domain, also used by `portal import`) and `anonymous` (calls without a token).
 
 mod anonymous;
+pub mod base;
 pub mod caller;
 pub mod error;
 pub mod ingest;
 mod proof;
+mod protocol;
+mod r4_types;
 mod read;
 pub mod resources;
 pub mod search;
+pub mod smart;
+pub mod versions;
 mod write;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use serde_json::Value;
 
@@ -36,98 +41,80 @@ pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
 const FHIR_JSON: &str = "application/fhir+json";
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/fhir/r4", post(write::transaction))
+    let router = Router::new()
+        .route("/fhir/r4", post(write::bundle))
         .route("/fhir/r4/metadata", get(read::metadata))
+        .route(
+            "/fhir/r4/.well-known/smart-configuration",
+            get(smart::configuration),
+        )
         .route("/fhir/r4/Patient", get(read::search_patients))
         .route("/fhir/r4/Patient/{id}", get(read::read_patient))
+        .route("/fhir/r4/Patient/{id}/$everything", get(read::everything))
         .route(
             "/fhir/r4/Observation",
             get(read::search_observations).post(write::create),
-        )
-        .route(
-            "/fhir/r4/Observation/{id}",
-            get(read::read_by_id::<read::Observation>).put(write::update),
-        )
-        .route(
-            "/fhir/r4/MedicationRequest",
-            get(read::search_by_status::<read::MedicationRequest>).post(write::create),
-        )
-        .route(
-            "/fhir/r4/MedicationRequest/{id}",
-            get(read::read_by_id::<read::MedicationRequest>).put(write::update),
-        )
-        .route(
-            "/fhir/r4/CarePlan",
-            get(read::search_by_status::<read::CarePlan>).post(write::create),
-        )
-        .route(
-            "/fhir/r4/CarePlan/{id}",
-            get(read::read_by_id::<read::CarePlan>).put(write::update),
-        )
-        .route(
-            "/fhir/r4/Condition",
-            get(read::search_by_status::<read::Condition>).post(write::create),
-        )
-        .route(
-            "/fhir/r4/Condition/{id}",
-            get(read::read_by_id::<read::Condition>).put(write::update),
-        )
-        .route(
-            "/fhir/r4/AllergyIntolerance",
-            get(read::search_by_status::<read::AllergyIntolerance>).post(write::create),
-        )
-        .route(
-            "/fhir/r4/AllergyIntolerance/{id}",
-            get(read::read_by_id::<read::AllergyIntolerance>).put(write::update),
-        )
-        .route(
-            "/fhir/r4/Immunization",
-            get(read::search_by_status::<read::Immunization>).post(write::create),
-        )
-        .route(
-            "/fhir/r4/Immunization/{id}",
-            get(read::read_by_id::<read::Immunization>).put(write::update),
-        )
-        .route(
-            "/fhir/r4/Encounter",
-            get(read::search_by_status::<read::Encounter>).post(write::create),
-        )
-        .route(
-            "/fhir/r4/Encounter/{id}",
-            get(read::read_by_id::<read::Encounter>).put(write::update),
-        )
-        .route(
-            "/fhir/r4/Procedure",
-            get(read::search_by_status::<read::Procedure>).post(write::create),
-        )
-        .route(
-            "/fhir/r4/Procedure/{id}",
-            get(read::read_by_id::<read::Procedure>).put(write::update),
-        )
-        .route(
-            "/fhir/r4/DiagnosticReport",
-            get(read::search_by_status::<read::DiagnosticReport>).post(write::create),
-        )
-        .route(
-            "/fhir/r4/DiagnosticReport/{id}",
-            get(read::read_by_id::<read::DiagnosticReport>).put(write::update),
-        )
-        .route(
-            "/fhir/r4/ImagingStudy",
-            get(read::search_by_status::<read::ImagingStudy>).post(write::create),
-        )
-        .route(
-            "/fhir/r4/ImagingStudy/{id}",
-            get(read::read_by_id::<read::ImagingStudy>).put(write::update),
-        )
+        );
+    let router = record!(router, Observation);
+    let router = searched_by_status!(
+        router,
+        MedicationRequest,
+        CarePlan,
+        Condition,
+        AllergyIntolerance,
+        Immunization,
+        Encounter,
+        Procedure,
+        DiagnosticReport,
+        ImagingStudy
+    );
+    router
         .route("/fhir/r4/AuditEvent", get(read::search_audit_events))
         .route(
             "/fhir/r4/AuditEvent/{id}/$proof",
             get(proof::audit_event_proof),
         )
+        .route("/fhir/r4/{*rest}", any(protocol::unknown_route))
+        .layer(axum::middleware::from_fn(protocol::json_only))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
+
+/// Read, vread, history and update of one record type. A macro, not a generic function:
+/// each handler's future is `Send` only for a concrete type.
+macro_rules! record {
+    ($router:expr, $kind:ident) => {
+        $router
+            .route(
+                concat!("/fhir/r4/", stringify!($kind), "/{id}"),
+                get(read::read_by_id::<read::$kind>).put(write::update),
+            )
+            .route(
+                concat!("/fhir/r4/", stringify!($kind), "/{id}/_history"),
+                get(read::history::<read::$kind>),
+            )
+            .route(
+                concat!("/fhir/r4/", stringify!($kind), "/{id}/_history/{version}"),
+                get(read::vread::<read::$kind>),
+            )
+    };
+}
+
+/// Record types searched by patient and status, with create and the instance routes.
+macro_rules! searched_by_status {
+    ($router:expr, $($kind:ident),+) => {
+        $router
+            $(
+                .route(
+                    concat!("/fhir/r4/", stringify!($kind)),
+                    get(read::search_by_status::<read::$kind>).post(write::create),
+                )
+            )+
+            $(
+                .merge(record!(Router::new(), $kind))
+            )+
+    };
+}
+use {record, searched_by_status};
 
 /// A FHIR JSON answer; a versioned resource carries its version as a weak ETag.
 fn fhir_json(status: StatusCode, body: &Value) -> Response {

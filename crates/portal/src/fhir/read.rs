@@ -5,8 +5,8 @@
 use access_control::audit::{query as audit_query, NewEvent, Outcome};
 use access_control::{AccessError, Audited, ReadGrant, Role};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use records_domain::model::{
     Allergy, Contact, Diagnosis, LabResult, PatientId, Prescription, Report, TreatmentPlan,
     Vaccination,
@@ -14,13 +14,17 @@ use records_domain::model::{
 use records_domain::store::kept::{self, Kept};
 use records_domain::store::{labs, patients, plans, prescriptions, Category};
 use records_domain::{Cpr, DomainError};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sqlx::AnyConnection;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::caller::audit_system;
-use super::search::{self, AuditSearch, ObservationSearch, PatientSearch, StatusSearch};
-use super::{fhir_json, ingest, resources, FhirCaller, FhirError, FhirResult, BASE};
+use super::search::{
+    self, AuditSearch, Handling, ObservationSearch, Paging, PatientSearch, Shared, StatusSearch,
+};
+use super::{fhir_json, ingest, resources, versions, FhirCaller, FhirError, FhirResult};
 use crate::app::AppState;
 
 fn query_pairs(raw: Option<String>) -> FhirResult<Vec<(String, String)>> {
@@ -28,71 +32,170 @@ fn query_pairs(raw: Option<String>) -> FhirResult<Vec<(String, String)>> {
         .map_err(|_| FhirError::malformed("the query string is malformed"))
 }
 
-/// The next page's URL: the same query with `_offset` moved on.
-fn next_url(
-    path: &str,
-    pairs: &[(String, String)],
-    offset: i64,
-    count: i64,
-    total: i64,
-) -> Option<String> {
-    if offset + count >= total {
-        return None;
+/// `Prefer: handling=lenient` drops unknown search parameters; strict is the default.
+fn handling(headers: &HeaderMap) -> Handling {
+    let lenient = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("handling=lenient"));
+    if lenient {
+        Handling::Lenient
+    } else {
+        Handling::Strict
     }
-    let mut next: Vec<(String, String)> = pairs
+}
+
+fn link(path: &str, used: &[(String, String)], offset: Option<i64>) -> String {
+    let mut pairs: Vec<(String, String)> = used
         .iter()
         .filter(|(k, _)| k != "_offset")
         .cloned()
         .collect();
-    next.push(("_offset".into(), (offset + count).to_string()));
-    serde_urlencoded::to_string(&next)
-        .ok()
-        .map(|q| format!("{path}?{q}"))
-}
-
-fn self_url(path: &str, raw: &Option<String>) -> String {
-    match raw {
-        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+    if let Some(offset) = offset {
+        pairs.push(("_offset".into(), offset.to_string()));
+    }
+    match serde_urlencoded::to_string(&pairs) {
+        Ok(q) if !q.is_empty() => format!("{path}?{q}"),
         _ => path.to_string(),
     }
 }
 
-pub(super) async fn metadata() -> Response {
-    fhir_json(StatusCode::OK, &resources::capability_statement(BASE))
+/// One page of a search, its total and what it includes, as a searchset Bundle.
+fn answer(
+    base: &str,
+    kind: &str,
+    shared: &Shared,
+    total: i64,
+    matches: Vec<Value>,
+    included: Vec<Value>,
+) -> Response {
+    let path = format!("{base}/{kind}");
+    let Paging { offset, count } = shared.paging;
+    let next_url = (!shared.count_only && offset + count < total)
+        .then(|| link(&path, &shared.used, Some(offset + count)));
+    let matches = if shared.count_only {
+        Vec::new()
+    } else if shared.elements.is_empty() {
+        matches
+    } else {
+        matches
+            .iter()
+            .map(|r| resources::subset(r, &shared.elements))
+            .collect()
+    };
+    let set = resources::Searchset {
+        self_url: link(&path, &shared.used, (offset > 0).then_some(offset)),
+        next_url,
+        total: (!shared.no_total).then_some(total),
+        matches,
+        included: if shared.count_only {
+            Vec::new()
+        } else {
+            included
+        },
+    };
+    fhir_json(StatusCode::OK, &set.bundle(base))
+}
+
+/// A read the client already holds (`If-None-Match` with the current ETag) is answered 304.
+fn unless_unchanged(headers: &HeaderMap, resource: &Value) -> Response {
+    let current = resource["meta"]["versionId"].as_str().unwrap_or_default();
+    let held = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|t| t.trim().trim_start_matches("W/").trim_matches('"') == current)
+        });
+    if held {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{current}\"")) {
+            response.headers_mut().insert(header::ETAG, etag);
+        }
+        return response;
+    }
+    fhir_json(StatusCode::OK, resource)
+}
+
+pub(super) async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let statement = resources::capability_statement(
+        &super::base::base_url(&headers, &state),
+        &super::smart::token_endpoint(&headers, &state),
+    );
+    fhir_json(StatusCode::OK, &statement)
 }
 
 fn uuid(id: &str) -> FhirResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| FhirError::not_found())
 }
 
+/// A patient's record opened as the overview is: one decision and one audit event.
+async fn open_patient(
+    state: &AppState,
+    caller: &mut FhirCaller,
+    id: &str,
+    what: String,
+) -> FhirResult<(PatientId, Audited<ReadGrant>)> {
+    caller.require(state, "Patient", false).await?;
+    let patient = PatientId(uuid(id)?);
+    let record = state
+        .gate()
+        .summary(&caller.request(patient, Some(what)))
+        .await?;
+    Ok((patient, record))
+}
+
 pub(super) async fn read_patient(
     State(state): State<AppState>,
     mut caller: FhirCaller,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> FhirResult<Response> {
-    caller.require(&state, "Patient", false).await?;
-    let patient = PatientId(uuid(&id)?);
-    let mut record = state
-        .gate()
-        .summary(&caller.request(patient, Some(format!("Patient/{id}"))))
-        .await?;
+    let (patient, mut record) =
+        open_patient(&state, &mut caller, &id, format!("Patient/{id}")).await?;
     let found = patients::by_id(record.conn(), patient)
         .await?
         .ok_or_else(FhirError::not_found)?;
     record.commit().await?;
-    Ok(fhir_json(StatusCode::OK, &resources::patient(&found)))
+    Ok(unless_unchanged(&headers, &resources::patient(&found)))
 }
 
 /// Candidates are found first; each is returned only if the policy lets this caller see it
-/// (and that decision is audited like any other read).
+/// (and that decision is audited like any other read). A source system finds a patient by
+/// CPR number only, and learns who they are, nothing of their record.
 pub(super) async fn search_patients(
     State(state): State<AppState>,
     mut caller: FhirCaller,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> FhirResult<Response> {
     caller.require(&state, "Patient", false).await?;
-    let pairs = query_pairs(raw.clone())?;
-    let query = PatientSearch::parse(&pairs)?;
+    let pairs = query_pairs(raw)?;
+    let query = PatientSearch::parse(&pairs, handling(&headers))?;
+    let by_source_system = caller.actor.role == Role::System;
+    if by_source_system && query.identifier.is_none() {
+        audit_system(
+            &state,
+            NewEvent::by(
+                &caller.actor,
+                &caller.ctx,
+                "fhir Patient search",
+                Outcome::Denied,
+            )
+            .reason("a source system finds patients by CPR number only"),
+        )
+        .await?;
+        return Err(FhirError::Forbidden(
+            "a source system finds patients by identifier (CPR number) only".into(),
+        ));
+    }
+    let revinclude = revincluded(&query.shared.revinclude)?;
+    if !query.shared.include.is_empty() {
+        return Err(FhirError::malformed(
+            "Patient searches take _revinclude, not _include",
+        ));
+    }
     let candidates = {
         let mut conn = state.db.pool().acquire().await?;
         match (&query.identifier, &query.name) {
@@ -117,17 +220,32 @@ pub(super) async fn search_patients(
             (None, Some(name)) => {
                 patients::search_by_name(&mut conn, name, query.birthdate, 50).await?
             }
-            (None, None) => Vec::new(),
+            // A patient's own token finds its own record: "who am I" for a SMART app.
+            (None, None) => match caller.actor.patient_id {
+                Some(own) => patients::by_id(&mut conn, own).await?.into_iter().collect(),
+                None => {
+                    return Err(FhirError::malformed(
+                        "search patients by identifier or by name (optionally with birthdate)",
+                    ))
+                }
+            },
         }
     };
     let mut visible = Vec::new();
+    let mut included = Vec::new();
     for candidate in candidates {
-        match state
-            .gate()
-            .summary(&caller.request(candidate.id, Some("Patient search".into())))
-            .await
-        {
-            Ok(record) => {
+        let request = caller.request(candidate.id, Some("Patient search".into()));
+        let opened = if by_source_system {
+            state.gate().identify(&request).await
+        } else {
+            state.gate().summary(&request).await
+        };
+        match opened {
+            Ok(mut record) => {
+                let (conn, grant) = record.parts();
+                for kind in &revinclude {
+                    included.extend(all_of(kind, conn, grant).await?);
+                }
                 record.commit().await?;
                 visible.push(resources::patient(&candidate));
             }
@@ -135,7 +253,44 @@ pub(super) async fn search_patients(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(paged("Patient", &pairs, &raw, &query.paging, visible))
+    let base = super::base::base_url(&headers, &state);
+    Ok(in_memory_page(
+        &base,
+        "Patient",
+        &query.shared,
+        visible,
+        included,
+    ))
+}
+
+/// The types a `_revinclude=Type:subject` (or `:patient`) names.
+fn revincluded(values: &[String]) -> FhirResult<Vec<String>> {
+    values
+        .iter()
+        .map(|v| match v.split_once(':') {
+            Some((kind, "subject" | "patient")) if ingest::category_of(kind).is_some() => {
+                Ok(kind.to_string())
+            }
+            _ => Err(FhirError::malformed(format!(
+                "_revinclude={v}: give Type:subject or Type:patient for a type the portal keeps"
+            ))),
+        })
+        .collect()
+}
+
+/// Whether an `_include` asks for the patient a match is about (`Type:subject`,
+/// `Type:patient`, `*`); anything else is refused.
+fn includes_patient(kind: &str, values: &[String]) -> FhirResult<bool> {
+    for v in values {
+        let ok = v == "*"
+            || matches!(v.split_once(':'), Some((k, "subject" | "patient")) if k == kind || k == "*");
+        if !ok {
+            return Err(FhirError::malformed(format!(
+                "_include={v}: only {kind}:subject (or :patient) is supported"
+            )));
+        }
+    }
+    Ok(!values.is_empty())
 }
 
 /// A resource kept in one category of a patient's record: what the read-by-id handler, and for
@@ -163,6 +318,11 @@ pub(super) trait ByStatus: RecordResource {
         grant: &ReadGrant,
     ) -> Result<Vec<Self::Row>, DomainError>;
     fn status(row: &Self::Row) -> &str;
+    /// Whether the type keeps its source's identifier, searched as `system|value`.
+    const IDENTIFIED: bool = false;
+    fn identifier(_row: &Self::Row) -> Option<String> {
+        None
+    }
 }
 
 pub(super) struct Observation;
@@ -214,7 +374,7 @@ macro_rules! record_resource {
 /// Diagnoses, allergies and vaccinations share one store (`kept`), searched by patient and
 /// their status field.
 macro_rules! kept_resource {
-    ($resource:ident, $row:ty, $render:path, $status:ident) => {
+    ($resource:ident, $row:ty, $render:path, $status:ident $(, identified by $system:literal)?) => {
         impl RecordResource for $resource {
             const TYPE: &'static str = stringify!($resource);
             const CATEGORY: Category = <$row as Kept>::CATEGORY;
@@ -246,6 +406,12 @@ macro_rules! kept_resource {
             fn status(row: &$row) -> &str {
                 row.$status.as_str()
             }
+            $(
+                const IDENTIFIED: bool = true;
+                fn identifier(row: &$row) -> Option<String> {
+                    row.identifier.as_ref().map(|v| format!("{}|{v}", $system))
+                }
+            )?
         }
     };
 }
@@ -276,7 +442,8 @@ kept_resource!(
     ImagingStudy,
     records_domain::model::ImagingStudy,
     resources::imaging_study,
-    status
+    status,
+    identified by "urn:dicom:uid"
 );
 kept_resource!(
     DiagnosticReport,
@@ -355,104 +522,374 @@ async fn open<R: RecordResource>(
         .await?)
 }
 
+/// The resource as it is now, with `meta.lastUpdated` when its version was written through
+/// FHIR; the read is decided and audited for the patient it is about.
+async fn current<R: RecordResource>(
+    state: &AppState,
+    caller: &mut FhirCaller,
+    id: &str,
+    what: String,
+) -> FhirResult<(Uuid, Value)> {
+    caller.require(state, R::TYPE, false).await?;
+    let id = uuid(id)?;
+    let patient = R::patient_of(&mut *state.db.pool().acquire().await?, id)
+        .await?
+        .ok_or_else(FhirError::not_found)?;
+    let mut record = open::<R>(state, caller, patient, what).await?;
+    let (conn, grant) = record.parts();
+    let found = R::render(&R::by_id(conn, grant, id).await?);
+    let version = version_of(&found);
+    let written = versions::one(conn, R::TYPE, id, version).await?;
+    record.commit().await?;
+    Ok((
+        id,
+        match written {
+            Some(v) => versions::stamped(found, v.written_at),
+            None => found,
+        },
+    ))
+}
+
+fn version_of(resource: &Value) -> i64 {
+    resource["meta"]["versionId"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
 pub(super) async fn read_by_id<R: RecordResource>(
     State(state): State<AppState>,
     mut caller: FhirCaller,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> FhirResult<Response> {
-    caller.require(&state, R::TYPE, false).await?;
-    let id = uuid(&id)?;
-    let patient = R::patient_of(&mut *state.db.pool().acquire().await?, id)
+    let what = format!("{}/{id}", R::TYPE);
+    let (_, found) = current::<R>(&state, &mut caller, &id, what).await?;
+    Ok(unless_unchanged(&headers, &found))
+}
+
+/// One version: the current one, or a past one as it was served when written.
+pub(super) async fn vread<R: RecordResource>(
+    State(state): State<AppState>,
+    mut caller: FhirCaller,
+    Path((id, version)): Path<(String, String)>,
+) -> FhirResult<Response> {
+    let what = format!("{}/{id}/_history/{version}", R::TYPE);
+    let (uuid, now) = current::<R>(&state, &mut caller, &id, what).await?;
+    let wanted: i64 = version.parse().map_err(|_| FhirError::not_found())?;
+    if wanted == version_of(&now) {
+        return Ok(fhir_json(StatusCode::OK, &now));
+    }
+    let mut conn = state.db.pool().acquire().await?;
+    let past = versions::one(&mut conn, R::TYPE, uuid, wanted)
         .await?
         .ok_or_else(FhirError::not_found)?;
-    let mut record = open::<R>(&state, &caller, patient, format!("{}/{id}", R::TYPE)).await?;
-    let (conn, grant) = record.parts();
-    let found = R::by_id(conn, grant, id).await?;
-    record.commit().await?;
-    Ok(fhir_json(StatusCode::OK, &R::render(&found)))
+    Ok(fhir_json(
+        StatusCode::OK,
+        &versions::stamped(past.body, past.written_at),
+    ))
+}
+
+/// Every version kept, newest first, the current one always among them.
+pub(super) async fn history<R: RecordResource>(
+    State(state): State<AppState>,
+    mut caller: FhirCaller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> FhirResult<Response> {
+    let what = format!("{}/{id}/_history", R::TYPE);
+    let (uuid, now) = current::<R>(&state, &mut caller, &id, what).await?;
+    let mut conn = state.db.pool().acquire().await?;
+    let kept = versions::all(&mut conn, R::TYPE, uuid).await?;
+    drop(conn);
+    let newest = version_of(&now);
+    let mut entries = vec![(now, None)];
+    for v in kept.into_iter().filter(|v| v.number != newest) {
+        let at = v.written_at;
+        entries.push((versions::stamped(v.body, at), Some(at)));
+    }
+    let base = super::base::base_url(&headers, &state);
+    let url = format!("{base}/{}/{uuid}", R::TYPE);
+    let entry: Vec<Value> = entries
+        .into_iter()
+        .map(|(resource, _)| {
+            let version = version_of(&resource);
+            let (method, status) = if version == 1 {
+                ("POST", "201 Created")
+            } else {
+                ("PUT", "200 OK")
+            };
+            let mut response = json!({ "status": status, "etag": format!("W/\"{version}\"") });
+            if let Some(at) = resource["meta"]["lastUpdated"].as_str() {
+                response["lastModified"] = at.into();
+            }
+            json!({
+                "fullUrl": url,
+                "resource": resource,
+                "request": { "method": method, "url": format!("{}/{uuid}", R::TYPE) },
+                "response": response,
+            })
+        })
+        .collect();
+    let total = entry.len();
+    Ok(fhir_json(
+        StatusCode::OK,
+        &json!({ "resourceType": "Bundle", "type": "history", "total": total, "entry": entry }),
+    ))
+}
+
+/// `meta.lastUpdated` for each resource of one type of one patient written through FHIR,
+/// and the `_lastUpdated` filter on it: a resource never written through FHIR has no known
+/// last update, and matches no `_lastUpdated`.
+async fn stamp_all(
+    conn: &mut AnyConnection,
+    kind: &str,
+    patient: PatientId,
+    range: &search::DateRange,
+    resources: Vec<Value>,
+) -> FhirResult<Vec<Value>> {
+    let written = versions::written_at(conn, kind, patient).await?;
+    let filtered = range.from.is_some() || range.until.is_some();
+    Ok(resources
+        .into_iter()
+        .filter_map(|mut r| {
+            versions::stamp(&mut r, &written);
+            let at = r["meta"]["lastUpdated"]
+                .as_str()
+                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+            let inside = |at: OffsetDateTime| {
+                range.from.is_none_or(|f| at >= f) && range.until.is_none_or(|u| at < u)
+            };
+            (!filtered || at.is_some_and(inside)).then_some(r)
+        })
+        .collect())
 }
 
 pub(super) async fn search_by_status<R: ByStatus>(
     State(state): State<AppState>,
     mut caller: FhirCaller,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> FhirResult<Response> {
     caller.require(&state, R::TYPE, false).await?;
-    let pairs = query_pairs(raw.clone())?;
-    let q = StatusSearch::parse(&pairs)?;
+    let pairs = query_pairs(raw)?;
+    let q = StatusSearch::parse(&pairs, handling(&headers), R::IDENTIFIED)?;
+    let include_patient = includes_patient(R::TYPE, &q.shared.include)?;
+    if !q.shared.revinclude.is_empty() {
+        return Err(FhirError::malformed("_revinclude is for Patient searches"));
+    }
     let patient = caller.patient_or_own(q.patient)?;
     let mut record = open::<R>(&state, &caller, patient, format!("{} search", R::TYPE)).await?;
     let (conn, grant) = record.parts();
     let all = R::for_patient(conn, grant).await?;
-    record.commit().await?;
     let matching: Vec<Value> = all
         .iter()
-        .filter(|row| q.status.as_deref().is_none_or(|s| R::status(row) == s))
+        .filter(|row| q.status.is_empty() || q.status.iter().any(|s| R::status(row) == s))
+        .filter(|row| q.identifier.is_none() || R::identifier(row) == q.identifier)
         .map(R::render)
         .collect();
-    Ok(paged(R::TYPE, &pairs, &raw, &q.paging, matching))
+    let matching = stamp_all(conn, R::TYPE, patient, &q.shared.last_updated, matching).await?;
+    let included = the_patient(conn, patient, include_patient).await?;
+    record.commit().await?;
+    let base = super::base::base_url(&headers, &state);
+    Ok(in_memory_page(
+        &base,
+        R::TYPE,
+        &q.shared,
+        matching,
+        included,
+    ))
+}
+
+/// The patient a search is about, when it asks to include them.
+async fn the_patient(
+    conn: &mut AnyConnection,
+    patient: PatientId,
+    wanted: bool,
+) -> FhirResult<Vec<Value>> {
+    if !wanted {
+        return Ok(Vec::new());
+    }
+    Ok(patients::by_id(conn, patient)
+        .await?
+        .iter()
+        .map(resources::patient)
+        .collect())
 }
 
 /// Observations are many (years of lab results): searched and paged in the database.
 pub(super) async fn search_observations(
     State(state): State<AppState>,
     mut caller: FhirCaller,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> FhirResult<Response> {
     caller.require(&state, Observation::TYPE, false).await?;
-    let pairs = query_pairs(raw.clone())?;
-    let q = ObservationSearch::parse(&pairs)?;
+    let pairs = query_pairs(raw)?;
+    let q = ObservationSearch::parse(&pairs, handling(&headers))?;
+    let include_patient = includes_patient(Observation::TYPE, &q.shared.include)?;
+    if !q.shared.revinclude.is_empty() {
+        return Err(FhirError::malformed("_revinclude is for Patient searches"));
+    }
     let patient = caller.patient_or_own(q.patient)?;
     let mut record =
         open::<Observation>(&state, &caller, patient, "Observation search".into()).await?;
     let (conn, grant) = record.parts();
+    let written = versions::written_at(conn, Observation::TYPE, patient).await?;
+    let range = q.shared.last_updated;
+    let ids = (range.from.is_some() || range.until.is_some()).then(|| {
+        written
+            .iter()
+            .filter(|(_, at)| {
+                range.from.is_none_or(|f| **at >= f) && range.until.is_none_or(|u| **at < u)
+            })
+            .filter_map(|((id, _), _)| Uuid::parse_str(id).ok())
+            .collect()
+    });
     let lab_query = labs::LabQuery {
-        code_system: q.code.as_ref().and_then(|c| c.0.clone()),
-        code: q.code.as_ref().map(|c| c.1.clone()),
+        codes: q.codes.clone(),
+        identifier: q.identifier.clone(),
+        ids,
         from: q.dates.from,
         until: q.dates.until,
         category: q.category.clone(),
         newest_first: q.newest_first,
-        limit: q.paging.count,
-        offset: q.paging.offset,
+        limit: if q.shared.count_only {
+            0
+        } else {
+            q.shared.paging.count
+        },
+        offset: q.shared.paging.offset,
     };
     let (results, total) = labs::search(conn, grant, &lab_query).await?;
+    let mut found = Vec::with_capacity(results.len());
+    for result in results {
+        let mut resource = Observation::render(&Observed::of(conn, grant, result).await?);
+        versions::stamp(&mut resource, &written);
+        found.push(resource);
+    }
+    let included = the_patient(conn, patient, include_patient && !found.is_empty()).await?;
+    record.commit().await?;
+    let base = super::base::base_url(&headers, &state);
+    Ok(answer(
+        &base,
+        Observation::TYPE,
+        &q.shared,
+        total,
+        found,
+        included,
+    ))
+}
+
+/// Page a search whose matches are few enough to filter in memory (the patients a search
+/// may show, one patient's prescriptions or plans).
+fn in_memory_page(
+    base: &str,
+    kind: &str,
+    shared: &Shared,
+    matching: Vec<Value>,
+    included: Vec<Value>,
+) -> Response {
+    let total = matching.len() as i64;
+    let page = matching
+        .into_iter()
+        .skip(shared.paging.offset as usize)
+        .take(shared.paging.count as usize)
+        .collect();
+    answer(base, kind, shared, total, page, included)
+}
+
+/// Every resource of one type in the record the grant opens; a type the grant does not
+/// cover (a guardian's narrower view) gives none.
+async fn all_of(kind: &str, conn: &mut AnyConnection, grant: &ReadGrant) -> FhirResult<Vec<Value>> {
+    async fn rows<R: ByStatus>(
+        conn: &mut AnyConnection,
+        grant: &ReadGrant,
+    ) -> Result<Vec<Value>, DomainError> {
+        Ok(R::for_patient(conn, grant)
+            .await?
+            .iter()
+            .map(R::render)
+            .collect())
+    }
+    let found = match kind {
+        "Observation" => observations(conn, grant).await,
+        "MedicationRequest" => rows::<MedicationRequest>(conn, grant).await,
+        "CarePlan" => rows::<CarePlan>(conn, grant).await,
+        "Condition" => rows::<Condition>(conn, grant).await,
+        "AllergyIntolerance" => rows::<AllergyIntolerance>(conn, grant).await,
+        "Immunization" => rows::<Immunization>(conn, grant).await,
+        "Encounter" => rows::<Encounter>(conn, grant).await,
+        "Procedure" => rows::<Procedure>(conn, grant).await,
+        "DiagnosticReport" => rows::<DiagnosticReport>(conn, grant).await,
+        "ImagingStudy" => rows::<ImagingStudy>(conn, grant).await,
+        _ => Ok(Vec::new()),
+    };
+    match found {
+        Ok(found) => Ok(found),
+        Err(DomainError::NotPermitted) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// All of a patient's Observations (what `$everything` and `_revinclude` return).
+async fn observations(
+    conn: &mut AnyConnection,
+    grant: &ReadGrant,
+) -> Result<Vec<Value>, DomainError> {
+    let query = labs::LabQuery {
+        newest_first: true,
+        limit: EVERYTHING_LIMIT,
+        ..Default::default()
+    };
+    let (results, _) = labs::search(conn, grant, &query).await?;
     let mut found = Vec::with_capacity(results.len());
     for result in results {
         found.push(Observation::render(
             &Observed::of(conn, grant, result).await?,
         ));
     }
-    record.commit().await?;
-    let path = format!("{BASE}/Observation");
-    let next = next_url(&path, &pairs, q.paging.offset, q.paging.count, total);
-    Ok(fhir_json(
-        StatusCode::OK,
-        &resources::searchset(BASE, &self_url(&path, &raw), next, total, found),
-    ))
+    Ok(found)
 }
 
-/// Page a search whose matches are few enough to filter in memory (the patients a search
-/// may show, one patient's prescriptions or plans).
-fn paged(
-    kind: &str,
-    pairs: &[(String, String)],
-    raw: &Option<String>,
-    paging: &search::Paging,
-    matching: Vec<Value>,
-) -> Response {
-    let total = matching.len() as i64;
-    let page = matching
-        .into_iter()
-        .skip(paging.offset as usize)
-        .take(paging.count as usize)
-        .collect();
-    let path = format!("{BASE}/{kind}");
-    let next = next_url(&path, pairs, paging.offset, paging.count, total);
-    fhir_json(
-        StatusCode::OK,
-        &resources::searchset(BASE, &self_url(&path, raw), next, total, page),
-    )
+/// The most Observations one `$everything` returns; years of monthly results fit.
+const EVERYTHING_LIMIT: i64 = 5_000;
+
+/// `Patient/{id}/$everything`: the patient and every part of their record the caller may
+/// see, decided and audited as one access (the overview's decision).
+pub(super) async fn everything(
+    State(state): State<AppState>,
+    mut caller: FhirCaller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> FhirResult<Response> {
+    let what = format!("Patient/{id}/$everything");
+    let (patient, mut record) = open_patient(&state, &mut caller, &id, what).await?;
+    let (conn, grant) = record.parts();
+    let found = patients::by_id(conn, patient)
+        .await?
+        .ok_or_else(FhirError::not_found)?;
+    let mut entries = vec![resources::patient(&found)];
+    for (kind, _) in ingest::CLINICAL_TYPES {
+        if caller
+            .token
+            .actor(caller.user.clone(), kind, false)
+            .is_some()
+        {
+            entries.extend(all_of(kind, conn, grant).await?);
+        }
+    }
+    record.commit().await?;
+    let base = super::base::base_url(&headers, &state);
+    let total = entries.len() as i64;
+    let set = resources::Searchset {
+        self_url: format!("{base}/Patient/{id}/$everything"),
+        next_url: None,
+        total: Some(total),
+        matches: entries,
+        included: Vec::new(),
+    };
+    Ok(fhir_json(StatusCode::OK, &set.bundle(&base)))
 }
 
 /// The audit log is the auditors'; anyone else's try is refused and audited as `action`.
@@ -480,11 +917,12 @@ pub(super) async fn auditors_only(
 pub(super) async fn search_audit_events(
     State(state): State<AppState>,
     mut caller: FhirCaller,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> FhirResult<Response> {
     auditors_only(&state, &mut caller, "fhir AuditEvent search").await?;
     let pairs = query_pairs(raw.clone())?;
-    let q = AuditSearch::parse(&pairs)?;
+    let q = AuditSearch::parse(&pairs, handling(&headers))?;
     let filter = audit_query::Filter {
         patient_id: q.patient.map(PatientId),
         actor_id: q.agent,
@@ -498,8 +936,8 @@ pub(super) async fn search_audit_events(
     // no access).
     let mut read = state.db.begin_read().await?;
     let total = audit_query::count(&mut read, &filter).await?;
-    let (events, _) =
-        audit_query::search(&mut read, &filter, None, q.paging.offset + q.paging.count).await?;
+    let Paging { offset, count } = q.shared.paging;
+    let (events, _) = audit_query::search(&mut read, &filter, None, offset + count).await?;
     read.rollback().await?;
     audit_system(
         &state,
@@ -514,13 +952,16 @@ pub(super) async fn search_audit_events(
     .await?;
     let page = events
         .iter()
-        .skip(q.paging.offset as usize)
+        .skip(offset as usize)
         .map(resources::audit_event)
         .collect();
-    let path = format!("{BASE}/AuditEvent");
-    let next = next_url(&path, &pairs, q.paging.offset, q.paging.count, total);
-    Ok(fhir_json(
-        StatusCode::OK,
-        &resources::searchset(BASE, &self_url(&path, &raw), next, total, page),
+    let base = super::base::base_url(&headers, &state);
+    Ok(answer(
+        &base,
+        "AuditEvent",
+        &q.shared,
+        total,
+        page,
+        Vec::new(),
     ))
 }

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use super::ingest::CPR_SYSTEM;
 
-fn instant(t: OffsetDateTime) -> String {
+pub fn instant(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| ts(t))
 }
 
@@ -47,7 +47,7 @@ pub fn patient(p: &Patient) -> Value {
     json!({
         "resourceType": "Patient",
         "id": p.id.0.to_string(),
-        "meta": meta(1),
+        "meta": meta(p.version),
         "identifier": identifier,
         "name": [name],
         "gender": p.sex.as_str(),
@@ -475,28 +475,88 @@ pub fn audit_event(e: &AuditEvent) -> Value {
     event
 }
 
-/// A searchset Bundle with the total and paging links.
-pub fn searchset(
-    base: &str,
-    self_url: &str,
-    next_url: Option<String>,
-    total: i64,
-    resources: Vec<Value>,
-) -> Value {
-    let mut links = vec![json!({ "relation": "self", "url": self_url })];
-    if let Some(next) = next_url {
-        links.push(json!({ "relation": "next", "url": next }));
+/// A searchset Bundle: its matches, what they include, the total and paging links, every URL
+/// absolute under `base`.
+pub struct Searchset {
+    pub self_url: String,
+    pub next_url: Option<String>,
+    pub total: Option<i64>,
+    pub matches: Vec<Value>,
+    pub included: Vec<Value>,
+}
+
+impl Searchset {
+    pub fn bundle(self, base: &str) -> Value {
+        let mut links = vec![json!({ "relation": "self", "url": self.self_url })];
+        if let Some(next) = self.next_url {
+            links.push(json!({ "relation": "next", "url": next }));
+        }
+        let entry = |resource: Value, mode: &str| {
+            let url = format!(
+                "{base}/{}/{}",
+                resource["resourceType"].as_str().unwrap_or(""),
+                resource["id"].as_str().unwrap_or("")
+            );
+            json!({ "fullUrl": url, "resource": resource, "search": { "mode": mode } })
+        };
+        let entries: Vec<Value> = self
+            .matches
+            .into_iter()
+            .map(|r| entry(r, "match"))
+            .chain(self.included.into_iter().map(|r| entry(r, "include")))
+            .collect();
+        let mut bundle = json!({ "resourceType": "Bundle", "type": "searchset", "link": links });
+        if let Some(total) = self.total {
+            bundle["total"] = total.into();
+        }
+        if !entries.is_empty() {
+            bundle["entry"] = entries.into();
+        }
+        bundle
     }
-    json!({
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": total,
-        "link": links,
-        "entry": resources.into_iter().map(|r| {
-            let url = format!("{base}/{}/{}", r["resourceType"].as_str().unwrap_or(""), r["id"].as_str().unwrap_or(""));
-            json!({ "fullUrl": url, "resource": r, "search": { "mode": "match" } })
-        }).collect::<Vec<_>>(),
-    })
+}
+
+/// The elements FHIR R4 makes mandatory (cardinality 1..) in each type the portal serves;
+/// `medication` and `occurrence` stand for their choice types.
+fn mandatory(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Observation" | "DiagnosticReport" => &["status", "code"],
+        "MedicationRequest" => &["status", "intent", "medication", "subject"],
+        "CarePlan" => &["status", "intent", "subject"],
+        "Condition" | "Procedure" | "ImagingStudy" => &["status", "subject"],
+        "AllergyIntolerance" => &["patient"],
+        "Immunization" => &["status", "vaccineCode", "patient", "occurrence"],
+        "Encounter" => &["status", "class"],
+        "AuditEvent" => &["type", "recorded", "agent", "source"],
+        _ => &[],
+    }
+}
+
+/// Only the named top-level elements and the mandatory ones (the specification asks servers
+/// to keep those), tagged SUBSETTED so that no client stores the part as the whole.
+pub fn subset(resource: &Value, elements: &[String]) -> Value {
+    let kind = resource["resourceType"].as_str().unwrap_or_default();
+    let required = mandatory(kind);
+    let mut kept = serde_json::Map::new();
+    if let Some(all) = resource.as_object() {
+        for (name, value) in all {
+            let mandatory = matches!(name.as_str(), "resourceType" | "id" | "meta")
+                || required.iter().any(|r| name.starts_with(r));
+            if mandatory || elements.iter().any(|e| e == name) {
+                kept.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    let mut kept = Value::Object(kept);
+    let tag = json!({
+        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+        "code": "SUBSETTED",
+    });
+    match kept["meta"]["tag"].as_array_mut() {
+        Some(tags) => tags.push(tag),
+        None => kept["meta"]["tag"] = json!([tag]),
+    }
+    kept
 }
 
 pub fn operation_outcome(severity: &str, code: &str, diagnostics: &str) -> Value {
@@ -518,7 +578,17 @@ fn audit_event_with_proof(mut audit_event: Value) -> Value {
     audit_event
 }
 
-pub fn capability_statement(base: &str) -> Value {
+/// What the portal does with each record type besides searching it.
+const RECORD: &[&str] = &[
+    "read",
+    "vread",
+    "history-instance",
+    "search-type",
+    "create",
+    "update",
+];
+
+pub fn capability_statement(base: &str, token_endpoint: &str) -> Value {
     let search = |params: &[(&str, &str)]| {
         params
             .iter()
@@ -529,11 +599,23 @@ pub fn capability_statement(base: &str) -> Value {
         json!({
             "type": kind,
             "versioning": "versioned",
+            "readHistory": true,
+            "updateCreate": false,
+            "conditionalCreate": matches!(kind, "Observation" | "ImagingStudy"),
+            "conditionalRead": "not-supported",
+            "conditionalUpdate": false,
+            "conditionalDelete": "not-supported",
             "interaction": interactions.iter().map(|i| json!({ "code": i })).collect::<Vec<_>>(),
             "searchParam": params,
         })
     };
-    let paging = [("_count", "number"), ("_offset", "number")];
+    let paging = [
+        ("_count", "number"),
+        ("_offset", "number"),
+        ("_summary", "special"),
+        ("_total", "special"),
+        ("_elements", "special"),
+    ];
     let with_paging = |own: &[(&str, &str)]| {
         search(&own.iter().chain(paging.iter()).copied().collect::<Vec<_>>())
     };
@@ -549,25 +631,26 @@ pub fn capability_statement(base: &str) -> Value {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
-            "security": {
-                "service": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR" }] }],
-                "description": "Bearer tokens created with `portal token add`, carrying SMART scopes (patient/*.read, user/*.read, system/Observation.write, ...). Every read passes the portal's access policy and is written to the audit log.",
-            },
+            "security": super::smart::security(token_endpoint),
             "resource": [
-                resource("Patient", &["read", "search-type"], with_paging(&[("identifier", "token"), ("name", "string"), ("birthdate", "date")])),
-                resource("Observation", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("code", "token"), ("date", "date"), ("category", "token"), ("_sort", "special")])),
-                resource("MedicationRequest", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
-                resource("CarePlan", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
-                resource("Condition", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
-                resource("AllergyIntolerance", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
-                resource("Immunization", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
-                resource("Encounter", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
-                resource("Procedure", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
-                resource("DiagnosticReport", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
-                resource("ImagingStudy", &["read", "search-type", "create", "update"], with_paging(&[("patient", "reference"), ("status", "token")])),
+                resource("Patient", &["read", "search-type"], with_paging(&[("_id", "token"), ("identifier", "token"), ("name", "string"), ("birthdate", "date"), ("_revinclude", "special")])),
+                resource("Observation", RECORD, with_paging(&[("patient", "reference"), ("code", "token"), ("identifier", "token"), ("date", "date"), ("category", "token"), ("_lastUpdated", "date"), ("_sort", "special"), ("_include", "special")])),
+                resource("MedicationRequest", RECORD, with_paging(&[("patient", "reference"), ("status", "token"), ("_lastUpdated", "date"), ("_include", "special")])),
+                resource("CarePlan", RECORD, with_paging(&[("patient", "reference"), ("status", "token"), ("_lastUpdated", "date"), ("_include", "special")])),
+                resource("Condition", RECORD, with_paging(&[("patient", "reference"), ("status", "token"), ("_lastUpdated", "date"), ("_include", "special")])),
+                resource("AllergyIntolerance", RECORD, with_paging(&[("patient", "reference"), ("status", "token"), ("_lastUpdated", "date"), ("_include", "special")])),
+                resource("Immunization", RECORD, with_paging(&[("patient", "reference"), ("status", "token"), ("_lastUpdated", "date"), ("_include", "special")])),
+                resource("Encounter", RECORD, with_paging(&[("patient", "reference"), ("status", "token"), ("_lastUpdated", "date"), ("_include", "special")])),
+                resource("Procedure", RECORD, with_paging(&[("patient", "reference"), ("status", "token"), ("_lastUpdated", "date"), ("_include", "special")])),
+                resource("DiagnosticReport", RECORD, with_paging(&[("patient", "reference"), ("status", "token"), ("_lastUpdated", "date"), ("_include", "special")])),
+                resource("ImagingStudy", RECORD, with_paging(&[("patient", "reference"), ("status", "token"), ("identifier", "token"), ("_lastUpdated", "date"), ("_include", "special")])),
                 audit_event_with_proof(resource("AuditEvent", &["search-type"], with_paging(&[("patient", "reference"), ("agent", "reference"), ("date", "date")]))),
             ],
-            "interaction": [{ "code": "transaction" }],
+            "interaction": [{ "code": "transaction" }, { "code": "batch" }],
+            "operation": [{
+                "name": "everything",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+            }],
         }],
     })
 }

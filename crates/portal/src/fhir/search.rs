@@ -1,6 +1,7 @@
 //! FHIR search parameters, parsed into typed queries before anything touches the database.
 //! Unknown parameters are refused (400) rather than silently ignored, so a client never
-//! mistakes an unfiltered result for a filtered one.
+//! mistakes an unfiltered result for a filtered one; a client that asks for lenient handling
+//! (`Prefer: handling=lenient`) has them dropped, and the self link shows what was used.
 
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, Month, OffsetDateTime};
@@ -46,14 +47,33 @@ pub struct DateRange {
     pub until: Option<OffsetDateTime>,
 }
 
+/// What every search takes besides its own parameters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Shared {
+    pub paging: Paging,
+    /// `_summary=count`: the total only, no entries.
+    pub count_only: bool,
+    /// `_total=none`: no total.
+    pub no_total: bool,
+    /// `_elements`: only these top-level elements of each match.
+    pub elements: Vec<String>,
+    pub include: Vec<String>,
+    pub revinclude: Vec<String>,
+    pub last_updated: DateRange,
+    /// The parameters the search used, for its self and next links.
+    pub used: Vec<(String, String)>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObservationSearch {
     pub patient: Option<Uuid>,
-    pub code: Option<(Option<String>, String)>,
+    /// Any of these (`code=a,b`).
+    pub codes: Vec<(Option<String>, String)>,
+    pub identifier: Option<String>,
     pub dates: DateRange,
     pub category: Option<String>,
     pub newest_first: bool,
-    pub paging: Paging,
+    pub shared: Shared,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -61,15 +81,16 @@ pub struct PatientSearch {
     pub identifier: Option<(Option<String>, String)>,
     pub name: Option<String>,
     pub birthdate: Option<Date>,
-    pub paging: Paging,
+    pub shared: Shared,
 }
 
-/// MedicationRequest and CarePlan: by patient and status.
+/// The other record types: by patient and status (any of a list).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StatusSearch {
     pub patient: Option<Uuid>,
-    pub status: Option<String>,
-    pub paging: Paging,
+    pub status: Vec<String>,
+    pub identifier: Option<String>,
+    pub shared: Shared,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -77,27 +98,71 @@ pub struct AuditSearch {
     pub patient: Option<Uuid>,
     pub agent: Option<Uuid>,
     pub dates: DateRange,
-    pub paging: Paging,
+    pub shared: Shared,
+}
+
+/// Strict handling refuses a parameter the portal does not know; lenient drops it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Handling {
+    #[default]
+    Strict,
+    Lenient,
 }
 
 type Pairs<'a> = &'a [(String, String)];
-/// The parameters a search takes besides paging, borrowed from the query.
+/// The parameters a search takes besides the shared ones, borrowed from the query.
 type OwnParams<'a> = Vec<(&'a str, &'a str)>;
 
 /// Parameters every search takes besides its own.
-fn common<'a>(pairs: Pairs<'a>, own: &[&str]) -> Result<(Paging, OwnParams<'a>), SearchError> {
-    let mut paging = Paging::default();
+fn common<'a>(
+    pairs: Pairs<'a>,
+    own: &[&str],
+    handling: Handling,
+) -> Result<(Shared, OwnParams<'a>), SearchError> {
+    let mut shared = Shared::default();
     let mut rest = Vec::new();
     for (k, v) in pairs {
         match k.as_str() {
-            "_count" => paging.count = number(k, v, 1, MAX_COUNT)?,
-            "_offset" => paging.offset = number(k, v, 0, MAX_OFFSET)?,
-            "_format" => {}
+            // `_count=0` asks for the total alone, as `_summary=count` does.
+            "_count" => match number(k, v, 0, MAX_COUNT)? {
+                0 => shared.count_only = true,
+                n => shared.paging.count = n,
+            },
+            "_offset" => shared.paging.offset = number(k, v, 0, MAX_OFFSET)?,
+            // fhirpy's count() sends this hint; a total is always counted here.
+            "_format" | "_totalMethod" => {}
+            "_summary" => match v.as_str() {
+                "count" => shared.count_only = true,
+                "false" => {}
+                _ => return Err(bad(k, "only count and false are supported")),
+            },
+            "_total" => match v.as_str() {
+                "none" => shared.no_total = true,
+                "estimate" | "accurate" => {}
+                _ => return Err(bad(k, "must be none, estimate or accurate")),
+            },
+            "_elements" => {
+                shared.elements = list(v)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
+            "_include" => shared.include.push(v.clone()),
+            "_revinclude" => shared.revinclude.push(v.clone()),
+            "_lastUpdated" => narrow(&mut shared.last_updated, k, v)?,
             key if own.contains(&key) => rest.push((k.as_str(), v.as_str())),
+            _ if handling == Handling::Lenient => continue,
             key => return Err(bad(key, "is not supported here (see /fhir/r4/metadata)")),
         }
+        shared.used.push((k.clone(), v.clone()));
     }
-    Ok((paging, rest))
+    Ok((shared, rest))
+}
+
+/// The values of an OR list (`a,b`); FHIR escapes a literal comma as `\,`, which no code or
+/// status the portal keeps contains.
+fn list(v: &str) -> impl Iterator<Item = &str> {
+    v.split(',').map(str::trim)
 }
 
 fn number(param: &str, v: &str, min: i64, max: i64) -> Result<i64, SearchError> {
@@ -222,21 +287,41 @@ fn narrow(range: &mut DateRange, param: &str, v: &str) -> Result<(), SearchError
     Ok(())
 }
 
+/// `system|value` as the portal keeps identifiers.
+fn identifier(param: &str, v: &str) -> Result<String, SearchError> {
+    let (system, value) = token(param, v)?;
+    Ok(format!("{}|{value}", system.unwrap_or_default()))
+}
+
 impl ObservationSearch {
-    pub fn parse(pairs: Pairs) -> Result<Self, SearchError> {
-        let (paging, rest) = common(
+    pub fn parse(pairs: Pairs, handling: Handling) -> Result<Self, SearchError> {
+        let (shared, rest) = common(
             pairs,
-            &["patient", "subject", "code", "date", "category", "_sort"],
+            &[
+                "patient",
+                "subject",
+                "code",
+                "date",
+                "category",
+                "identifier",
+                "_sort",
+            ],
+            handling,
         )?;
         let mut s = Self {
-            paging,
+            shared,
             newest_first: true,
             ..Self::default()
         };
         for (k, v) in rest {
             match k {
                 "patient" | "subject" => s.patient = Some(patient_reference(k, v)?),
-                "code" => s.code = Some(token(k, v)?),
+                "code" => {
+                    for code in list(v) {
+                        s.codes.push(token(k, code)?);
+                    }
+                }
+                "identifier" => s.identifier = Some(identifier(k, v)?),
                 "date" => narrow(&mut s.dates, k, v)?,
                 "category" => s.category = Some(token(k, v)?.1),
                 _ => {
@@ -253,10 +338,10 @@ impl ObservationSearch {
 }
 
 impl PatientSearch {
-    pub fn parse(pairs: Pairs) -> Result<Self, SearchError> {
-        let (paging, rest) = common(pairs, &["identifier", "name", "birthdate", "_id"])?;
+    pub fn parse(pairs: Pairs, handling: Handling) -> Result<Self, SearchError> {
+        let (shared, rest) = common(pairs, &["identifier", "name", "birthdate", "_id"], handling)?;
         let mut s = Self {
-            paging,
+            shared,
             ..Self::default()
         };
         for (k, v) in rest {
@@ -278,26 +363,38 @@ impl PatientSearch {
                 }
             }
         }
-        if s.identifier.is_none() && s.name.is_none() {
-            return Err(bad(
-                "identifier",
-                "search patients by identifier or by name (optionally with birthdate)",
-            ));
+        if s.identifier.is_none() && s.name.is_none() && s.birthdate.is_some() {
+            return Err(bad("birthdate", "give a name with the birth date"));
         }
         Ok(s)
     }
 }
 
 impl StatusSearch {
-    pub fn parse(pairs: Pairs) -> Result<Self, SearchError> {
-        let (paging, rest) = common(pairs, &["patient", "subject", "status"])?;
+    /// `identifier` only where the type keeps one (`with_identifier`).
+    pub fn parse(
+        pairs: Pairs,
+        handling: Handling,
+        with_identifier: bool,
+    ) -> Result<Self, SearchError> {
+        let own: &[&str] = if with_identifier {
+            &["patient", "subject", "status", "identifier"]
+        } else {
+            &["patient", "subject", "status"]
+        };
+        let (shared, rest) = common(pairs, own, handling)?;
         let mut s = Self {
-            paging,
+            shared,
             ..Self::default()
         };
         for (k, v) in rest {
             match k {
-                "status" => s.status = Some(token(k, v)?.1),
+                "status" => {
+                    for status in list(v) {
+                        s.status.push(token(k, status)?.1);
+                    }
+                }
+                "identifier" => s.identifier = Some(identifier(k, v)?),
                 _ => s.patient = Some(patient_reference(k, v)?),
             }
         }
@@ -306,10 +403,10 @@ impl StatusSearch {
 }
 
 impl AuditSearch {
-    pub fn parse(pairs: Pairs) -> Result<Self, SearchError> {
-        let (paging, rest) = common(pairs, &["patient", "entity", "agent", "date"])?;
+    pub fn parse(pairs: Pairs, handling: Handling) -> Result<Self, SearchError> {
+        let (shared, rest) = common(pairs, &["patient", "entity", "agent", "date"], handling)?;
         let mut s = Self {
-            paging,
+            shared,
             ..Self::default()
         };
         for (k, v) in rest {
@@ -337,20 +434,28 @@ mod tests {
         serde_urlencoded::from_str(q).unwrap()
     }
 
+    fn observation(q: &str) -> Result<ObservationSearch, SearchError> {
+        ObservationSearch::parse(&pairs(q), Handling::Strict)
+    }
+
+    fn patient(q: &str) -> Result<PatientSearch, SearchError> {
+        PatientSearch::parse(&pairs(q), Handling::Strict)
+    }
+
     #[test]
     fn observation_search_with_all_parameters() {
-        let s = ObservationSearch::parse(&pairs("patient=Patient/00000000-0000-0000-0000-000000000001&code=http://loinc.org|4548-4&date=ge2020-01&date=lt2021&category=laboratory&_sort=date&_count=10&_offset=20")).unwrap();
+        let s = observation("patient=Patient/00000000-0000-0000-0000-000000000001&code=http://loinc.org|4548-4&date=ge2020-01&date=lt2021&category=laboratory&_sort=date&_count=10&_offset=20").unwrap();
         assert_eq!(s.patient, Some(Uuid::from_u128(1)));
         assert_eq!(
-            s.code,
-            Some((Some("http://loinc.org".into()), "4548-4".into()))
+            s.codes,
+            vec![(Some("http://loinc.org".into()), "4548-4".into())]
         );
         assert_eq!(s.dates.from, Some(datetime!(2020-01-01 0:00 UTC)));
         assert_eq!(s.dates.until, Some(datetime!(2021-01-01 0:00 UTC)));
         assert_eq!(s.category.as_deref(), Some("laboratory"));
         assert!(!s.newest_first);
         assert_eq!(
-            s.paging,
+            s.shared.paging,
             Paging {
                 count: 10,
                 offset: 20
@@ -360,7 +465,7 @@ mod tests {
 
     #[test]
     fn date_precision_decides_the_range() {
-        let s = ObservationSearch::parse(&pairs("date=2020-02-29")).unwrap();
+        let s = observation("date=2020-02-29").unwrap();
         assert_eq!(
             (s.dates.from, s.dates.until),
             (
@@ -368,11 +473,11 @@ mod tests {
                 Some(datetime!(2020-03-01 0:00 UTC))
             )
         );
-        let s = ObservationSearch::parse(&pairs("date=le2020-12")).unwrap();
+        let s = observation("date=le2020-12").unwrap();
         assert_eq!(s.dates.until, Some(datetime!(2021-01-01 0:00 UTC)));
-        let s = ObservationSearch::parse(&pairs("date=gt2020-01-01")).unwrap();
+        let s = observation("date=gt2020-01-01").unwrap();
         assert_eq!(s.dates.from, Some(datetime!(2020-01-02 0:00 UTC)));
-        let s = ObservationSearch::parse(&pairs("date=ge2020-01-01T10:00:00%2B02:00")).unwrap();
+        let s = observation("date=ge2020-01-01T10:00:00%2B02:00").unwrap();
         assert_eq!(s.dates.from, Some(datetime!(2020-01-01 8:00 UTC)));
     }
 
@@ -386,10 +491,10 @@ mod tests {
             "date=9999-12",
             "date=9999-12-31",
         ] {
-            let _ = ObservationSearch::parse(&pairs(query));
+            let _ = observation(query);
         }
-        assert!(ObservationSearch::parse(&pairs("date=9999-12-31T23:59:59Z")).is_err());
-        assert!(PatientSearch::parse(&pairs("birthdate=9999-12-31T23:59:59Z")).is_err());
+        assert!(observation("date=9999-12-31T23:59:59Z").is_err());
+        assert!(patient("birthdate=9999-12-31T23:59:59Z").is_err());
     }
 
     #[test]
@@ -398,7 +503,6 @@ mod tests {
             ("date=2020-13", "date"),
             ("date=sa2020", "date"),
             ("date=20200101", "date"),
-            ("_count=0", "_count"),
             ("_count=100000", "_count"),
             ("_offset=-1", "_offset"),
             ("patient=Patient/abc", "patient"),
@@ -406,42 +510,72 @@ mod tests {
             ("_sort=value", "_sort"),
             ("code=", "code"),
         ] {
-            assert_eq!(
-                ObservationSearch::parse(&pairs(q)).unwrap_err().param,
-                param,
-                "{q}"
-            );
+            assert_eq!(observation(q).unwrap_err().param, param, "{q}");
         }
     }
 
     #[test]
     fn patient_search_needs_identifier_or_name() {
-        assert!(PatientSearch::parse(&pairs("birthdate=1980-01-01")).is_err());
-        let s =
-            PatientSearch::parse(&pairs("identifier=urn:oid:1.2.208.176.1.2|0101801234")).unwrap();
+        assert!(patient("birthdate=1980-01-01").is_err());
+        assert!(patient("").is_ok_and(|s| s.identifier.is_none() && s.name.is_none()));
+        let s = patient("identifier=urn:oid:1.2.208.176.1.2|0101801234").unwrap();
         assert_eq!(s.identifier.unwrap().1, "0101801234");
-        let s = PatientSearch::parse(&pairs("name=Jensen&birthdate=1980-03-14")).unwrap();
+        let s = patient("name=Jensen&birthdate=1980-03-14").unwrap();
         assert_eq!(
             s.birthdate.map(|d| d.to_string()),
             Some("1980-03-14".into())
         );
-        assert!(PatientSearch::parse(&pairs("name=Jensen&birthdate=1980")).is_err());
+        assert!(patient("name=Jensen&birthdate=1980").is_err());
     }
 
     #[test]
     fn status_and_audit_searches() {
-        let s = StatusSearch::parse(&pairs(
-            "patient=00000000-0000-0000-0000-000000000002&status=active",
-        ))
+        let s = StatusSearch::parse(
+            &pairs("patient=00000000-0000-0000-0000-000000000002&status=active,stopped"),
+            Handling::Strict,
+            false,
+        )
         .unwrap();
         assert_eq!(
-            (s.patient, s.status.as_deref()),
-            (Some(Uuid::from_u128(2)), Some("active"))
+            (s.patient, s.status),
+            (
+                Some(Uuid::from_u128(2)),
+                vec!["active".into(), "stopped".into()]
+            )
         );
-        let s = AuditSearch::parse(&pairs(
-            "agent=00000000-0000-0000-0000-000000000003&date=ge2026",
-        ))
+        let s = AuditSearch::parse(
+            &pairs("agent=00000000-0000-0000-0000-000000000003&date=ge2026"),
+            Handling::Strict,
+        )
         .unwrap();
         assert_eq!(s.agent, Some(Uuid::from_u128(3)));
+    }
+
+    #[test]
+    fn or_lists_and_shared_parameters() {
+        let s = observation("code=2345-7,http://loinc.org|2339-0&identifier=urn:lab|7&_summary=count&_total=none&_elements=code,status&_lastUpdated=ge2026").unwrap();
+        assert_eq!(
+            s.codes,
+            vec![
+                (None, "2345-7".into()),
+                (Some("http://loinc.org".into()), "2339-0".into())
+            ]
+        );
+        assert_eq!(s.identifier.as_deref(), Some("urn:lab|7"));
+        assert!(s.shared.count_only && s.shared.no_total);
+        assert_eq!(s.shared.elements, ["code", "status"]);
+        assert_eq!(
+            s.shared.last_updated.from,
+            Some(datetime!(2026-01-01 0:00 UTC))
+        );
+        assert!(observation("_summary=true").is_err());
+    }
+
+    #[test]
+    fn lenient_handling_drops_what_strict_refuses() {
+        assert_eq!(observation("colour=blue").unwrap_err().param, "colour");
+        let s =
+            ObservationSearch::parse(&pairs("colour=blue&code=1-8"), Handling::Lenient).unwrap();
+        assert_eq!(s.shared.used, vec![("code".to_string(), "1-8".to_string())]);
     }
 }

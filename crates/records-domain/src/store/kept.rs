@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::db::UuidText;
 use crate::model::{PatientId, Source};
 use crate::store::{imported_before, require, require_upsert, same_patient, Category, Upserted};
-use crate::store::{ReadPermit, WritePermit};
+use crate::store::{ReadPermit, WritePermit, Written};
 use crate::DomainError;
 
 /// A list kept in one column as JSON: parts of a row (an allergy's reactions, the results a
@@ -133,7 +133,7 @@ pub async fn upsert<T: Kept>(
     conn: &mut AnyConnection,
     permit: &impl WritePermit,
     record: &T,
-) -> Result<Upserted, DomainError> {
+) -> Result<Written, DomainError> {
     require_upsert(permit, T::CATEGORY, record.patient_id(), record.source())?;
     let stored: Option<T::Row> = imported_before(&mut *conn, T::BY_SOURCE, record.source()).await?;
     let Some(current) = stored.map(T::Row::into) else {
@@ -145,18 +145,26 @@ pub async fn upsert<T: Kept>(
             .bind(&record.source().id)
             .execute(conn)
             .await?;
-        return Ok(Upserted::Inserted);
+        return Ok(Written::new(Upserted::Inserted, record.id(), 1));
     };
     same_patient(current.patient_id(), record.patient_id())?;
     if record.as_stored(current.id(), current.version()) == current {
-        return Ok(Upserted::Unchanged);
+        return Ok(Written::new(
+            Upserted::Unchanged,
+            current.id(),
+            current.version(),
+        ));
     }
     record
         .bind_content(sqlx::query(T::UPDATE))
         .bind(UuidText(current.id()))
         .execute(conn)
         .await?;
-    Ok(Upserted::Updated)
+    Ok(Written::new(
+        Upserted::Updated,
+        current.id(),
+        current.version() + 1,
+    ))
 }
 
 pub async fn for_patient<T: Kept>(

@@ -8,7 +8,7 @@ use crate::db::{Flag, PortableQuery, Statement, Utc, UuidText};
 use crate::model::{Interpretation, LabResult, LabValue, Panel, PatientId, ResultStatus, Source};
 use crate::store::{
     imported_before, require, require_upsert, same_patient, Category, ReadPermit, Upserted,
-    WritePermit,
+    WritePermit, Written,
 };
 use crate::DomainError;
 
@@ -85,8 +85,12 @@ pub(crate) fn statements() -> Vec<Statement> {
     let mut all = crate::statements!("labs": BY_SOURCE, UPDATE, INSERT, FOR_PATIENT, HISTORY,
         COUNT_UNRELEASED, RELEASE, PATIENT_OF, BY_ID, PANEL_COMPONENTS);
     let every_filter = LabQuery {
-        code_system: Some("http://loinc.org".into()),
-        code: Some("2093-3".into()),
+        codes: vec![
+            (Some("http://loinc.org".into()), "2093-3".into()),
+            (None, "2085-9".into()),
+        ],
+        identifier: Some("urn:lab|1".into()),
+        ids: Some(vec![Uuid::nil(), Uuid::nil()]),
         from: Some(OffsetDateTime::UNIX_EPOCH),
         until: Some(OffsetDateTime::UNIX_EPOCH),
         category: Some("laboratory".into()),
@@ -173,7 +177,7 @@ pub async fn upsert(
     conn: &mut AnyConnection,
     permit: &impl WritePermit,
     result: &LabResult,
-) -> Result<Upserted, DomainError> {
+) -> Result<Written, DomainError> {
     require_upsert(
         permit,
         Category::LabResults,
@@ -185,13 +189,21 @@ pub async fn upsert(
         Some(current) => {
             same_patient(current.patient_id, result.patient_id)?;
             if same_content(&current, result) {
-                return Ok(Upserted::Unchanged);
+                return Ok(Written::new(
+                    Upserted::Unchanged,
+                    current.id,
+                    current.version,
+                ));
             }
             bind_content(sqlx::query(UPDATE), result)
                 .bind(UuidText(current.id))
                 .execute(conn)
                 .await?;
-            Ok(Upserted::Updated)
+            Ok(Written::new(
+                Upserted::Updated,
+                current.id,
+                current.version + 1,
+            ))
         }
         None => {
             bind_content(sqlx::query(INSERT), result)
@@ -202,7 +214,7 @@ pub async fn upsert(
                 .bind(&result.source.id)
                 .execute(conn)
                 .await?;
-            Ok(Upserted::Inserted)
+            Ok(Written::new(Upserted::Inserted, result.id, 1))
         }
     }
 }
@@ -384,8 +396,12 @@ pub async fn by_id_for(
 /// Filters of a result search (FHIR Observation search).
 #[derive(Debug, Clone, Default)]
 pub struct LabQuery {
-    pub code_system: Option<String>,
-    pub code: Option<String>,
+    /// Any of these codes, each with or without its system (FHIR's OR list).
+    pub codes: Vec<(Option<String>, String)>,
+    /// The source's identifier, `system|value`.
+    pub identifier: Option<String>,
+    /// Only these results (what a filter outside this table chose), when given.
+    pub ids: Option<Vec<Uuid>>,
     pub from: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
     pub category: Option<String>,
@@ -420,11 +436,27 @@ fn search_query<'q>(
     }
     // A panel is found by its own code, once: through its first component.
     query.push(" AND (panel_code IS NULL OR source_id LIKE '%#0')");
-    if let Some(system) = given(&q.code_system) {
-        query.push_bind(" AND code_system = ", system);
+    for (n, (system, code)) in q.codes.iter().enumerate() {
+        query.push(if n == 0 { " AND ((" } else { " OR (" });
+        query.push_bind("COALESCE(panel_code, code) = ", code.as_str());
+        if let Some(system) = given(system) {
+            query.push_bind(" AND code_system = ", system);
+        }
+        query.push(if n + 1 == q.codes.len() { "))" } else { ")" });
     }
-    if let Some(code) = given(&q.code) {
-        query.push_bind(" AND COALESCE(panel_code, code) = ", code);
+    if let Some(identifier) = given(&q.identifier) {
+        query.push_bind(" AND identifier = ", identifier);
+    }
+    if let Some(ids) = &q.ids {
+        if ids.is_empty() {
+            query.push(" AND 1 = 0");
+        }
+        for (n, id) in ids.iter().enumerate() {
+            query.push_bind(if n == 0 { " AND id IN (" } else { ", " }, UuidText(*id));
+            if n + 1 == ids.len() {
+                query.push(")");
+            }
+        }
     }
     if let Some(from) = q.from {
         query.push_bind(" AND effective_at >= ", Utc(from));

@@ -21,10 +21,13 @@ pub mod vaccinations;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
+use uuid::Uuid;
+
 use crate::db::Statement;
 use crate::model::{
-    Allergy, Contact, Diagnosis, ImagingStudy, PatientId, Procedure, Report, Vaccination,
+    Allergy, Contact, Diagnosis, ImagingStudy, PatientId, Procedure, Report, Source, Vaccination,
 };
+use crate::DomainError;
 
 /// Every SQL statement the stores send, for the test that prepares each on both engines.
 pub fn statements() -> Vec<Statement> {
@@ -193,4 +196,103 @@ pub enum Upserted {
     Inserted,
     Updated,
     Unchanged,
+}
+
+/// What an upsert did, to which row, and the version that row is at now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub outcome: Upserted,
+    pub id: Uuid,
+    pub version: i64,
+}
+
+impl Written {
+    pub fn new(outcome: Upserted, id: Uuid, version: i64) -> Self {
+        Self {
+            outcome,
+            id,
+            version,
+        }
+    }
+}
+
+/// The tables of a record's entries, for the questions every kind answers alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Patients,
+    LabResults,
+    Prescriptions,
+    TreatmentPlans,
+    Diagnoses,
+    Allergies,
+    Vaccinations,
+    Contacts,
+    Procedures,
+    Reports,
+    ImagingStudies,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Patients => "patients",
+            Self::LabResults => "lab_results",
+            Self::Prescriptions => "prescriptions",
+            Self::TreatmentPlans => "treatment_plans",
+            Self::Diagnoses => "diagnoses",
+            Self::Allergies => "allergies",
+            Self::Vaccinations => "vaccinations",
+            Self::Contacts => "contacts",
+            Self::Procedures => "procedures",
+            Self::Reports => "reports",
+            Self::ImagingStudies => "imaging_studies",
+        }
+    }
+
+    /// Only results and imaging studies keep their source's identifier.
+    fn keeps_identifier(self) -> bool {
+        matches!(self, Self::LabResults | Self::ImagingStudies)
+    }
+}
+
+/// An entry's source key and version, found by the entry's id: whose it is to update, and
+/// what an `If-Match` compares. Finding it reads nothing of the record.
+pub async fn source_key(
+    conn: &mut AnyConnection,
+    table: Table,
+    id: Uuid,
+) -> Result<Option<(Source, i64)>, DomainError> {
+    let sql = format!(
+        "SELECT source_system, source_id, version FROM {} WHERE id = $1",
+        table.name()
+    );
+    let row: Option<(String, String, i64)> = sqlx::query_as(&sql)
+        .bind(crate::db::UuidText(id))
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|(system, id, version)| (Source { system, id }, version)))
+}
+
+/// The entry a source system wrote under an identifier (`system|value`), if any: what a
+/// conditional create looks for. The first of a panel's components stands for the panel.
+pub async fn by_identifier(
+    conn: &mut AnyConnection,
+    table: Table,
+    source_system: &str,
+    identifier: &str,
+) -> Result<Option<Uuid>, DomainError> {
+    if !table.keeps_identifier() {
+        return Ok(None);
+    }
+    let sql = format!(
+        "SELECT id FROM {} WHERE source_system = $1 AND identifier = $2 \
+         ORDER BY source_id LIMIT 1",
+        table.name()
+    );
+    let row: Option<crate::db::UuidText> = sqlx::query_scalar(&sql)
+        .bind(source_system)
+        .bind(identifier)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(Uuid::from))
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::cpr::Cpr;
 use crate::db::{Flag, IsoDate, Statement, Utc, UuidText};
 use crate::model::{Patient, PatientId, Sex, Source};
-use crate::store::{RegisterPermit, Upserted};
+use crate::store::{RegisterPermit, Upserted, Written};
 use crate::DomainError;
 
 /// A name search's clause ($1 is the lower-case prefix pattern).
@@ -23,7 +23,7 @@ macro_rules! name_matches {
 macro_rules! columns {
     () => {
         "id, national_id, given_name, family_name, birth_date, sex, gp_clinic_id, \
-         original_identifier"
+         original_identifier, version"
     };
 }
 
@@ -33,7 +33,7 @@ const EXISTING: &str = concat!(
     " FROM patients WHERE (source_system = $1 AND source_id = $2) OR ($4 = 1 AND national_id = $3)"
 );
 const UPDATE_DEMOGRAPHICS: &str = "UPDATE patients SET given_name = $1, family_name = $2, \
-     birth_date = $3, sex = $4 WHERE id = $5";
+     birth_date = $3, sex = $4, version = version + 1 WHERE id = $5";
 const INSERT: &str = "INSERT INTO patients (id, national_id, given_name, family_name, birth_date, \
      sex, gp_clinic_id, source_system, source_id, original_identifier, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
@@ -84,6 +84,7 @@ struct PatientRow {
     sex: Sex,
     gp_clinic_id: Option<UuidText>,
     original_identifier: Option<String>,
+    version: i64,
 }
 
 impl TryFrom<PatientRow> for Patient {
@@ -99,6 +100,7 @@ impl TryFrom<PatientRow> for Patient {
             sex: row.sex,
             gp_clinic_id: row.gp_clinic_id.map(Uuid::from),
             original_identifier: row.original_identifier,
+            version: row.version,
         })
     }
 }
@@ -156,7 +158,7 @@ pub async fn upsert(
     patient: &Patient,
     current: Option<&Patient>,
     source: &Source,
-) -> Result<(PatientId, Upserted), DomainError> {
+) -> Result<Written, DomainError> {
     if source.system != permit.source_system() {
         return Err(DomainError::NotPermitted);
     }
@@ -165,7 +167,11 @@ pub async fn upsert(
             return Err(DomainError::NotPermitted);
         }
         if same_demographics(current, patient) {
-            return Ok((current.id, Upserted::Unchanged));
+            return Ok(Written::new(
+                Upserted::Unchanged,
+                current.id.0,
+                current.version,
+            ));
         }
         sqlx::query(UPDATE_DEMOGRAPHICS)
             .bind(&patient.given_name)
@@ -175,7 +181,11 @@ pub async fn upsert(
             .bind(current.id)
             .execute(&mut *conn)
             .await?;
-        return Ok((current.id, Upserted::Updated));
+        return Ok(Written::new(
+            Upserted::Updated,
+            current.id.0,
+            current.version + 1,
+        ));
     }
     let id = permit.patient_id();
     sqlx::query(INSERT)
@@ -192,7 +202,7 @@ pub async fn upsert(
         .bind(Utc::now())
         .execute(conn)
         .await?;
-    Ok((id, Upserted::Inserted))
+    Ok(Written::new(Upserted::Inserted, id.0, 1))
 }
 
 pub async fn by_id(

@@ -10,7 +10,7 @@ use crate::model::{
 };
 use crate::store::{
     imported_before, require, require_upsert, same_patient, Category, ReadPermit, Upserted,
-    WritePermit,
+    WritePermit, Written,
 };
 use crate::DomainError;
 
@@ -120,7 +120,7 @@ pub async fn upsert(
     conn: &mut AnyConnection,
     permit: &impl WritePermit,
     plan: &TreatmentPlan,
-) -> Result<Upserted, DomainError> {
+) -> Result<Written, DomainError> {
     require_upsert(
         permit,
         Category::TreatmentPlans,
@@ -131,13 +131,17 @@ pub async fn upsert(
     match existing.map(TreatmentPlan::from) {
         None => {
             insert_row(conn, plan).await?;
-            Ok(Upserted::Inserted)
+            Ok(Written::new(Upserted::Inserted, plan.id, 1))
         }
         Some(mut current) => {
             same_patient(current.patient_id, plan.patient_id)?;
             load_parts(conn, std::slice::from_mut(&mut current)).await?;
             if same_content(&current, plan) {
-                return Ok(Upserted::Unchanged);
+                return Ok(Written::new(
+                    Upserted::Unchanged,
+                    current.id,
+                    current.version,
+                ));
             }
             let content = PlanContent::of(plan);
             write_content(conn, current.id, &content, &plan.author).await?;
@@ -145,7 +149,11 @@ pub async fn upsert(
                 .bind(UuidText(current.id))
                 .execute(conn)
                 .await?;
-            Ok(Upserted::Updated)
+            Ok(Written::new(
+                Upserted::Updated,
+                current.id,
+                current.version + 1,
+            ))
         }
     }
 }

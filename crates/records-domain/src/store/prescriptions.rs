@@ -8,7 +8,7 @@ use crate::db::{IsoDate, Statement, Utc, UuidText};
 use crate::model::{PatientId, Prescription, PrescriptionStatus, Source};
 use crate::store::{
     imported_before, require, require_upsert, same_patient, Category, ReadPermit, Upserted,
-    WritePermit,
+    WritePermit, Written,
 };
 use crate::DomainError;
 
@@ -98,23 +98,31 @@ pub async fn upsert(
     conn: &mut AnyConnection,
     permit: &impl WritePermit,
     p: &Prescription,
-) -> Result<Upserted, DomainError> {
+) -> Result<Written, DomainError> {
     require_upsert(permit, Category::Prescriptions, p.patient_id, &p.source)?;
     let existing: Option<PrescriptionRow> =
         imported_before(&mut *conn, BY_SOURCE, &p.source).await?;
     if let Some(current) = existing.map(Prescription::from) {
         same_patient(current.patient_id, p.patient_id)?;
         if same_content(&current, p) {
-            return Ok(Upserted::Unchanged);
+            return Ok(Written::new(
+                Upserted::Unchanged,
+                current.id,
+                current.version,
+            ));
         }
         bind_content(sqlx::query(UPDATE), p)
             .bind(UuidText(current.id))
             .execute(conn)
             .await?;
-        return Ok(Upserted::Updated);
+        return Ok(Written::new(
+            Upserted::Updated,
+            current.id,
+            current.version + 1,
+        ));
     }
     insert_row(conn, p).await?;
-    Ok(Upserted::Inserted)
+    Ok(Written::new(Upserted::Inserted, p.id, 1))
 }
 
 async fn insert_row(conn: &mut AnyConnection, p: &Prescription) -> Result<(), DomainError> {

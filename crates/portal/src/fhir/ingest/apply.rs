@@ -6,11 +6,14 @@ use std::collections::HashMap;
 
 use access_control::gate::Refusal;
 use access_control::{BatchGrants, Gate};
-use records_domain::model::{PatientId, Source};
+use records_domain::model::{LabResult, PatientId, Source};
 use records_domain::store::kept::{self, Kept};
-use records_domain::store::{labs, plans, prescriptions, Upserted, WritePermit};
+use records_domain::store::{labs, plans, prescriptions, Upserted, WritePermit, Written};
 use records_domain::DomainError;
 use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::fhir::{resources, versions};
 
 use super::identity::{register, subject_of};
 use super::parse::{
@@ -20,14 +23,46 @@ use super::parse::{
 };
 use super::{category_of, ApplyError, Summary, Writer};
 
+/// What became of one resource of a batch.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// Written, or found unchanged: the resource as the portal now serves it.
+    Stored {
+        outcome: Upserted,
+        resource: Value,
+        /// When this version was written; `None` for an unchanged resource, written before.
+        written_at: Option<OffsetDateTime>,
+    },
+    Skipped {
+        reason: &'static str,
+    },
+}
+
+/// What a batch did: counts by type, and each resource's fate in the batch's order.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub summary: Summary,
+    pub entries: Vec<Entry>,
+}
+
 /// Apply a Bundle in one transaction: every stored resource is written, or none is.
 pub async fn apply_bundle(
     gate: &Gate<'_>,
     writer: &Writer<'_>,
     bundle: &Value,
-) -> Result<Summary, ApplyError> {
+) -> Result<Applied, ApplyError> {
     let (entries, urls) = bundle_entries(bundle)?;
     apply(gate, writer, Batch::new(entries, &urls)).await
+}
+
+/// Apply the entries of a transaction, each with its fullUrl, in one database transaction.
+pub async fn apply_batch(
+    gate: &Gate<'_>,
+    writer: &Writer<'_>,
+    resources: Vec<(String, &Value)>,
+    full_urls: &[Option<&str>],
+) -> Result<Applied, ApplyError> {
+    apply(gate, writer, Batch::new(resources, full_urls)).await
 }
 
 /// Apply loose resources (one NDJSON chunk) in one transaction; references between them and to
@@ -36,7 +71,7 @@ pub async fn apply_resources(
     gate: &Gate<'_>,
     writer: &Writer<'_>,
     resources: Vec<(String, &Value)>,
-) -> Result<Summary, ApplyError> {
+) -> Result<Applied, ApplyError> {
     let urls = vec![None; resources.len()];
     apply(gate, writer, Batch::new(resources, &urls)).await
 }
@@ -58,12 +93,12 @@ async fn apply(
     gate: &Gate<'_>,
     writer: &Writer<'_>,
     batch: Batch<'_>,
-) -> Result<Summary, ApplyError> {
+) -> Result<Applied, ApplyError> {
     let mut tx = gate.db.begin_write().await?;
     match write_batch(gate, &mut tx, writer, &batch).await {
-        Ok(summary) => {
+        Ok(applied) => {
             tx.commit().await?;
-            Ok(summary)
+            Ok(applied)
         }
         Err(BatchError::Failed(e)) => Err(e),
         Err(BatchError::Refused(refusal)) => {
@@ -78,8 +113,10 @@ async fn write_batch(
     tx: &mut sqlx::AnyConnection,
     writer: &Writer<'_>,
     batch: &Batch<'_>,
-) -> Result<Summary, BatchError> {
+) -> Result<Applied, BatchError> {
     let mut summary = Summary::default();
+    let mut entries: Vec<Option<Entry>> = vec![None; batch.entries.len()];
+    let now = OffsetDateTime::now_utc();
     // Patients first, so that the other resources can point at them wherever they stand.
     let mut patient_ids: HashMap<usize, PatientId> = HashMap::new();
     for (position, (location, resource)) in batch
@@ -88,24 +125,38 @@ async fn write_batch(
         .enumerate()
         .filter(|(_, (_, r))| r["resourceType"] == "Patient")
     {
-        let (id, outcome) = register(gate, tx, writer, resource, location).await?;
-        patient_ids.insert(position, id);
-        summary.count("Patient", outcome);
+        let (written, patient) = register(gate, tx, writer, resource, location).await?;
+        patient_ids.insert(position, patient.id);
+        summary.count("Patient", written.outcome);
+        let served = resources::patient(&patient);
+        entries[position] = Some(stored(tx, patient.id, written.outcome, served, now).await?);
     }
     let mut grants = BatchGrants::default();
-    for (location, resource) in &batch.entries {
+    for (position, (location, resource)) in batch.entries.iter().enumerate() {
         let kind = resource["resourceType"]
             .as_str()
             .unwrap_or("(no resourceType)");
         if kind == "Patient" {
             continue;
         }
+        let skip = |summary: &mut Summary, entries: &mut Vec<Option<Entry>>, reason| {
+            summary.skip(kind, reason);
+            entries[position] = Some(Entry::Skipped { reason });
+        };
         if kind == "Goal" {
-            summary.skip(kind, "kept inside the CarePlan that refers to it");
+            skip(
+                &mut summary,
+                &mut entries,
+                "kept inside the CarePlan that refers to it",
+            );
             continue;
         }
         let Some(category) = category_of(kind) else {
-            summary.skip(kind, "resource type not kept by the portal");
+            skip(
+                &mut summary,
+                &mut entries,
+                "resource type not kept by the portal",
+            );
             continue;
         };
         let subject = subject_of(tx, writer, batch, &patient_ids, resource, location).await?;
@@ -122,57 +173,68 @@ async fn write_batch(
             .map_err(BatchError::Refused)?;
         let written = match kind {
             "Observation" => {
-                let mut outcomes = Vec::new();
-                for result in parse_observation(resource, batch, subject, &source, location)? {
-                    outcomes.push(labs::upsert(tx, grant, &result).await);
-                }
-                outcomes.into_iter().collect::<Result<Vec<_>, _>>()
+                let results = parse_observation(resource, batch, subject, &source, location)?;
+                observe(tx, grant, results).await
             }
             "MedicationRequest" => {
-                let p = parse_medication_request(resource, batch, subject, &source, location)?;
-                prescriptions::upsert(tx, grant, &p).await.map(|o| vec![o])
+                let mut p = parse_medication_request(resource, batch, subject, &source, location)?;
+                prescriptions::upsert(tx, grant, &p).await.map(|w| {
+                    (p.id, p.version) = (w.id, w.version);
+                    Some((w.outcome, resources::medication_request(&p)))
+                })
             }
             "CarePlan" => match parse_care_plan(resource, batch, subject, &source, location)? {
-                Some(plan) => plans::upsert(tx, grant, &plan).await.map(|o| vec![o]),
+                Some(mut plan) => plans::upsert(tx, grant, &plan).await.map(|w| {
+                    (plan.id, plan.version) = (w.id, w.version);
+                    Some((w.outcome, resources::care_plan(&plan)))
+                }),
                 None => {
-                    summary.skip(kind, "status entered-in-error or unknown");
+                    skip(
+                        &mut summary,
+                        &mut entries,
+                        "status entered-in-error or unknown",
+                    );
                     continue;
                 }
             },
             "Condition" => {
                 let parsed = parse_condition(resource, batch, subject, &source, location)?;
-                keep(tx, grant, parsed).await
+                keep(tx, grant, parsed, resources::condition).await
             }
             "AllergyIntolerance" => {
                 let parsed = parse_allergy(resource, batch, subject, &source, location)?;
-                keep(tx, grant, parsed).await
+                keep(tx, grant, parsed, resources::allergy_intolerance).await
             }
             "Immunization" => {
                 let parsed = parse_immunization(resource, batch, subject, &source, location)?;
-                keep(tx, grant, parsed).await
+                keep(tx, grant, parsed, resources::immunization).await
             }
             "Encounter" => {
                 let parsed = parse_encounter(resource, batch, subject, &source, location)?;
-                keep(tx, grant, parsed).await
+                keep(tx, grant, parsed, resources::encounter).await
             }
             "Procedure" => {
                 let parsed = parse_procedure(resource, batch, subject, &source, location)?;
-                keep(tx, grant, parsed).await
+                keep(tx, grant, parsed, resources::procedure).await
             }
             "DiagnosticReport" => {
                 let parsed = parse_report(resource, batch, subject, &source, location)?;
-                keep(tx, grant, parsed).await
+                keep(tx, grant, parsed, resources::diagnostic_report).await
             }
             "ImagingStudy" => {
                 let parsed = parse_imaging_study(resource, batch, subject, &source, location)?;
-                keep(tx, grant, parsed).await
+                keep(tx, grant, parsed, resources::imaging_study).await
             }
             _ => {
-                summary.skip(kind, "resource type not kept by the portal");
+                skip(
+                    &mut summary,
+                    &mut entries,
+                    "resource type not kept by the portal",
+                );
                 continue;
             }
         };
-        let outcomes: Vec<Upserted> = written.map_err(|e| match e {
+        let written = written.map_err(|e| match e {
             DomainError::BelongsToAnotherPatient(owner) => BatchError::Refused(gate.refuse_move(
                 &writer.request(subject, Some(source.id.clone())),
                 owner,
@@ -182,25 +244,88 @@ async fn write_batch(
         })?;
         // An Observation panel may hold no results; every other kind writes nothing only
         // when its resource was entered in error.
-        if outcomes.is_empty() && kind != "Observation" {
-            summary.skip(kind, "entered in error");
+        let Some((outcome, served)) = written else {
+            if kind != "Observation" {
+                skip(&mut summary, &mut entries, "entered in error");
+            }
             continue;
-        }
-        summary.count(kind, combined(&outcomes));
+        };
+        summary.count(kind, outcome);
+        entries[position] = Some(stored(tx, subject, outcome, served, now).await?);
     }
-    Ok(summary)
+    let entries = entries
+        .into_iter()
+        .map(|e| {
+            e.unwrap_or(Entry::Skipped {
+                reason: "no results",
+            })
+        })
+        .collect();
+    Ok(Applied { summary, entries })
 }
 
-/// Store a diagnosis, allergy or vaccination; one entered in error (`None`) writes nothing.
+/// A resource as stored: a new version is kept with the time it was written.
+async fn stored(
+    tx: &mut sqlx::AnyConnection,
+    patient: PatientId,
+    outcome: Upserted,
+    served: Value,
+    now: OffsetDateTime,
+) -> Result<Entry, DomainError> {
+    if outcome == Upserted::Unchanged {
+        return Ok(Entry::Stored {
+            outcome,
+            resource: served,
+            written_at: None,
+        });
+    }
+    let resource = versions::stamped(served, now);
+    versions::record(tx, patient, now, &resource).await?;
+    Ok(Entry::Stored {
+        outcome,
+        resource,
+        written_at: Some(now),
+    })
+}
+
+/// Store a result, or a panel's components; the first stands for the whole Observation.
+async fn observe(
+    tx: &mut sqlx::AnyConnection,
+    grant: &impl WritePermit,
+    mut results: Vec<LabResult>,
+) -> Result<Option<(Upserted, Value)>, DomainError> {
+    let mut outcomes = Vec::with_capacity(results.len());
+    for result in &mut results {
+        let written = labs::upsert(tx, grant, result).await?;
+        (result.id, result.version) = (written.id, written.version);
+        outcomes.push(written.outcome);
+    }
+    let Some(head) = results.first() else {
+        return Ok(None);
+    };
+    let components = if results.len() > 1 { &results[..] } else { &[] };
+    Ok(Some((
+        combined(&outcomes),
+        resources::observation(head, components),
+    )))
+}
+
+/// Store one of the kinds the `kept` store holds; one entered in error (`None`) writes nothing.
 async fn keep<T: Kept>(
     tx: &mut sqlx::AnyConnection,
     grant: &impl WritePermit,
     parsed: Option<T>,
-) -> Result<Vec<Upserted>, DomainError> {
-    match parsed {
-        Some(record) => Ok(vec![kept::upsert(tx, grant, &record).await?]),
-        None => Ok(Vec::new()),
-    }
+    render: fn(&T) -> Value,
+) -> Result<Option<(Upserted, Value)>, DomainError> {
+    let Some(record) = parsed else {
+        return Ok(None);
+    };
+    let Written {
+        outcome,
+        id,
+        version,
+    } = kept::upsert(tx, grant, &record).await?;
+    Ok(Some((outcome, render(&record.as_stored(id, version)))))
 }
 
 fn combined(outcomes: &[Upserted]) -> Upserted {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use access_control::Gate;
 use records_domain::model::{Patient, PatientId, Sex, Source};
-use records_domain::store::{patients, Upserted};
+use records_domain::store::{patients, Upserted, Written};
 use records_domain::Cpr;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -34,7 +34,7 @@ pub(super) async fn register(
     writer: &Writer<'_>,
     resource: &Value,
     location: &str,
-) -> Result<(PatientId, Upserted), BatchError> {
+) -> Result<(Written, Patient), BatchError> {
     let source = source_of(writer, resource, location)?;
     let patient = parse_patient(resource, &source, location)?;
     let (patient, same_as) = if carries_cpr(resource) {
@@ -46,7 +46,8 @@ pub(super) async fn register(
     let current = patients::existing(tx, &patient, &source, same_as).await?;
     if let Some(current) = &current {
         if patients::same_demographics(current, &patient) {
-            return Ok((current.id, Upserted::Unchanged));
+            let written = Written::new(Upserted::Unchanged, current.id.0, current.version);
+            return Ok((written, current.clone()));
         }
     }
     let id = current.as_ref().map_or(patient.id, |c| c.id);
@@ -55,7 +56,14 @@ pub(super) async fn register(
         .authorize_register(tx, &req, patient.birth_date, writer.source_system)
         .await?
         .map_err(BatchError::Refused)?;
-    Ok(patients::upsert(tx, &grant, &patient, current.as_ref(), &source).await?)
+    let written = patients::upsert(tx, &grant, &patient, current.as_ref(), &source).await?;
+    let stored = Patient {
+        id: PatientId(written.id),
+        version: written.version,
+        gp_clinic_id: current.as_ref().and_then(|c| c.gp_clinic_id),
+        ..patient
+    };
+    Ok((written, stored))
 }
 
 pub(super) async fn subject_of(

@@ -18,7 +18,7 @@ use records_domain::model::PatientId;
 use records_domain::store::{Category, Upserted};
 use records_domain::DomainError;
 
-pub use apply::{apply_bundle, apply_resources};
+pub use apply::{apply_batch, apply_bundle, apply_resources, Applied, Entry};
 pub use identity::CPR_SYSTEM;
 pub use parse::{
     bundle_entries, parse_allergy, parse_care_plan, parse_condition, parse_encounter,

@@ -76,6 +76,7 @@ pub fn parse_patient(r: &Value, source: &Source, location: &str) -> Result<Patie
         sex,
         gp_clinic_id: None,
         original_identifier: original,
+        version: 1,
     })
 }
 
