@@ -619,6 +619,13 @@ both_engines!(
             (expected - 1).min(50),
             "{expected}"
         );
+        let formatted = format!("{}-{}", &anne_cpr[..6], &anne_cpr[6..]);
+        assert!(
+            event_rows(&by_patient)
+                .iter()
+                .all(|row| row[3] == format!("Anne Jensen CPR {formatted}")),
+            "the patient by name and CPR number, not an internal id"
+        );
 
         let denied = auditor
             .post("/audit", &[("outcome", "denied"), ("actor", "dr.larsen")])
@@ -627,7 +634,7 @@ both_engines!(
         assert_eq!(denied.len(), 1, "{denied:?}");
         assert_eq!(
             (denied[0][1].as_str(), denied[0][5].as_str()),
-            ("Dr. Jens Larsen clinician", "denied")
+            ("Dr. Jens Larsen clinician, Lægerne Aarhus C", "denied")
         );
         let overrides = auditor
             .post("/audit", &[("basis", "emergency_override")])

@@ -137,15 +137,44 @@ both_engines!(
         let entries = log.select_text("ol.access-log > li");
         let read = entries
             .iter()
-            .find(|e| e.contains("read lab_results"))
-            .unwrap_or_else(|| panic!("the GP's read is listed: {entries:?}"));
+            .find(|e| e.contains("read your test results"))
+            .unwrap_or_else(|| panic!("the GP's read is listed in plain words: {entries:?}"));
         assert!(
-            read.contains("Dr. Mette Hansen (clinician, Lægehuset Nørrebro) · read lab_results"),
+            read.contains(
+                "Dr. Mette Hansen (clinician, Lægehuset Nørrebro) read your test results"
+            ),
             "who, role, clinic and what: {read}"
         );
         assert!(
-            read.contains("Basis: patient is listed with the clinician's practice"),
+            read.contains("Why they could: patient is listed with the clinician's practice"),
             "on what basis: {read}"
+        );
+        assert!(!read.contains("UTC"), "times are Danish local time: {read}");
+        // A refused look, in words a patient understands: no internal codes, no empty field.
+        let mut larsen = app.signed_in("dr.larsen").await;
+        let cpr = app
+            .text(&format!(
+                "SELECT national_id FROM patients WHERE id = '{}'",
+                anne_id.0
+            ))
+            .await;
+        larsen.post("/clinician/lookup", &[("cpr", &cpr)]).await;
+        let log = anne.get("/me/access-log").await;
+        let refused = log
+            .select_text("ol.access-log > li")
+            .into_iter()
+            .find(|e| e.contains("Dr. Jens Larsen"))
+            .unwrap_or_else(|| panic!("the refused lookup is listed: {}", log.body));
+        assert!(
+            refused.contains("found your name in a search, but could not open your record")
+                && refused.contains(
+                    "They were not let in: you are not listed with their practice and they are not treating you."
+                ),
+            "{refused}"
+        );
+        assert!(
+            !refused.contains("no_treatment_relationship") && !refused.contains("Basis:"),
+            "{refused}"
         );
         assert!(!log.has("ol.access-log > li.emergency"));
 
@@ -563,7 +592,7 @@ both_engines!(
             .assert_ok();
         let log = anne.get("/me/access-log").await;
         log.assert_ok();
-        assert!(log.contains("read lab_results") && !log.contains("chain.json"));
+        assert!(log.contains("read your test results") && !log.contains("chain.json"));
         assert_eq!(anne.get("/me/access-log/chain.json").await.status, 404);
 
         // Reporting the same access twice is answered, not silently dropped.

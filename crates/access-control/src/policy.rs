@@ -126,6 +126,23 @@ pub enum Denial {
 }
 
 impl Denial {
+    pub const ALL: [Denial; 10] = [
+        Self::NotYourRecord,
+        Self::ChildTurned15,
+        Self::CategoryNotForGuardians,
+        Self::NoTreatmentRelationship,
+        Self::BlockedByPatient,
+        Self::NoClinicalAccessForRole,
+        Self::ReadOnlyAccess,
+        Self::OutsideTokenPatient,
+        Self::DemographicsOnlyFromRegister,
+        Self::RecordOfAnotherPatient,
+    ];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NotYourRecord => "not_your_record",

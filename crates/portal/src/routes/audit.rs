@@ -3,6 +3,7 @@
 //! data; their reads go to the read replica when one is configured, and every auditor action
 //! is itself an audit event.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use access_control::audit::query::{self as audit_query, Cursor, Export, Filter};
@@ -221,8 +222,17 @@ async fn results(state: &AppState, auditor: &CurrentUser, form: FilterForm) -> A
     let (events, next) =
         audit_query::search(&mut conn, &filter, checked.after.as_ref(), PAGE_SIZE).await?;
     let clinics = clinics::all(&mut conn).await?;
-    drop(conn);
     let elapsed = started.elapsed();
+    // Auditors read people, not ids: who each event is about, looked up once per page.
+    let mut people = HashMap::new();
+    for id in events.iter().filter_map(|e| e.patient_id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = people.entry(id) {
+            if let Some(patient) = patients::by_id(&mut conn, PatientId(id)).await? {
+                slot.insert(patient);
+            }
+        }
+    }
+    drop(conn);
     record_auditor_action(
         state,
         auditor,
@@ -238,6 +248,7 @@ async fn results(state: &AppState, auditor: &CurrentUser, form: FilterForm) -> A
         &clinics,
         Ok(view::Results {
             events: &events,
+            people: &people,
             next,
             elapsed,
         }),

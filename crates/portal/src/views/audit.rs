@@ -1,5 +1,6 @@
 //! The auditor's pages: the filtered event list, the review queue, statistics and verification.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use access_control::audit::query::{Cursor, Review};
@@ -7,14 +8,18 @@ use access_control::audit::statistics::ClinicianStats;
 use access_control::audit::verify::VerifyReport;
 use access_control::audit::AuditEvent;
 use maud::{html, Markup};
-use records_domain::model::Clinic;
+use records_domain::model::{Clinic, Patient};
+use uuid::Uuid;
 
+use super::clock;
 use super::layout::{csrf_field, page, Frame};
 use crate::auth::CurrentUser;
 use crate::forms::FilterForm;
 
 pub struct Results<'a> {
     pub events: &'a [AuditEvent],
+    /// Who the events are about, by patient id.
+    pub people: &'a HashMap<Uuid, Patient>,
     pub next: Option<Cursor>,
     pub elapsed: Duration,
 }
@@ -106,7 +111,7 @@ pub fn workbench(
                 Err(problem) => { p.notice.error role="alert" { (problem) } }
                 Ok(r) => {
                     p.hint { (r.events.len()) " events on this page, newest first (" (format!("{:.1}", r.elapsed.as_secs_f64() * 1000.0)) " ms)." }
-                    (event_table(r.events))
+                    (event_table(r.events, r.people, &clinic_names(clinics)))
                     @if let Some(next) = r.next {
                         form method="post" action="/audit" {
                             (csrf_field(csrf))
@@ -122,19 +127,37 @@ pub fn workbench(
     )
 }
 
-pub fn event_table(events: &[AuditEvent]) -> Markup {
+fn clinic_names(clinics: &[Clinic]) -> HashMap<Uuid, &str> {
+    clinics.iter().map(|c| (c.id, c.name.as_str())).collect()
+}
+
+/// The auditors' table: people by name (patients with their CPR number, staff with their
+/// clinic), times in Danish time to the second.
+pub fn event_table(
+    events: &[AuditEvent],
+    people: &HashMap<Uuid, Patient>,
+    clinics: &HashMap<Uuid, &str>,
+) -> Markup {
     html! {
         div.table-wrap tabindex="0" role="region" aria-label="Table, scrolls sideways on small screens" {
             table.events {
                 caption.visually-hidden { "Audit events" }
-                thead { tr { th scope="col" { "Time (UTC)" } th scope="col" { "Actor" } th scope="col" { "Action" } th scope="col" { "Patient" } th scope="col" { "Basis" } th scope="col" { "Outcome" } th scope="col" { "Reason" } th scope="col" { "Address" } th scope="col" { "Chain" } } }
+                thead { tr { th scope="col" { "Time (Copenhagen)" } th scope="col" { "Actor" } th scope="col" { "Action" } th scope="col" { "Patient" } th scope="col" { "Basis" } th scope="col" { "Outcome" } th scope="col" { "Reason" } th scope="col" { "Address" } th scope="col" { "Chain" } } }
                 tbody {
                     @for e in events {
                         tr.emergency[e.basis == "emergency_override"] {
-                            td { (e.occurred_at) }
-                            td { (e.actor_name) br; small { (e.actor_role) } }
+                            td { time datetime=(e.occurred_at) { (clock::second_of(&e.occurred_at)) } }
+                            td { (e.actor_name) br; small { (e.actor_role) @if let Some(clinic) = e.actor_clinic_id.and_then(|c| clinics.get(&c)) { ", " (clinic) } } }
                             td { (e.action) @if let Some(id) = &e.resource_id { br; small { (e.resource_type) " " (id) } } }
-                            td { @if let Some(p) = e.patient_id { code { (p) } } @if let Some(b) = &e.on_behalf_of { br; small { "on behalf of " (b) } } }
+                            td {
+                                @if let Some(p) = e.patient_id {
+                                    @match people.get(&p) {
+                                        Some(patient) => { (patient.full_name()) br; small { "CPR " (patient.cpr.formatted()) } }
+                                        None => { code { (p) } }
+                                    }
+                                }
+                                @if let Some(b) = &e.on_behalf_of { br; small { "on behalf of " (b) } }
+                            }
                             td { (e.basis) }
                             td { (e.outcome) }
                             td { (e.reason) }
@@ -168,7 +191,7 @@ pub fn reviews(user: &CurrentUser, csrf: &str, items: &[(Review, Option<AuditEve
                         " · " (review.status)
                     }
                     @if let Some(e) = event {
-                        p { strong { (e.actor_name) } " (" (e.actor_role) ") · " (e.action) " · " (e.occurred_at) " · basis " (e.basis) }
+                        p { strong { (e.actor_name) } " (" (e.actor_role) ") · " (e.action) " · " (clock::second_of(&e.occurred_at)) " · basis " (e.basis) }
                         @if let Some(p) = e.patient_id { p { "Patient " code { (p) } } }
                     }
                     @if !review.comment.is_empty() { p { "Stated: " q { (review.comment) } } }

@@ -483,7 +483,7 @@ pub fn plan_conflict(
         patient,
         html! {
             p.notice.error role="alert" {
-                (current.author) " saved this plan (now version " (current.version) ", " (date_text(current.updated_at.date())) ") after you opened it, so your changes were not saved. "
+                (current.author) " saved this plan (now version " (current.version) ", " (super::clock::day(current.updated_at)) ") after you opened it, so your changes were not saved. "
                 "Compare the two below. Your text is kept in the form: save it to replace their version, or edit it first."
             }
             section { h2 { "The plan as it is now" } (plan_card(current, html! {})) }

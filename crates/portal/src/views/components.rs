@@ -7,18 +7,7 @@ use records_domain::model::{
 };
 use time::OffsetDateTime;
 
-pub fn day(t: OffsetDateTime) -> String {
-    date_text(t.date())
-}
-
-pub fn minute(t: OffsetDateTime) -> String {
-    format!(
-        "{} {:02}:{:02} UTC",
-        date_text(t.date()),
-        t.hour(),
-        t.minute()
-    )
-}
+pub use super::clock::{day, minute};
 
 pub fn flag(i: Interpretation) -> Markup {
     let (class, text) = match i {

@@ -5,6 +5,7 @@ pub mod account;
 pub mod admin;
 pub mod audit;
 pub mod clinician;
+pub mod clock;
 pub mod components;
 pub mod entries;
 pub mod layout;

@@ -5,15 +5,17 @@ use access_control::audit::query::Review;
 use access_control::audit::AuditEvent;
 use access_control::consent::{Block, BlockTarget, Proxy};
 use access_control::policy::ProxyKind;
-use access_control::Basis;
+use access_control::{Basis, Denial};
 use maud::{html, Markup};
 use records_domain::model::{
     Allergy, Clinic, Contact, Diagnosis, LabResult, Prescription, TreatmentPlan, Vaccination,
 };
 use records_domain::store::renewals::{self, RenewalRequest};
+use records_domain::store::Category;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::clock;
 use super::components::{
     day, flag, history_table, lab_table, plan_card, prescription_table, trend_chart,
 };
@@ -58,7 +60,7 @@ pub fn overview(user: &CurrentUser, csrf: &str, s: Summary) -> Markup {
                 section.notice.error role="alert" {
                     h2 { "Signed in with a password from an administrator" }
                     p { "Your account was signed in to with a one-time password that an administrator issued. If you did not do this yourself, report it in " a href="/me/access-log" { "who looked at my record" } ", where each of these sign-ins is listed." }
-                    ul { @for e in &s.issued_sign_ins { li { time datetime=(e.occurred_at) { (e.occurred_at.get(..16).unwrap_or(&e.occurred_at).replace('T', " ")) " UTC" } " (administrator: " (e.actor_name) ")" } } }
+                    ul { @for e in &s.issued_sign_ins { li { time datetime=(e.occurred_at) { (clock::minute_of(&e.occurred_at)) } " (administrator: " (e.actor_name) ")" } } }
                     @if s.may_acknowledge {
                         form method="post" action="/me/sign-in-notice" {
                             (csrf_field(csrf))
@@ -311,6 +313,83 @@ fn basis_text(event: &AuditEvent) -> String {
     }
 }
 
+/// What someone did with the record, in the patient's words ("read your lab results"), from
+/// the action the audit log keeps ("read lab_results").
+fn action_text(event: &AuditEvent) -> String {
+    let refused = refused(event);
+    let part = |code: &str| {
+        Category::parse(code).map_or_else(|| code.replace('_', " "), |c| category_words(c).into())
+    };
+    let action = event.action.as_str();
+    if let Some(code) = action.strip_prefix("read ") {
+        return match (code, refused) {
+            ("summary", false) => "opened the overview of your record".into(),
+            ("summary", true) => "tried to open your record".into(),
+            (code, false) => format!("read your {}", part(code)),
+            (code, true) => format!("tried to read your {}", part(code)),
+        };
+    }
+    if let Some(code) = action.strip_prefix("write ") {
+        let verb = if refused {
+            "tried to add to"
+        } else {
+            "added to or changed"
+        };
+        return format!("{verb} your {}", part(code));
+    }
+    match action {
+        "lookup" if refused => "found your name in a search, but could not open your record".into(),
+        "lookup" => "found you in a search of patients".into(),
+        "emergency_override" => "opened your record in an emergency, giving a reason".into(),
+        "identify" => "looked up whom your CPR number belongs to, to deliver a result".into(),
+        "request renewal" => "asked for a prescription to be renewed".into(),
+        "manage consent" => "changed who may see your record".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+fn category_words(category: Category) -> &'static str {
+    match category {
+        Category::LabResults => "test results",
+        Category::Prescriptions => "medicine card",
+        Category::TreatmentPlans => "treatment plans",
+        Category::Diagnoses => "diagnoses",
+        Category::Allergies => "allergies",
+        Category::Vaccinations => "vaccinations",
+        Category::Contacts => "hospital and GP contacts",
+        Category::Procedures => "procedures",
+        Category::Reports => "reports and scans",
+        Category::AccessLog => "access log",
+    }
+}
+
+/// A refused access, or a search hit whose record could not have been opened (the search
+/// itself succeeded; the event keeps why the record stayed closed).
+fn refused(event: &AuditEvent) -> bool {
+    event.outcome == "denied" || (event.basis.is_empty() && Denial::parse(&event.reason).is_some())
+}
+
+/// Why a refused access was refused, said to the patient (the policy's own words address the
+/// one who was refused).
+fn refusal_text(reason: &str) -> Option<&'static str> {
+    Some(match Denial::parse(reason)? {
+        Denial::NotYourRecord => "they hold no power of attorney or guardianship for you",
+        Denial::ChildTurned15 => "guardians' access ends when a child turns 15",
+        Denial::CategoryNotForGuardians => "guardians do not see this part of a child's record",
+        Denial::NoTreatmentRelationship => {
+            "you are not listed with their practice and they are not treating you"
+        }
+        Denial::BlockedByPatient => "you have blocked them",
+        Denial::NoClinicalAccessForRole => "their role gives no access to health data",
+        Denial::ReadOnlyAccess => "they may read but not change your record",
+        Denial::OutsideTokenPatient => "their app's access covers another person only",
+        Denial::DemographicsOnlyFromRegister => {
+            "only the civil registration system changes your name, sex or birth date"
+        }
+        Denial::RecordOfAnotherPatient => "the change named another patient",
+    })
+}
+
 /// How much of the log the viewer may see.
 pub struct LogView {
     /// Resource ids (e.g. which test) and stated reasons; not for guardians.
@@ -345,17 +424,21 @@ pub fn access_log(
                     @let emergency = e.basis == Basis::EmergencyOverride.as_str();
                     li.card.emergency[emergency] id={ "e-" (e.id) } {
                         p.meta {
-                            time datetime=(e.occurred_at) { (e.occurred_at.get(..16).unwrap_or(&e.occurred_at).replace('T', " ")) " UTC" }
+                            time datetime=(e.occurred_at) { (clock::minute_of(&e.occurred_at)) }
                             @if emergency { " · " strong.flag.critical { "Emergency override" } }
-                            @if e.outcome == "denied" { " · " strong { "Refused" } }
+                            @if refused(e) { " · " strong { "Refused" } }
                         }
                         p {
                             strong { (e.actor_name) } " (" (e.actor_role)
                             @if let Some(name) = e.actor_clinic_id.and_then(|c| clinic_names.get(&c)) { ", " (name) }
-                            ") · " (e.action)
+                            ") " (action_text(e))
                             @if let Some(id) = e.resource_id.as_ref().filter(|_| view_as.details) { " " code { (id) } }
                         }
-                        p { "Basis: " (basis_text(e)) @if view_as.details && !e.reason.is_empty() && e.outcome != "denied" { " · Reason given: " q { (e.reason) } } }
+                        @if refused(e) {
+                            p { "They were not let in" @if let Some(why) = refusal_text(&e.reason) { ": " (why) } "." }
+                        } @else {
+                            p { "Why they could: " (basis_text(e)) @if view_as.details && !e.reason.is_empty() { " · Reason they gave: " q { (e.reason) } } }
+                        }
                         @match reviews.get(&e.id) {
                             Some(r) if r.status == "closed" => {
                                 p.notice role="status" { "You reported this. An auditor answered: " (r.resolution_note.as_deref().unwrap_or("")) }
