@@ -520,8 +520,7 @@ both_engines!(
         let log = karen.get("/me/access-log").await;
         log.assert_ok();
         let issued = format!(
-            "{admin_name} (administrator) · {}",
-            access_control::accounts::ISSUED_SIGN_IN
+            "{admin_name} (administrator) issued the password your account was signed in with"
         );
         assert!(
             log.select_text("ol.access-log li p")

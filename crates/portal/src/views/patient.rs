@@ -344,6 +344,12 @@ fn action_text(event: &AuditEvent) -> String {
         "identify" => "looked up whom your CPR number belongs to, to deliver a result".into(),
         "request renewal" => "asked for a prescription to be renewed".into(),
         "manage consent" => "changed who may see your record".into(),
+        access_control::accounts::ISSUED_SIGN_IN => {
+            "issued the password your account was signed in with".into()
+        }
+        "reset password" => "reset your password".into(),
+        "disable user" => "closed your account".into(),
+        "enable user" => "opened your account again".into(),
         other => other.replace('_', " "),
     }
 }
@@ -436,8 +442,10 @@ pub fn access_log(
                         }
                         @if refused(e) {
                             p { "They were not let in" @if let Some(why) = refusal_text(&e.reason) { ": " (why) } "." }
-                        } @else {
-                            p { "Why they could: " (basis_text(e)) @if view_as.details && !e.reason.is_empty() { " · Reason they gave: " q { (e.reason) } } }
+                        } @else if !e.basis.is_empty() {
+                            p { "Why they could: " (basis_text(e)) @if view_as.details && !e.reason.is_empty() { " · Reason given: " q { (e.reason) } } }
+                        } @else if view_as.details && !e.reason.is_empty() {
+                            p { (e.reason) }
                         }
                         @match reviews.get(&e.id) {
                             Some(r) if r.status == "closed" => {
