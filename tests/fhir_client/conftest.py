@@ -44,7 +44,7 @@ def client(token):
 @pytest.fixture(scope="session")
 def tokens():
     return {"lab": os.environ["LAB_TOKEN"], "lab_name": os.environ["LAB_NAME"],
-            "anne": os.environ["ANNE_TOKEN"]}
+            "anne": os.environ["ANNE_TOKEN"], "anne_patient_only": os.environ["ANNE_PATIENT_ONLY_TOKEN"]}
 
 
 @pytest.fixture(scope="session")

@@ -293,6 +293,36 @@ def test_everything_is_what_the_caller_may_see_in_one_bundle(http, anne_token, a
     assert {"Patient", "Observation", "MedicationRequest"} <= kinds
 
 
+def test_a_patient_scope_reaches_no_other_type_through_includes(http, tokens, anne):
+    only_patient = tokens["anne_patient_only"]
+    assert http("GET", f"/Patient/{anne['id']}", only_patient).status_code == 200
+    rev = http("GET", f"/Patient?_id={anne['id']}&_revinclude=Observation:subject", only_patient)
+    assert rev.status_code == 403
+    outcome_of(rev)
+    everything = http("GET", f"/Patient/{anne['id']}/$everything", only_patient).json()
+    assert {e["resource"]["resourceType"] for e in everything["entry"]} == {"Patient"}
+
+
+def test_a_panel_changed_in_one_component_gets_a_new_version(http, tokens, anne):
+    panel = lab_result(anne["id"])
+    panel["code"] = {"coding": [{"system": LOINC, "code": "85354-9", "display": "Blood pressure panel"}]}
+    del panel["valueQuantity"]
+    panel["component"] = [
+        {"code": {"coding": [{"system": LOINC, "code": code, "display": name}]},
+         "valueQuantity": {"value": value, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}
+        for code, name, value in [("8480-6", "Systolic", 142), ("8462-4", "Diastolic", 88)]
+    ]
+    first = http("POST", "/Observation", tokens["lab"], json=panel)
+    assert first.status_code == 201, first.text
+    panel["component"][1]["valueQuantity"]["value"] = 91
+    second = http("POST", "/Observation", tokens["lab"], json=panel)
+    assert second.status_code == 200, second.text
+    v1, v2 = first.json()["meta"]["versionId"], second.json()["meta"]["versionId"]
+    assert v1 != v2 and second.json()["id"] == first.json()["id"]
+    old = http("GET", f"/Observation/{first.json()['id']}/_history/{v1}", tokens["anne"]).json()
+    assert [c["valueQuantity"]["value"] for c in old["component"]] == [142, 88]
+
+
 def test_a_lab_finds_the_patient_it_reports_for_by_cpr(lab, anne):
     found = lab.resources("Patient").search(identifier=f"{CPR_SYSTEM}|{anne['cpr']}").fetch_all()
     assert [p.id for p in found] == [anne["id"]]

@@ -28,7 +28,16 @@ pub(super) async fn json_only(request: Request, next: Next) -> Response {
     if let Some(refusal) = refuse_format(request.uri().query(), request.headers()) {
         return refusal;
     }
-    as_operation_outcome(next.run(request).await).await
+    let mut response = as_operation_outcome(next.run(request).await).await;
+    // Records are for the caller alone, and absolute URLs depend on the Host asked for: no
+    // shared cache may keep or reuse an answer.
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Host, Authorization, Accept"),
+    );
+    response
 }
 
 fn outcome(status: StatusCode, code: &str, diagnostics: &str) -> Response {

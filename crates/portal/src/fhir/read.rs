@@ -174,7 +174,11 @@ pub(super) async fn search_patients(
     let pairs = query_pairs(raw)?;
     let query = PatientSearch::parse(&pairs, handling(&headers))?;
     let by_source_system = caller.actor.role == Role::System;
-    if by_source_system && query.identifier.is_none() {
+    let by_cpr = query
+        .identifier
+        .as_ref()
+        .is_some_and(|(system, _)| system.as_deref() != Some("_id"));
+    if by_source_system && !by_cpr {
         audit_system(
             &state,
             NewEvent::by(
@@ -191,6 +195,13 @@ pub(super) async fn search_patients(
         ));
     }
     let revinclude = revincluded(&query.shared.revinclude)?;
+    for kind in &revinclude {
+        if !same_reach(&caller, kind) {
+            return Err(FhirError::Forbidden(format!(
+                "the token's scopes do not let it read {kind} as it reads Patient; search {kind} on its own"
+            )));
+        }
+    }
     if !query.shared.include.is_empty() {
         return Err(FhirError::malformed(
             "Patient searches take _revinclude, not _include",
@@ -263,8 +274,26 @@ pub(super) async fn search_patients(
     ))
 }
 
-/// The types a `_revinclude=Type:subject` (or `:patient`) names.
+/// Whether the token's scope for `kind` makes it the same actor its Patient scope made (the
+/// one the decision at hand was made for): a `patient/Patient.read` token reaches no
+/// MedicationRequest, and a `user/` Patient scope does not stand in for a `patient/` one.
+fn same_reach(caller: &FhirCaller, kind: &str) -> bool {
+    caller
+        .token
+        .actor(caller.user.clone(), kind, false)
+        .is_some_and(|actor| {
+            actor.user_id == caller.actor.user_id
+                && actor.reach == caller.actor.reach
+                && actor.patient_id == caller.actor.patient_id
+                && actor.role == caller.actor.role
+        })
+}
+
+/// The types a `_revinclude=Type:subject` (or `:patient`) names, each once.
 fn revincluded(values: &[String]) -> FhirResult<Vec<String>> {
+    let mut values = values.to_vec();
+    values.sort();
+    values.dedup();
     values
         .iter()
         .map(|v| match v.split_once(':') {
@@ -280,7 +309,12 @@ fn revincluded(values: &[String]) -> FhirResult<Vec<String>> {
 
 /// Whether an `_include` asks for the patient a match is about (`Type:subject`,
 /// `Type:patient`, `*`); anything else is refused.
-fn includes_patient(kind: &str, values: &[String]) -> FhirResult<bool> {
+fn includes_patient(caller: &FhirCaller, kind: &str, values: &[String]) -> FhirResult<bool> {
+    if !values.is_empty() && !same_reach(caller, "Patient") {
+        return Err(FhirError::Forbidden(
+            "the token's scopes do not let it read Patient as it reads this type".into(),
+        ));
+    }
     for v in values {
         let ok = v == "*"
             || matches!(v.split_once(':'), Some((k, "subject" | "patient")) if k == kind || k == "*");
@@ -674,7 +708,7 @@ pub(super) async fn search_by_status<R: ByStatus>(
     caller.require(&state, R::TYPE, false).await?;
     let pairs = query_pairs(raw)?;
     let q = StatusSearch::parse(&pairs, handling(&headers), R::IDENTIFIED)?;
-    let include_patient = includes_patient(R::TYPE, &q.shared.include)?;
+    let include_patient = includes_patient(&caller, R::TYPE, &q.shared.include)?;
     if !q.shared.revinclude.is_empty() {
         return Err(FhirError::malformed("_revinclude is for Patient searches"));
     }
@@ -727,7 +761,7 @@ pub(super) async fn search_observations(
     caller.require(&state, Observation::TYPE, false).await?;
     let pairs = query_pairs(raw)?;
     let q = ObservationSearch::parse(&pairs, handling(&headers))?;
-    let include_patient = includes_patient(Observation::TYPE, &q.shared.include)?;
+    let include_patient = includes_patient(&caller, Observation::TYPE, &q.shared.include)?;
     if !q.shared.revinclude.is_empty() {
         return Err(FhirError::malformed("_revinclude is for Patient searches"));
     }
@@ -736,20 +770,11 @@ pub(super) async fn search_observations(
         open::<Observation>(&state, &caller, patient, "Observation search".into()).await?;
     let (conn, grant) = record.parts();
     let written = versions::written_at(conn, Observation::TYPE, patient).await?;
-    let range = q.shared.last_updated;
-    let ids = (range.from.is_some() || range.until.is_some()).then(|| {
-        written
-            .iter()
-            .filter(|(_, at)| {
-                range.from.is_none_or(|f| **at >= f) && range.until.is_none_or(|u| **at < u)
-            })
-            .filter_map(|((id, _), _)| Uuid::parse_str(id).ok())
-            .collect()
-    });
     let lab_query = labs::LabQuery {
         codes: q.codes.clone(),
         identifier: q.identifier.clone(),
-        ids,
+        written_from: q.shared.last_updated.from,
+        written_until: q.shared.last_updated.until,
         from: q.dates.from,
         until: q.dates.until,
         category: q.category.clone(),
@@ -870,12 +895,9 @@ pub(super) async fn everything(
         .await?
         .ok_or_else(FhirError::not_found)?;
     let mut entries = vec![resources::patient(&found)];
+    // Only the types the token reads as it reads the Patient: the decision made covers those.
     for (kind, _) in ingest::CLINICAL_TYPES {
-        if caller
-            .token
-            .actor(caller.user.clone(), kind, false)
-            .is_some()
-        {
+        if same_reach(&caller, kind) {
             entries.extend(all_of(kind, conn, grant).await?);
         }
     }

@@ -142,10 +142,14 @@ fn common<'a>(
                 _ => return Err(bad(k, "must be none, estimate or accurate")),
             },
             "_elements" => {
-                shared.elements = list(v)
+                shared.elements = list(k, v)?
+                    .into_iter()
                     .filter(|e| !e.is_empty())
                     .map(str::to_string)
                     .collect()
+            }
+            "_include" | "_revinclude" if shared.include.len() + shared.revinclude.len() >= 10 => {
+                return Err(bad(k, "at most 10 _include and _revinclude in all"))
             }
             "_include" => shared.include.push(v.clone()),
             "_revinclude" => shared.revinclude.push(v.clone()),
@@ -161,9 +165,16 @@ fn common<'a>(
 
 /// The values of an OR list (`a,b`); FHIR escapes a literal comma as `\,`, which no code or
 /// status the portal keeps contains.
-fn list(v: &str) -> impl Iterator<Item = &str> {
-    v.split(',').map(str::trim)
+fn list<'v>(param: &str, v: &'v str) -> Result<Vec<&'v str>, SearchError> {
+    let values: Vec<&str> = v.split(',').map(str::trim).collect();
+    if values.len() > MAX_LIST {
+        return Err(bad(param, format!("at most {MAX_LIST} values")));
+    }
+    Ok(values)
 }
+
+/// The most values one list takes.
+const MAX_LIST: usize = 50;
 
 fn number(param: &str, v: &str, min: i64, max: i64) -> Result<i64, SearchError> {
     match v.trim().parse::<i64>() {
@@ -317,7 +328,7 @@ impl ObservationSearch {
             match k {
                 "patient" | "subject" => s.patient = Some(patient_reference(k, v)?),
                 "code" => {
-                    for code in list(v) {
+                    for code in list(k, v)? {
                         s.codes.push(token(k, code)?);
                     }
                 }
@@ -390,7 +401,7 @@ impl StatusSearch {
         for (k, v) in rest {
             match k {
                 "status" => {
-                    for status in list(v) {
+                    for status in list(k, v)? {
                         s.status.push(token(k, status)?.1);
                     }
                 }

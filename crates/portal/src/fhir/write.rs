@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use access_control::audit::{NewEvent, Outcome};
+use access_control::BatchGrants;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::caller::audit_system;
 use super::ingest::{self, Applied, Entry, Writer};
 use super::{base, fhir_json, r4_types, resources, versions, FhirCaller, FhirError, FhirResult};
 use crate::app::AppState;
@@ -164,7 +163,8 @@ impl Answer {
             response["lastModified"] = resources::instant(at).into();
         }
         let mut entry = json!({ "response": response });
-        if want == Return::Representation {
+        // Who a patient is goes back to no writer: the population register knows it already.
+        if want == Return::Representation && self.kind() != "Patient" {
             entry["fullUrl"] = format!("{base}/{}/{}", self.kind(), self.id()).into();
             entry["resource"] = self.resource.clone();
         }
@@ -235,7 +235,9 @@ async fn prepare(
     match op {
         Op::Create { if_none_exist } => {
             if let Some(condition) = if_none_exist {
-                if let Some(found) = conditional_match(state, caller, table, condition).await? {
+                if let Some(found) =
+                    conditional_match(state, caller, table, condition, resource).await?
+                {
                     return Ok(Some(found));
                 }
             }
@@ -257,6 +259,9 @@ async fn prepare(
                 }
                 Err(_) => None,
             };
+            // Another source's resource is answered as one that does not exist: nothing of it,
+            // not even its version, reaches a caller before a decision.
+            let held = held.filter(|(source, _)| source.system == source_system(caller));
             let wanted = if_match.as_deref().map(etag_version);
             match (held, wanted) {
                 (Some((_, version)), Some(wanted)) if wanted != Some(version) => {
@@ -265,22 +270,27 @@ async fn prepare(
                     )))
                 }
                 (None, Some(_)) => Err(FhirError::PreconditionFailed(format!(
-                    "{kind}/{id} does not exist, so no version of it can match"
+                    "this client holds no {kind}/{id}, so no version of it can match"
                 ))),
-                (Some((source, _)), _) if source.system != source_system(caller) => {
-                    Err(FhirError::conflict(format!(
-                        "{kind}/{id} was delivered by another source system; only that one \
-                         corrects it"
-                    )))
-                }
                 (Some((source, _)), _) => {
-                    resource["id"] = source.id.into();
+                    resource["id"] = kept_under(table, source.id).into();
                     Ok(None)
                 }
                 // A client's own id: the resource is kept under it, so resending it updates.
                 (None, None) => Ok(None),
             }
         }
+    }
+}
+
+/// The source id a resource is sent under: a panel's first component (`X#0`) stands for the
+/// panel, which the source sent as `X`.
+fn kept_under(table: Table, source_id: String) -> String {
+    match source_id.rsplit_once('#') {
+        Some((panel, n)) if table == Table::LabResults && n.bytes().all(|b| b.is_ascii_digit()) => {
+            panel.to_string()
+        }
+        _ => source_id,
     }
 }
 
@@ -292,6 +302,7 @@ async fn conditional_match(
     caller: &FhirCaller,
     table: Table,
     condition: &str,
+    resource: &Value,
 ) -> FhirResult<Option<Answer>> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(condition)
         .map_err(|_| FhirError::malformed("If-None-Exist is not a query string"))?;
@@ -321,19 +332,26 @@ async fn conditional_match(
         return Ok(None);
     };
     drop(conn);
-    let patient = patient_named(&found.body);
-    let mut event = NewEvent::by(
-        &caller.actor,
-        &caller.ctx,
-        "fhir conditional create",
-        Outcome::Success,
-    )
-    .resource(kind, Some(id.to_string()))
-    .reason("matched what this client wrote before; nothing written");
-    if let Some(patient) = patient {
-        event = event.about(patient);
+    // The same identifier about another patient is another result, not this one.
+    let Some(patient) = patient_named(&found.body).filter(|p| Some(*p) == patient_named(resource))
+    else {
+        return Ok(None);
+    };
+    // Answering with what is stored is decided, and audited, as the write it stands in for.
+    let gate = state.gate();
+    let category = ingest::category_of(kind).ok_or_else(FhirError::not_found)?;
+    let mut tx = state.db.begin_write().await?;
+    let request = caller.request(patient, Some(format!("{kind}/{id}")));
+    let mut grants = BatchGrants::default();
+    let refused = grants
+        .write(&gate, &mut tx, &request, category, &source)
+        .await?
+        .err();
+    if let Some(refusal) = refused {
+        tx.rollback().await?;
+        return Err(gate.record_refusal(refusal).await.into());
     }
-    audit_system(state, event).await?;
+    tx.commit().await?;
     Ok(Some(Answer {
         status: StatusCode::OK,
         resource: versions::stamped(found.body, found.written_at),

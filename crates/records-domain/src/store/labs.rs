@@ -66,6 +66,8 @@ const COUNT_UNRELEASED: &str =
 const RELEASE: &str = "UPDATE lab_results SET released_at = $1, version = version + 1 \
      WHERE id = $2 AND patient_id = $3 AND released_at > $1";
 const PATIENT_OF: &str = "SELECT patient_id FROM lab_results WHERE id = $1";
+const BUMP_VERSION: &str =
+    "UPDATE lab_results SET version = version + 1 WHERE id = $1 AND patient_id = $2";
 /// The components of one panel share its code, time and source; their source ids tell them
 /// from another panel of the same code and time.
 const PANEL_COMPONENTS: &str = concat!(
@@ -83,14 +85,15 @@ const BY_ID: &str = concat!(
 /// Every statement of this module; the searches with every filter on.
 pub(crate) fn statements() -> Vec<Statement> {
     let mut all = crate::statements!("labs": BY_SOURCE, UPDATE, INSERT, FOR_PATIENT, HISTORY,
-        COUNT_UNRELEASED, RELEASE, PATIENT_OF, BY_ID, PANEL_COMPONENTS);
+        COUNT_UNRELEASED, RELEASE, PATIENT_OF, BY_ID, PANEL_COMPONENTS, BUMP_VERSION);
     let every_filter = LabQuery {
         codes: vec![
             (Some("http://loinc.org".into()), "2093-3".into()),
             (None, "2085-9".into()),
         ],
         identifier: Some("urn:lab|1".into()),
-        ids: Some(vec![Uuid::nil(), Uuid::nil()]),
+        written_from: Some(OffsetDateTime::UNIX_EPOCH),
+        written_until: Some(OffsetDateTime::UNIX_EPOCH),
         from: Some(OffsetDateTime::UNIX_EPOCH),
         until: Some(OffsetDateTime::UNIX_EPOCH),
         category: Some("laboratory".into()),
@@ -365,6 +368,23 @@ pub async fn release(
     Ok(())
 }
 
+/// A new version of the result that stands for a panel, when another of its components
+/// changed: the panel is one resource, and its version is this result's. Returns the new
+/// version.
+pub async fn bump_version(
+    conn: &mut AnyConnection,
+    permit: &impl WritePermit,
+    result: &LabResult,
+) -> Result<i64, DomainError> {
+    require(permit, Category::LabResults)?;
+    sqlx::query(BUMP_VERSION)
+        .bind(UuidText(result.id))
+        .bind(permit.patient_id())
+        .execute(conn)
+        .await?;
+    Ok(result.version + 1)
+}
+
 /// The patient a result belongs to: needed to decide on access before reading it.
 pub async fn patient_of(
     conn: &mut AnyConnection,
@@ -400,8 +420,10 @@ pub struct LabQuery {
     pub codes: Vec<(Option<String>, String)>,
     /// The source's identifier, `system|value`.
     pub identifier: Option<String>,
-    /// Only these results (what a filter outside this table chose), when given.
-    pub ids: Option<Vec<Uuid>>,
+    /// When the result's current version was written, as `resource_versions` keeps it (FHIR's
+    /// `_lastUpdated`): a result with no kept version matches no such filter.
+    pub written_from: Option<OffsetDateTime>,
+    pub written_until: Option<OffsetDateTime>,
     pub from: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
     pub category: Option<String>,
@@ -447,16 +469,18 @@ fn search_query<'q>(
     if let Some(identifier) = given(&q.identifier) {
         query.push_bind(" AND identifier = ", identifier);
     }
-    if let Some(ids) = &q.ids {
-        if ids.is_empty() {
-            query.push(" AND 1 = 0");
+    if q.written_from.is_some() || q.written_until.is_some() {
+        query.push(
+            " AND EXISTS (SELECT 1 FROM resource_versions v WHERE v.resource_type = 'Observation' \
+             AND v.resource_id = lab_results.id AND v.version = lab_results.version",
+        );
+        if let Some(from) = q.written_from {
+            query.push_bind(" AND v.written_at >= ", Utc(from));
         }
-        for (n, id) in ids.iter().enumerate() {
-            query.push_bind(if n == 0 { " AND id IN (" } else { ", " }, UuidText(*id));
-            if n + 1 == ids.len() {
-                query.push(")");
-            }
+        if let Some(until) = q.written_until {
+            query.push_bind(" AND v.written_at < ", Utc(until));
         }
+        query.push(")");
     }
     if let Some(from) = q.from {
         query.push_bind(" AND effective_at >= ", Utc(from));

@@ -300,13 +300,23 @@ async fn observe(
         (result.id, result.version) = (written.id, written.version);
         outcomes.push(written.outcome);
     }
-    let Some(head) = results.first() else {
+    let Some(head_outcome) = outcomes.first().copied() else {
         return Ok(None);
     };
+    // A panel is new when its head is; otherwise any changed component changes it.
+    let outcome = match head_outcome {
+        Upserted::Inserted => Upserted::Inserted,
+        _ if outcomes.iter().any(|o| *o != Upserted::Unchanged) => Upserted::Updated,
+        _ => Upserted::Unchanged,
+    };
+    if head_outcome == Upserted::Unchanged && outcome != Upserted::Unchanged {
+        // Another component changed: the panel is one resource with the head's version.
+        results[0].version = labs::bump_version(tx, grant, &results[0]).await?;
+    }
     let components = if results.len() > 1 { &results[..] } else { &[] };
     Ok(Some((
-        combined(&outcomes),
-        resources::observation(head, components),
+        outcome,
+        resources::observation(&results[0], components),
     )))
 }
 
@@ -326,16 +336,6 @@ async fn keep<T: Kept>(
         version,
     } = kept::upsert(tx, grant, &record).await?;
     Ok(Some((outcome, render(&record.as_stored(id, version)))))
-}
-
-fn combined(outcomes: &[Upserted]) -> Upserted {
-    if outcomes.contains(&Upserted::Inserted) {
-        Upserted::Inserted
-    } else if outcomes.contains(&Upserted::Updated) {
-        Upserted::Updated
-    } else {
-        Upserted::Unchanged
-    }
 }
 
 /// The source key of a resource: its id (or, failing that, its first identifier).
