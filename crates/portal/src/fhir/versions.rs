@@ -68,20 +68,66 @@ pub async fn record(
     written_at: OffsetDateTime,
     body: &Value,
 ) -> Result<(), DomainError> {
-    let version: i64 = body["meta"]["versionId"]
-        .as_str()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
     sqlx::query(INSERT)
         .bind(body["resourceType"].as_str().unwrap_or_default())
         .bind(body["id"].as_str().unwrap_or_default())
-        .bind(version)
+        .bind(version_of(body))
         .bind(patient)
         .bind(Utc(written_at))
         .bind(body.to_string())
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Many versions written at one moment, in as few statements as the engines' bind limits
+/// allow: an import keeps every resource's version without a statement of its own each.
+pub async fn record_all(
+    conn: &mut AnyConnection,
+    written_at: OffsetDateTime,
+    versions: &[(PatientId, &Value)],
+) -> Result<(), DomainError> {
+    const COLUMNS: usize = 6;
+    const ROWS_PER_STATEMENT: usize = 500;
+    for chunk in versions.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|row| {
+                let params: Vec<String> = (1..=COLUMNS)
+                    .map(|column| format!("${}", row * COLUMNS + column))
+                    .collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO resource_versions \
+             (resource_type, resource_id, version, patient_id, written_at, body) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (patient, body) in chunk {
+            query = query
+                .bind(
+                    body["resourceType"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+                .bind(body["id"].as_str().unwrap_or_default().to_string())
+                .bind(version_of(body))
+                .bind(*patient)
+                .bind(Utc(written_at))
+                .bind(body.to_string());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+fn version_of(body: &Value) -> i64 {
+    body["meta"]["versionId"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 }
 
 pub async fn one(

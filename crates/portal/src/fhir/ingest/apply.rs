@@ -117,6 +117,8 @@ async fn write_batch(
     let mut summary = Summary::default();
     let mut entries: Vec<Option<Entry>> = vec![None; batch.entries.len()];
     let now = OffsetDateTime::now_utc();
+    // Where the batch made a new version, kept together at the end (`versions::record_all`).
+    let mut new_versions: Vec<(PatientId, usize)> = Vec::new();
     // Patients first, so that the other resources can point at them wherever they stand.
     let mut patient_ids: HashMap<usize, PatientId> = HashMap::new();
     for (position, (location, resource)) in batch
@@ -129,7 +131,10 @@ async fn write_batch(
         patient_ids.insert(position, patient.id);
         summary.count("Patient", written.outcome);
         let served = resources::patient(&patient);
-        entries[position] = Some(stored(tx, patient.id, written.outcome, served, now).await?);
+        entries[position] = Some(stored(written.outcome, served, now));
+        if written.outcome != Upserted::Unchanged {
+            new_versions.push((patient.id, position));
+        }
     }
     let mut grants = BatchGrants::default();
     for (position, (location, resource)) in batch.entries.iter().enumerate() {
@@ -251,8 +256,19 @@ async fn write_batch(
             continue;
         };
         summary.count(kind, outcome);
-        entries[position] = Some(stored(tx, subject, outcome, served, now).await?);
+        entries[position] = Some(stored(outcome, served, now));
+        if outcome != Upserted::Unchanged {
+            new_versions.push((subject, position));
+        }
     }
+    let bodies: Vec<(PatientId, &Value)> = new_versions
+        .iter()
+        .filter_map(|&(patient, position)| match &entries[position] {
+            Some(Entry::Stored { resource, .. }) => Some((patient, resource)),
+            _ => None,
+        })
+        .collect();
+    versions::record_all(tx, now, &bodies).await?;
     let entries = entries
         .into_iter()
         .map(|e| {
@@ -264,28 +280,21 @@ async fn write_batch(
     Ok(Applied { summary, entries })
 }
 
-/// A resource as stored: a new version is kept with the time it was written.
-async fn stored(
-    tx: &mut sqlx::AnyConnection,
-    patient: PatientId,
-    outcome: Upserted,
-    served: Value,
-    now: OffsetDateTime,
-) -> Result<Entry, DomainError> {
+/// A resource as stored; a new version carries the time it was written, and is kept with the
+/// batch's other new versions at its end.
+fn stored(outcome: Upserted, served: Value, now: OffsetDateTime) -> Entry {
     if outcome == Upserted::Unchanged {
-        return Ok(Entry::Stored {
+        return Entry::Stored {
             outcome,
             resource: served,
             written_at: None,
-        });
+        };
     }
-    let resource = versions::stamped(served, now);
-    versions::record(tx, patient, now, &resource).await?;
-    Ok(Entry::Stored {
+    Entry::Stored {
         outcome,
-        resource,
+        resource: versions::stamped(served, now),
         written_at: Some(now),
-    })
+    }
 }
 
 /// Store a result, or a panel's components; the first stands for the whole Observation.
