@@ -1223,3 +1223,53 @@ both_engines!(
         }
     }
 );
+
+both_engines!(
+    versions_everything_and_includes_refuse_an_unrelated_caller,
+    |app: TestApp| async move {
+        // Anne's record; Bo and Dr. Larsen (another practice, no relationship) are unrelated.
+        let (anne, bo) = (patient_id(&app, "anne").await, patient_id(&app, "bo").await);
+        let lab = Fhir::new(
+            &app,
+            Some(token(&app, "lab", "system/Observation.write", None).await),
+        );
+        let (status, written) = lab
+            .post("/Observation", &observation("lab-anne-1", &anne, 5.0))
+            .await;
+        assert_eq!(status, 201, "{written}");
+        let id = written["id"].as_str().unwrap().to_string();
+        let callers = [
+            token(&app, "bo-app", "patient/*.read", Some("bo")).await,
+            token(&app, "larsen-app", "user/*.read", Some("dr.larsen")).await,
+        ];
+        for secret in callers {
+            let caller = Fhir::new(&app, Some(secret));
+            for path in [
+                format!("/Observation/{id}/_history"),
+                format!("/Observation/{id}/_history/1"),
+                format!("/Patient/{anne}/$everything"),
+                format!("/Patient?_id={anne}&_revinclude=Observation:subject"),
+            ] {
+                let (status, body) = caller.get(&path).await;
+                let refused = matches!(status, 403 | 404)
+                    || (status == 200 && body["entry"].as_array().is_none_or(|e| e.is_empty()));
+                assert!(refused, "{path}: {status} {body}");
+                assert_ne!(body["resourceType"], "Observation", "{path}");
+            }
+        }
+        let refusals = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM audit_events WHERE patient_id = '{anne}' AND outcome = 'denied'"
+            ))
+            .await;
+        assert!(refusals >= 6, "each refused read is audited: {refusals}");
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM audit_events WHERE patient_id = '{bo}' AND outcome = 'denied'"
+            ))
+            .await,
+            0,
+            "the refusals are Anne's to see, not the callers'"
+        );
+    }
+);

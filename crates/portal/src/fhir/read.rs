@@ -24,7 +24,8 @@ use super::caller::audit_system;
 use super::search::{
     self, AuditSearch, Handling, ObservationSearch, Paging, PatientSearch, Shared, StatusSearch,
 };
-use super::{fhir_json, ingest, resources, versions, FhirCaller, FhirError, FhirResult};
+use super::versions::{self, version_of};
+use super::{fhir_json, ingest, resources, FhirCaller, FhirError, FhirResult};
 use crate::app::AppState;
 
 fn query_pairs(raw: Option<String>) -> FhirResult<Vec<(String, String)>> {
@@ -584,13 +585,6 @@ async fn current<R: RecordResource>(
     ))
 }
 
-fn version_of(resource: &Value) -> i64 {
-    resource["meta"]["versionId"]
-        .as_str()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-}
-
 pub(super) async fn read_by_id<R: RecordResource>(
     State(state): State<AppState>,
     mut caller: FhirCaller,
@@ -637,16 +631,15 @@ pub(super) async fn history<R: RecordResource>(
     let kept = versions::all(&mut conn, R::TYPE, uuid).await?;
     drop(conn);
     let newest = version_of(&now);
-    let mut entries = vec![(now, None)];
+    let mut entries = vec![now];
     for v in kept.into_iter().filter(|v| v.number != newest) {
-        let at = v.written_at;
-        entries.push((versions::stamped(v.body, at), Some(at)));
+        entries.push(versions::stamped(v.body, v.written_at));
     }
     let base = super::base::base_url(&headers, &state);
     let url = format!("{base}/{}/{uuid}", R::TYPE);
     let entry: Vec<Value> = entries
         .into_iter()
-        .map(|(resource, _)| {
+        .map(|resource| {
             let version = version_of(&resource);
             let (method, status) = if version == 1 {
                 ("POST", "201 Created")

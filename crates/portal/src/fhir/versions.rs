@@ -123,7 +123,8 @@ pub async fn record_all(
     Ok(())
 }
 
-fn version_of(body: &Value) -> i64 {
+/// A resource's `meta.versionId` as a number (1 when it names none).
+pub fn version_of(body: &Value) -> i64 {
     body["meta"]["versionId"]
         .as_str()
         .and_then(|v| v.parse().ok())
@@ -181,10 +182,7 @@ pub async fn written_at(
 pub fn stamp(resource: &mut Value, written: &HashMap<(String, i64), OffsetDateTime>) {
     let key = (
         resource["id"].as_str().unwrap_or_default().to_string(),
-        resource["meta"]["versionId"]
-            .as_str()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
+        version_of(resource),
     );
     if let Some(at) = written.get(&key) {
         resource["meta"]["lastUpdated"] = super::resources::instant(*at).into();
